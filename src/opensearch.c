@@ -1,0 +1,165 @@
+/*-------------------------------------------------------------------------
+ *
+ * opensearch.c
+ *	  The OpenSearch client: which node to talk to, with which credentials.
+ *
+ * This file owns the node list parsed from flusso.opensearch_url, the
+ * request options (basic auth, TLS, timeout) and failover: a request goes
+ * to the current node, and a transport failure moves the current node to
+ * the next URL in the list.  It builds on http.c and knows nothing about
+ * documents; the bulk protocol lives in sink_opensearch.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "flusso.h"
+#include "opensearch.h"
+#include "settings.h"
+
+static List *nodes = NIL;		/* base URLs without a trailing slash */
+static int	current_node = 0;
+static FlussoHttpOptions options;
+
+void
+flusso_os_configure(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	List	   *urls = flusso_split_list(flusso_opensearch_url);
+	ListCell   *lc;
+
+	list_free_deep(nodes);
+	nodes = NIL;
+	foreach(lc, urls)
+	{
+		char	   *url = lfirst(lc);
+		size_t		len = strlen(url);
+
+		while (len > 0 && url[len - 1] == '/')
+			url[--len] = '\0';
+		nodes = lappend(nodes, url);
+	}
+	current_node = 0;
+	options.user = flusso_opensearch_user;
+	options.password = flusso_opensearch_password;
+	options.ca_file = flusso_opensearch_ca_file;
+	options.tls_verify = flusso_opensearch_tls_verify;
+	options.timeout_ms = flusso_request_timeout;
+	MemoryContextSwitchTo(old);
+}
+
+bool
+flusso_os_configured(void)
+{
+	return nodes != NIL;
+}
+
+FlussoHttpRequest *
+flusso_os_start(const char *method, const char *path, const char *content_type,
+				char *body, size_t body_len)
+{
+	FlussoHttpRequest *req;
+	char	   *url;
+
+	Assert(nodes != NIL);
+	url = psprintf("%s%s", (char *) list_nth(nodes, current_node), path);
+	req = flusso_http_start(method, url, content_type, body, body_len, &options);
+	req->node = current_node;
+	pfree(url);
+	return req;
+}
+
+bool
+flusso_os_transport_failed(const FlussoHttpRequest *req)
+{
+	return req->result != CURLE_OK;
+}
+
+void
+flusso_os_node_failed(int node)
+{
+	if (nodes != NIL && node == current_node)
+		current_node = (current_node + 1) % list_length(nodes);
+}
+
+FlussoHttpRequest *
+flusso_os_request(const char *method, const char *path, const char *content_type,
+				  const char *body)
+{
+	FlussoHttpRequest *req = NULL;
+	int			attempt;
+
+	for (attempt = 0; attempt < list_length(nodes); attempt++)
+	{
+		char	   *copy = NULL;
+		size_t		len = body ? strlen(body) : 0;
+
+		if (body)
+		{
+			copy = malloc(len + 1);
+			if (copy == NULL)
+				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+			memcpy(copy, body, len + 1);
+		}
+		if (req)
+			flusso_http_free(req);
+		req = flusso_os_start(method, path, content_type, copy, len);
+		flusso_http_run(req);
+		if (!flusso_os_transport_failed(req))
+			break;
+		flusso_os_node_failed(req->node);
+	}
+	return req;
+}
+
+/* Pull version.number out of the answer to GET /. */
+static char *
+parse_version(const char *body)
+{
+	json_object *root = json_tokener_parse(body);
+	json_object *version;
+	json_object *number;
+	char	   *result = NULL;
+
+	if (root && json_object_object_get_ex(root, "version", &version) &&
+		json_object_object_get_ex(version, "number", &number) &&
+		json_object_is_type(number, json_type_string))
+		result = pstrdup(json_object_get_string(number));
+	json_object_put(root);
+	return result;
+}
+
+FlussoReachability
+flusso_os_ping(void)
+{
+	FlussoHttpRequest *req;
+	FlussoReachability state;
+	char	   *version = NULL;
+	char	   *error = NULL;
+
+	if (!flusso_os_configured())
+	{
+		flusso_observer->on_opensearch(FLUSSO_OS_DRY_RUN, NULL, NULL);
+		return FLUSSO_OS_DRY_RUN;
+	}
+	req = flusso_os_request("GET", "/", NULL, NULL);
+	if (req->result == CURLE_OK && req->status == 200)
+		version = parse_version(req->response ? req->response : "");
+	if (version)
+		state = FLUSSO_OS_REACHABLE;
+	else
+	{
+		state = FLUSSO_OS_UNREACHABLE;
+		error = req->result == CURLE_OK && req->status == 200 ?
+			pstrdup("the answer to GET / carries no version.number") :
+			flusso_http_describe_failure(req);
+	}
+	flusso_http_free(req);
+	flusso_observer->on_opensearch(state, version, error);
+	return state;
+}

@@ -1,0 +1,39 @@
+/*-------------------------------------------------------------------------
+ *
+ * opensearch.h
+ *	  An OpenSearch client: node list, failover, credentials, TLS.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_OPENSEARCH_H
+#define FLUSSO_OPENSEARCH_H
+
+#include "http.h"
+#include "observer.h"
+
+/* Re-read the flusso.opensearch_* settings (at start and after SIGHUP). */
+extern void flusso_os_configure(void);
+
+/* Is a URL set?  Without one the sink is a dry run. */
+extern bool flusso_os_configured(void);
+
+/* Start a request to the current node; path starts with '/'. */
+extern FlussoHttpRequest *flusso_os_start(const char *method, const char *path,
+										  const char *content_type,
+										  char *body, size_t body_len);
+
+/* Did the request fail at the transport level (so another node may do)? */
+extern bool flusso_os_transport_failed(const FlussoHttpRequest *req);
+
+/* Note that a node failed: later requests go to the next one. */
+extern void flusso_os_node_failed(int node);
+
+/* Run one request to completion, failing over once through every node. */
+extern FlussoHttpRequest *flusso_os_request(const char *method, const char *path,
+											const char *content_type,
+											const char *body);
+
+/* Ask the cluster for its version; report the outcome to the observer. */
+extern FlussoReachability flusso_os_ping(void);
+
+#endif							/* FLUSSO_OPENSEARCH_H */

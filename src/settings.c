@@ -1,0 +1,352 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.c
+ *	  Defines every flusso.* setting, with its unit, bounds and check hook.
+ *
+ * This file owns the settings and nothing else: the values live in the
+ * variables below and each process reads them directly.  Sizing settings
+ * are PGC_POSTMASTER; tunables are PGC_SIGHUP and are picked up by the
+ * workers at their next loop.  Endpoints and secrets are
+ * GUC_SUPERUSER_ONLY, so other roles never see them in pg_settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <limits.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "flusso.h"
+#include "settings.h"
+
+char	   *flusso_database = NULL;
+char	   *flusso_opensearch_url = NULL;
+char	   *flusso_opensearch_user = NULL;
+char	   *flusso_opensearch_password = NULL;
+char	   *flusso_opensearch_ca_file = NULL;
+bool		flusso_opensearch_tls_verify = true;
+char	   *flusso_slot_name = NULL;
+int			flusso_batch_size = 1000;
+int			flusso_batch_bytes = 8 * 1024 * 1024;
+int			flusso_flush_interval = 20;
+int			flusso_queue_capacity = 4;
+int			flusso_lag_poll_interval = 15000;
+int			flusso_on_error = FLUSSO_ON_ERROR_STOP;
+bool		flusso_skip_backfill = false;
+bool		flusso_enabled = true;
+int			flusso_max_indexes = 64;
+int			flusso_request_timeout = 30000;
+int			flusso_retry_max_interval = 30000;
+bool		flusso_pretty = false;
+bool		flusso_manage_replica_identity = false;
+int			flusso_capture_memory = 65536;
+
+static const struct config_enum_entry on_error_options[] = {
+	{"stop", FLUSSO_ON_ERROR_STOP, false},
+	{"skip", FLUSSO_ON_ERROR_SKIP, false},
+	{"dead_letter", FLUSSO_ON_ERROR_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
+
+const char *
+flusso_on_error_name(int policy)
+{
+	const struct config_enum_entry *e;
+
+	for (e = on_error_options; e->name; e++)
+		if (e->val == policy)
+			return e->name;
+	return "unknown";
+}
+
+int
+flusso_on_error_parse(const char *name)
+{
+	const struct config_enum_entry *e;
+
+	for (e = on_error_options; e->name; e++)
+		if (pg_strcasecmp(e->name, name) == 0)
+			return e->val;
+	return -1;
+}
+
+List *
+flusso_split_list(const char *value)
+{
+	List	   *result = NIL;
+	const char *p = value ? value : "";
+
+	while (*p)
+	{
+		const char *start;
+		const char *end;
+
+		while (*p == ',' || isspace((unsigned char) *p))
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && isspace((unsigned char) end[-1]))
+			end--;
+		if (end > start)
+			result = lappend(result, pnstrdup(start, end - start));
+	}
+	return result;
+}
+
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	List	   *names = flusso_split_list(*newval);
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+		ListCell   *other;
+
+		if (strlen(name) >= NAMEDATALEN)
+		{
+			GUC_check_errdetail("Database name \"%s\" is longer than %d bytes.",
+								name, NAMEDATALEN - 1);
+			return false;
+		}
+		for (other = lnext(names, lc); other; other = lnext(names, other))
+		{
+			if (strcmp(name, lfirst(other)) == 0)
+			{
+				GUC_check_errdetail("Database \"%s\" is listed twice.", name);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* One URL: http(s)://host[:port][/path], no query, no fragment. */
+static bool
+url_is_valid(const char *url, const char **why)
+{
+	const char *p;
+	const char *host;
+
+	if (strncmp(url, "http://", 7) == 0)
+		p = url + 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		p = url + 8;
+	else
+	{
+		*why = "it does not start with http:// or https://";
+		return false;
+	}
+	host = strrchr(p, '@');		/* user:password@host is allowed */
+	host = host ? host + 1 : p;
+	if (*host == '\0' || *host == '/' || *host == ':')
+	{
+		*why = "it has no host";
+		return false;
+	}
+	if (strpbrk(url, "?# \t\r\n"))
+	{
+		*why = "it contains a query, a fragment or white space";
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_opensearch_url(char **newval, void **extra, GucSource source)
+{
+	List	   *urls = flusso_split_list(*newval);
+	ListCell   *lc;
+
+	foreach(lc, urls)
+	{
+		const char *why = NULL;
+
+		if (!url_is_valid(lfirst(lc), &why))
+		{
+			char	   *shown = flusso_redact(lfirst(lc));
+
+			GUC_check_errdetail("\"%s\" is not a usable OpenSearch URL: %s.",
+								shown, why);
+			GUC_check_errhint("Set flusso.opensearch_url to one or more comma-separated URLs such as http://localhost:9200, or to an empty string for a dry run.");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Slot names follow PostgreSQL's rule: [a-z0-9_], at most NAMEDATALEN-1. */
+static bool
+check_slot_name(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (**newval == '\0')
+	{
+		GUC_check_errdetail("The replication slot name must not be empty.");
+		return false;
+	}
+	if (strlen(*newval) >= NAMEDATALEN - 12)
+	{
+		GUC_check_errdetail("The replication slot name must be shorter than %d bytes.",
+							NAMEDATALEN - 12);
+		return false;
+	}
+	for (p = *newval; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+		{
+			GUC_check_errdetail("Replication slot names may only contain lower case letters, numbers and the underscore character.");
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+define_connection_settings(void)
+{
+	DefineCustomStringVariable("flusso.database",
+							   "Databases whose indexes flusso keeps in sync (comma-separated).",
+							   "One sync worker runs for each database in the list.",
+							   &flusso_database, "postgres", PGC_SIGHUP, 0,
+							   check_database, NULL, NULL);
+	DefineCustomStringVariable("flusso.opensearch_url",
+							   "OpenSearch node URLs, comma-separated; empty for a dry run.",
+							   "With several URLs, requests fail over to the next node.",
+							   &flusso_opensearch_url, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   check_opensearch_url, NULL, NULL);
+	DefineCustomStringVariable("flusso.opensearch_user",
+							   "User name for HTTP basic authentication to OpenSearch.",
+							   NULL, &flusso_opensearch_user, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("flusso.opensearch_password",
+							   "Password for HTTP basic authentication to OpenSearch.",
+							   NULL, &flusso_opensearch_password, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("flusso.opensearch_ca_file",
+							   "File of CA certificates that verify OpenSearch's TLS certificate.",
+							   "Empty means the system's default CA store.",
+							   &flusso_opensearch_ca_file, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomBoolVariable("flusso.opensearch_tls_verify",
+							 "Verify OpenSearch's TLS certificate and host name.",
+							 NULL, &flusso_opensearch_tls_verify, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.request_timeout",
+							"Time after which a request to OpenSearch is abandoned and retried.",
+							NULL, &flusso_request_timeout, 30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.retry_max_interval",
+							"Longest wait between two retries of a failed request.",
+							"Retries back off exponentially with jitter up to this interval.",
+							&flusso_retry_max_interval, 30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+}
+
+static void
+define_pipeline_settings(void)
+{
+	DefineCustomStringVariable("flusso.slot_name",
+							   "Name of the logical replication slot flusso decodes.",
+							   "With several databases, the database's OID is appended.",
+							   &flusso_slot_name, "flusso", PGC_POSTMASTER, 0,
+							   check_slot_name, NULL, NULL);
+	DefineCustomIntVariable("flusso.batch_size",
+							"Largest number of documents in one bulk request.",
+							NULL, &flusso_batch_size, 1000, 1, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.batch_bytes",
+							"Largest size of one bulk request body.",
+							NULL, &flusso_batch_bytes, 8 * 1024 * 1024,
+							64 * 1024, 512 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.flush_interval",
+							"Longest time a change waits for its batch to fill before it is sent.",
+							NULL, &flusso_flush_interval, 20, 0, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.queue_capacity",
+							"Bulk requests that may be in flight at once.",
+							"The next batch is built while earlier ones are being sent.",
+							&flusso_queue_capacity, 4, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.capture_memory",
+							"Memory the capture stage may use for changes not yet resolved.",
+							"Past it, captured changes spill to a temporary file.",
+							&flusso_capture_memory, 65536, 1024, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.lag_poll_interval",
+							"How often the replication slot's lag is sampled.",
+							NULL, &flusso_lag_poll_interval, 15000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomEnumVariable("flusso.on_error",
+							 "What to do with a document OpenSearch rejects.",
+							 "stop halts the index, skip logs and counts it, dead_letter keeps it in flusso.dead_letters. An index definition may override it.",
+							 &flusso_on_error, FLUSSO_ON_ERROR_STOP, on_error_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("flusso.skip_backfill",
+							 "Skip the initial copy of new indexes and only stream changes.",
+							 NULL, &flusso_skip_backfill, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("flusso.enabled",
+							 "Run the sync workers.",
+							 "When off, the workers stop and the slot keeps the changes until it is on again.",
+							 &flusso_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("flusso.pretty",
+							 "Pretty-print documents in the dry-run sink.",
+							 NULL, &flusso_pretty, false, PGC_SIGHUP, 0, NULL, NULL, NULL);
+}
+
+static void
+define_definition_settings(void)
+{
+	DefineCustomIntVariable("flusso.max_indexes",
+							"Largest number of indexes, over all databases, whose status is kept.",
+							NULL, &flusso_max_indexes, 64, 1, 10000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("flusso.manage_replica_identity",
+							 "Let create_index and alter_index set REPLICA IDENTITY FULL where an index needs it.",
+							 NULL, &flusso_manage_replica_identity, false,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
+}
+
+void
+flusso_define_settings(void)
+{
+	define_connection_settings();
+	define_pipeline_settings();
+	define_definition_settings();
+	MarkGUCPrefixReserved("flusso");
+}
+
+/*
+ * flusso.check_setting(name, value): validate a value for a flusso setting
+ * exactly as a configuration reload would, without applying it.  Raises the
+ * same error a reload would log; returns true when the value is accepted.
+ */
+PG_FUNCTION_INFO_V1(flusso_check_setting);
+Datum
+flusso_check_setting(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *value = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	if (pg_strncasecmp(name, "flusso.", 7) != 0 ||
+		GetConfigOption(name, true, false) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not a flusso setting", name),
+				 errhint("The README lists every flusso.* setting.")));
+	(void) set_config_option(name, value, PGC_SIGHUP, PGC_S_FILE, GUC_ACTION_SET,
+							 false, ERROR, false);
+	PG_RETURN_BOOL(true);
+}

@@ -1,0 +1,50 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.h
+ *	  The flusso.* configuration settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_SETTINGS_H
+#define FLUSSO_SETTINGS_H
+
+#include "nodes/pg_list.h"
+
+typedef enum FlussoOnError
+{
+	FLUSSO_ON_ERROR_STOP,
+	FLUSSO_ON_ERROR_SKIP,
+	FLUSSO_ON_ERROR_DEAD_LETTER
+} FlussoOnError;
+
+extern char *flusso_database;
+extern char *flusso_opensearch_url;
+extern char *flusso_opensearch_user;
+extern char *flusso_opensearch_password;
+extern char *flusso_opensearch_ca_file;
+extern bool flusso_opensearch_tls_verify;
+extern char *flusso_slot_name;
+extern int	flusso_batch_size;
+extern int	flusso_batch_bytes;
+extern int	flusso_flush_interval;
+extern int	flusso_queue_capacity;
+extern int	flusso_lag_poll_interval;
+extern int	flusso_on_error;
+extern bool flusso_skip_backfill;
+extern bool flusso_enabled;
+extern int	flusso_max_indexes;
+extern int	flusso_request_timeout;
+extern int	flusso_retry_max_interval;
+extern bool flusso_pretty;
+extern bool flusso_manage_replica_identity;
+extern int	flusso_capture_memory;
+
+extern void flusso_define_settings(void);
+
+/* "a, b" -> list of palloc'd, trimmed, non-empty strings */
+extern List *flusso_split_list(const char *value);
+
+extern const char *flusso_on_error_name(int policy);
+extern int	flusso_on_error_parse(const char *name);
+
+#endif							/* FLUSSO_SETTINGS_H */

@@ -1,0 +1,680 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.c
+ *	  Shared-memory status, the status observer, and the status functions.
+ *
+ * This file owns flusso's shared memory: one FlussoDbSlot per database a
+ * worker syncs (max_worker_processes of them) and one FlussoIndexSlot per
+ * index (flusso.max_indexes of them).  Slots are keyed by database OID and
+ * index name and live as long as the postmaster, so counters survive a
+ * worker restart.  Shared memory holds only pids, process numbers, LSNs,
+ * counters and fixed-size strings: never a pointer into process memory.
+ *
+ * Locking rules:
+ *	- FlussoShared->lock (LW_EXCLUSIVE) guards allocating and freeing slots
+ *	  and every non-atomic field: phase, strings, timestamps, pids.
+ *	  Readers copy those fields out under LW_SHARED.
+ *	- The pg_atomic_* counters are updated and read without the lock.
+ *	- procno_plus1 is read without the lock by committing backends to wake
+ *	  a worker; a stale value at worst sets an unrelated latch.
+ *
+ * The worker reports through flusso_status_observer, which is the only code
+ * that writes a worker's slot after it has been attached.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+
+#include "flusso.h"
+#include "settings.h"
+#include "status.h"
+
+FlussoShared *flusso_shared = NULL;
+const FlussoObserver *flusso_observer = &flusso_status_observer;
+
+/* The slot of the worker running in this process, if any. */
+static FlussoDbSlot *my_db_slot = NULL;
+
+static Size
+status_shmem_size(void)
+{
+	Size		size = MAXALIGN(sizeof(FlussoShared));
+
+	size = add_size(size, mul_size(max_worker_processes, sizeof(FlussoDbSlot)));
+	size = add_size(size, mul_size(flusso_max_indexes, sizeof(FlussoIndexSlot)));
+	return size;
+}
+
+void
+flusso_status_shmem_request(void)
+{
+	RequestAddinShmemSpace(status_shmem_size());
+	RequestNamedLWLockTranche("flusso", 1);
+}
+
+static void
+init_db_slot(FlussoDbSlot *slot)
+{
+	memset(slot, 0, sizeof(*slot));
+	pg_atomic_init_u32(&slot->procno_plus1, 0);
+	pg_atomic_init_u64(&slot->changes_captured, 0);
+	pg_atomic_init_u64(&slot->changes_committed, 0);
+	pg_atomic_init_u64(&slot->documents_built, 0);
+	pg_atomic_init_u64(&slot->batches, 0);
+	pg_atomic_init_u64(&slot->errors, 0);
+	pg_atomic_init_u64(&slot->slot_lag_bytes, PG_UINT64_MAX);
+	pg_atomic_init_u64(&slot->synced_lsn, 0);
+	pg_atomic_init_u64(&slot->flush_count, 0);
+	pg_atomic_init_u64(&slot->flush_us_total, 0);
+}
+
+static void
+init_index_slot(FlussoIndexSlot *slot)
+{
+	memset(slot, 0, sizeof(*slot));
+	pg_atomic_init_u64(&slot->upserted, 0);
+	pg_atomic_init_u64(&slot->deleted, 0);
+	pg_atomic_init_u64(&slot->errors, 0);
+}
+
+void
+flusso_status_shmem_startup(void)
+{
+	bool		found;
+	int			i;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	flusso_shared = ShmemInitStruct("flusso", status_shmem_size(), &found);
+	if (!found)
+	{
+		char	   *base = (char *) flusso_shared;
+
+		memset(flusso_shared, 0, sizeof(FlussoShared));
+		flusso_shared->lock = &(GetNamedLWLockTranche("flusso"))->lock;
+		pg_atomic_init_u32(&flusso_shared->launcher_procno_plus1, 0);
+		flusso_shared->ndbs = max_worker_processes;
+		flusso_shared->nindexes = flusso_max_indexes;
+		flusso_shared->dbs = (FlussoDbSlot *) (base + MAXALIGN(sizeof(FlussoShared)));
+		flusso_shared->indexes = (FlussoIndexSlot *)
+			(flusso_shared->dbs + flusso_shared->ndbs);
+		for (i = 0; i < flusso_shared->ndbs; i++)
+			init_db_slot(&flusso_shared->dbs[i]);
+		for (i = 0; i < flusso_shared->nindexes; i++)
+			init_index_slot(&flusso_shared->indexes[i]);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Error out clearly when the library was loaded without being preloaded. */
+void
+flusso_status_require_preload(void)
+{
+	if (flusso_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("flusso is not loaded"),
+				 errdetail("The flusso library must be loaded at server start to keep its shared state."),
+				 errhint("Add flusso to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+static FlussoDbSlot *
+find_db_slot(Oid dboid)
+{
+	int			i;
+
+	for (i = 0; i < flusso_shared->ndbs; i++)
+	{
+		FlussoDbSlot *slot = &flusso_shared->dbs[i];
+
+		if (slot->in_use && slot->dboid == dboid)
+			return slot;
+	}
+	return NULL;
+}
+
+FlussoDbSlot *
+flusso_status_db(Oid dboid)
+{
+	if (flusso_shared == NULL)
+		return NULL;
+	return find_db_slot(dboid);
+}
+
+static void
+detach_worker(int code, Datum arg)
+{
+	if (my_db_slot == NULL)
+		return;
+	pg_atomic_write_u32(&my_db_slot->procno_plus1, 0);
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	my_db_slot->pid = 0;
+	my_db_slot->phase = FLUSSO_PHASE_STOPPED;
+	strlcpy(my_db_slot->activity, "not running", FLUSSO_ACTIVITY_LEN);
+	LWLockRelease(flusso_shared->lock);
+	my_db_slot = NULL;
+}
+
+/*
+ * Claim (or re-claim, after a restart) the status slot of a database for
+ * the worker running in this process.
+ */
+FlussoDbSlot *
+flusso_status_attach_worker(Oid dboid, const char *dbname)
+{
+	FlussoDbSlot *slot;
+	int			i;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = find_db_slot(dboid);
+	for (i = 0; slot == NULL && i < flusso_shared->ndbs; i++)
+	{
+		if (!flusso_shared->dbs[i].in_use)
+		{
+			slot = &flusso_shared->dbs[i];
+			init_db_slot(slot);
+			slot->in_use = true;
+			slot->dboid = dboid;
+		}
+	}
+	if (slot == NULL)
+	{
+		LWLockRelease(flusso_shared->lock);
+		elog(ERROR, "no free flusso status slot for database \"%s\"", dbname);
+	}
+	strlcpy(slot->dbname, dbname, NAMEDATALEN);
+	slot->pid = MyProcPid;
+	slot->phase = FLUSSO_PHASE_STARTING;
+	slot->started_at = GetCurrentTimestamp();
+	strlcpy(slot->activity, "starting", FLUSSO_ACTIVITY_LEN);
+	slot->os_state = FLUSSO_OS_UNKNOWN;
+	LWLockRelease(flusso_shared->lock);
+	pg_atomic_write_u32(&slot->procno_plus1, MyProc->pgprocno + 1);
+
+	my_db_slot = slot;
+	before_shmem_exit(detach_worker, (Datum) 0);
+	return slot;
+}
+
+void
+flusso_status_set_launcher(void)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	flusso_shared->launcher_pid = MyProcPid;
+	LWLockRelease(flusso_shared->lock);
+	pg_atomic_write_u32(&flusso_shared->launcher_procno_plus1,
+						MyProc->pgprocno + 1);
+}
+
+static void
+wake_procno(uint32 procno_plus1)
+{
+	if (procno_plus1 > 0 && procno_plus1 <= ProcGlobal->allProcCount)
+		SetLatch(&ProcGlobal->allProcs[procno_plus1 - 1].procLatch);
+}
+
+/* Set the latch of the sync worker of a database, if one runs. */
+void
+flusso_wake_worker(Oid dboid)
+{
+	int			i;
+
+	if (flusso_shared == NULL)
+		return;
+	for (i = 0; i < flusso_shared->ndbs; i++)
+	{
+		FlussoDbSlot *slot = &flusso_shared->dbs[i];
+
+		/* unlocked read: see the locking rules above */
+		if (slot->dboid == dboid)
+			wake_procno(pg_atomic_read_u32(&slot->procno_plus1));
+	}
+}
+
+void
+flusso_wake_launcher(void)
+{
+	if (flusso_shared != NULL)
+		wake_procno(pg_atomic_read_u32(&flusso_shared->launcher_procno_plus1));
+}
+
+/* Should the launcher leave this database alone for now? */
+bool
+flusso_status_held(Oid dboid)
+{
+	bool		held;
+
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	held = flusso_shared->hold_dboid == dboid &&
+		GetCurrentTimestamp() < flusso_shared->hold_until;
+	LWLockRelease(flusso_shared->lock);
+	return held;
+}
+
+/* Keep the launcher from starting the worker of dboid for ms (0: release). */
+void
+flusso_status_hold(Oid dboid, int ms)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	flusso_shared->hold_dboid = ms > 0 ? dboid : InvalidOid;
+	flusso_shared->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	LWLockRelease(flusso_shared->lock);
+}
+
+/* A database is gone: forget its worker's and its indexes' status. */
+void
+flusso_status_forget_db(Oid dboid)
+{
+	int			i;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < flusso_shared->ndbs; i++)
+		if (flusso_shared->dbs[i].dboid == dboid && flusso_shared->dbs[i].pid == 0)
+			flusso_shared->dbs[i].in_use = false;
+	for (i = 0; i < flusso_shared->nindexes; i++)
+		if (flusso_shared->indexes[i].dboid == dboid)
+			flusso_shared->indexes[i].in_use = false;
+	LWLockRelease(flusso_shared->lock);
+}
+
+/* ---- index slots ---- */
+
+static FlussoIndexSlot *
+find_index_slot(Oid dboid, const char *name)
+{
+	int			i;
+
+	Assert(LWLockHeldByMe(flusso_shared->lock));
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		FlussoIndexSlot *slot = &flusso_shared->indexes[i];
+
+		if (slot->in_use && slot->dboid == dboid &&
+			strcmp(slot->name, name) == 0)
+			return slot;
+	}
+	return NULL;
+}
+
+static FlussoIndexSlot *
+claim_index_slot(Oid dboid, const char *name)
+{
+	FlussoIndexSlot *slot = find_index_slot(dboid, name);
+	int			i;
+
+	Assert(LWLockHeldByMeInMode(flusso_shared->lock, LW_EXCLUSIVE));
+	for (i = 0; slot == NULL && i < flusso_shared->nindexes; i++)
+	{
+		if (!flusso_shared->indexes[i].in_use)
+		{
+			slot = &flusso_shared->indexes[i];
+			init_index_slot(slot);
+			slot->in_use = true;
+			slot->dboid = dboid;
+			strlcpy(slot->name, name, NAMEDATALEN);
+			slot->phase = FLUSSO_INDEX_PENDING;
+		}
+	}
+	if (slot == NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("no status slot left for index \"%s\"", name),
+				 errhint("Raise flusso.max_indexes and restart the server.")));
+	return slot;
+}
+
+void
+flusso_status_forget_index(Oid dboid, const char *name)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = find_index_slot(dboid, name);
+	if (slot)
+		slot->in_use = false;
+	LWLockRelease(flusso_shared->lock);
+}
+
+/*
+ * Make the index slots of a database match the given names: claim the
+ * missing ones, free those of indexes that no longer exist.
+ */
+void
+flusso_status_sync_indexes(Oid dboid, List *names)
+{
+	int			i;
+	ListCell   *lc;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		FlussoIndexSlot *slot = &flusso_shared->indexes[i];
+		bool		listed = false;
+
+		if (!slot->in_use || slot->dboid != dboid)
+			continue;
+		foreach(lc, names)
+			listed |= strcmp(slot->name, lfirst(lc)) == 0;
+		if (!listed)
+			slot->in_use = false;
+	}
+	foreach(lc, names)
+		(void) claim_index_slot(dboid, lfirst(lc));
+	LWLockRelease(flusso_shared->lock);
+}
+
+/* ---- the status observer ---- */
+
+static void
+obs_phase(FlussoPhase phase)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	my_db_slot->phase = phase;
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_activity(const char *what)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	strlcpy(my_db_slot->activity, what, FLUSSO_ACTIVITY_LEN);
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_changes_captured(uint64 n)
+{
+	pg_atomic_fetch_add_u64(&my_db_slot->changes_captured, n);
+}
+
+static void
+obs_batch_committed(const FlussoBatchStats *stats)
+{
+	int			i;
+
+	pg_atomic_fetch_add_u64(&my_db_slot->changes_committed, stats->changes);
+	pg_atomic_fetch_add_u64(&my_db_slot->documents_built, stats->documents);
+	pg_atomic_fetch_add_u64(&my_db_slot->batches, 1);
+	pg_atomic_fetch_add_u64(&my_db_slot->flush_count, 1);
+	pg_atomic_fetch_add_u64(&my_db_slot->flush_us_total,
+							(uint64) (stats->flush_ms * 1000.0));
+	if (stats->acked_lsn > pg_atomic_read_u64(&my_db_slot->synced_lsn))
+		pg_atomic_write_u64(&my_db_slot->synced_lsn, stats->acked_lsn);
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < stats->nindexes; i++)
+	{
+		const FlussoIndexBatchStats *is = &stats->indexes[i];
+		FlussoIndexSlot *slot = find_index_slot(MyDatabaseId, is->index);
+
+		if (slot == NULL)
+			continue;
+		pg_atomic_fetch_add_u64(&slot->upserted, is->upserted);
+		pg_atomic_fetch_add_u64(&slot->deleted, is->deleted);
+		pg_atomic_fetch_add_u64(&slot->errors, is->failed);
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_caught_up(XLogRecPtr lsn)
+{
+	if (lsn > pg_atomic_read_u64(&my_db_slot->synced_lsn))
+		pg_atomic_write_u64(&my_db_slot->synced_lsn, lsn);
+}
+
+static void
+obs_index_phase(const char *index, FlussoIndexPhase phase)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = claim_index_slot(MyDatabaseId, index);
+	if (slot)
+		slot->phase = phase;
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_backfill_progress(const char *index, int64 done, int64 total)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = claim_index_slot(MyDatabaseId, index);
+	if (slot)
+	{
+		slot->backfill_done = done;
+		slot->backfill_total = total;
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_error(const char *index, const char *message)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *shown = flusso_redact(message);
+
+	pg_atomic_fetch_add_u64(&my_db_slot->errors, 1);
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	strlcpy(my_db_slot->last_error, shown, FLUSSO_ERROR_LEN);
+	my_db_slot->last_error_at = now;
+	if (index != NULL)
+	{
+		FlussoIndexSlot *slot = claim_index_slot(MyDatabaseId, index);
+
+		if (slot)
+		{
+			pg_atomic_fetch_add_u64(&slot->errors, 1);
+			strlcpy(slot->last_error, shown, FLUSSO_ERROR_LEN);
+			slot->last_error_at = now;
+		}
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_slot_lag(int64 bytes)
+{
+	pg_atomic_write_u64(&my_db_slot->slot_lag_bytes,
+						bytes < 0 ? PG_UINT64_MAX : (uint64) bytes);
+}
+
+static void
+obs_opensearch(FlussoReachability state, const char *version, const char *error)
+{
+	char	   *shown = error ? flusso_redact(error) : NULL;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	my_db_slot->os_state = state;
+	strlcpy(my_db_slot->os_version, version ? version : "", FLUSSO_VERSION_LEN);
+	strlcpy(my_db_slot->os_error, shown ? shown : "", FLUSSO_ERROR_LEN);
+	my_db_slot->os_checked_at = GetCurrentTimestamp();
+	my_db_slot->tls_verify = flusso_opensearch_tls_verify;
+	LWLockRelease(flusso_shared->lock);
+}
+
+const FlussoObserver flusso_status_observer = {
+	.on_phase = obs_phase,
+	.on_activity = obs_activity,
+	.on_changes_captured = obs_changes_captured,
+	.on_batch_committed = obs_batch_committed,
+	.on_caught_up = obs_caught_up,
+	.on_index_phase = obs_index_phase,
+	.on_backfill_progress = obs_backfill_progress,
+	.on_error = obs_error,
+	.on_slot_lag = obs_slot_lag,
+	.on_opensearch = obs_opensearch,
+};
+
+/* ---- SQL-callable status functions ---- */
+
+static const char *
+phase_name(FlussoPhase phase)
+{
+	static const char *const names[] = {"starting", "backfilling", "live", "stopped"};
+
+	return names[phase];
+}
+
+const char *
+flusso_index_phase_name(FlussoIndexPhase phase)
+{
+	static const char *const names[] = {
+		"pending", "backfilling", "seeded", "paused", "stopped"
+	};
+
+	return names[phase];
+}
+
+static const char *
+reachability_name(FlussoReachability state)
+{
+	static const char *const names[] = {
+		"unknown", "dry run", "reachable", "unreachable"
+	};
+
+	return names[state];
+}
+
+#define STATUS_COLS 22
+
+static void
+db_status_row(FlussoDbSlot *s, Datum *values, bool *nulls)
+{
+	uint64		captured = pg_atomic_read_u64(&s->changes_captured);
+	uint64		committed = pg_atomic_read_u64(&s->changes_committed);
+	uint64		lag = pg_atomic_read_u64(&s->slot_lag_bytes);
+	uint64		flushes = pg_atomic_read_u64(&s->flush_count);
+	uint64		synced = pg_atomic_read_u64(&s->synced_lsn);
+	int			i = 0;
+
+	values[i++] = CStringGetTextDatum(s->dbname);
+	values[i++] = CStringGetTextDatum(phase_name(s->phase));
+	values[i++] = CStringGetTextDatum(s->activity);
+	values[i] = TimestampTzGetDatum(s->started_at);
+	nulls[i++] = s->pid == 0;
+	if (s->pid != 0)
+		values[i] = DirectFunctionCall2(timestamp_mi,
+										TimestampTzGetDatum(GetCurrentTimestamp()),
+										TimestampTzGetDatum(s->started_at));
+	nulls[i++] = s->pid == 0;
+	values[i++] = Int64GetDatum((int64) captured);
+	values[i++] = Int64GetDatum((int64) committed);
+	values[i++] = Int64GetDatum((int64) (captured > committed ? captured - committed : 0));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->documents_built));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->batches));
+	values[i] = Int64GetDatum((int64) lag);
+	nulls[i++] = lag == PG_UINT64_MAX;
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
+	values[i] = CStringGetTextDatum(s->last_error);
+	nulls[i++] = s->last_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->last_error_at);
+	nulls[i++] = s->last_error_at == 0;
+	values[i] = Int32GetDatum(s->pid);
+	nulls[i++] = s->pid == 0;
+	values[i] = LSNGetDatum(synced);
+	nulls[i++] = synced == 0;
+	values[i] = Float8GetDatum(flushes ? pg_atomic_read_u64(&s->flush_us_total) / 1000.0 / flushes : 0);
+	nulls[i++] = flushes == 0;
+	values[i++] = CStringGetTextDatum(reachability_name(s->os_state));
+	values[i] = CStringGetTextDatum(s->os_version);
+	nulls[i++] = s->os_version[0] == '\0';
+	values[i] = CStringGetTextDatum(s->os_error);
+	nulls[i++] = s->os_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->os_checked_at);
+	nulls[i++] = s->os_checked_at == 0;
+	values[i] = BoolGetDatum(s->tls_verify);
+	nulls[i++] = s->os_checked_at == 0;
+	Assert(i == STATUS_COLS);
+}
+
+PG_FUNCTION_INFO_V1(flusso_status);
+Datum
+flusso_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	flusso_status_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	for (i = 0; i < flusso_shared->ndbs; i++)
+	{
+		FlussoDbSlot *s = &flusso_shared->dbs[i];
+		Datum		values[STATUS_COLS];
+		bool		nulls[STATUS_COLS] = {0};
+
+		if (!s->in_use)
+			continue;
+		db_status_row(s, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(flusso_shared->lock);
+	return (Datum) 0;
+}
+
+#define INDEX_STATUS_COLS 11
+
+static void
+index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
+{
+	FlussoDbSlot *db = find_db_slot(s->dboid);
+	int			i = 0;
+
+	values[i] = CStringGetTextDatum(db ? db->dbname : "");
+	nulls[i++] = db == NULL;
+	values[i++] = CStringGetTextDatum(s->name);
+	values[i++] = CStringGetTextDatum(flusso_index_phase_name(s->phase));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->upserted));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->deleted));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
+	values[i++] = Int64GetDatum(s->backfill_done);
+	values[i] = Int64GetDatum(s->backfill_total);
+	nulls[i++] = s->backfill_total <= 0 && s->backfill_done == 0;
+	values[i] = Float8GetDatum(s->backfill_total > 0 ?
+							   Min(100.0, 100.0 * s->backfill_done / s->backfill_total) :
+							   (s->phase == FLUSSO_INDEX_SEEDED ? 100.0 : 0.0));
+	nulls[i++] = false;
+	values[i] = CStringGetTextDatum(s->last_error);
+	nulls[i++] = s->last_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->last_error_at);
+	nulls[i++] = s->last_error_at == 0;
+	Assert(i == INDEX_STATUS_COLS);
+}
+
+PG_FUNCTION_INFO_V1(flusso_index_status);
+Datum
+flusso_index_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	flusso_status_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		FlussoIndexSlot *s = &flusso_shared->indexes[i];
+		Datum		values[INDEX_STATUS_COLS];
+		bool		nulls[INDEX_STATUS_COLS] = {0};
+
+		if (!s->in_use)
+			continue;
+		index_status_row(s, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(flusso_shared->lock);
+	return (Datum) 0;
+}

@@ -1,0 +1,105 @@
+/*-------------------------------------------------------------------------
+ *
+ * status.h
+ *	  Shared-memory status of the launcher, the sync workers and the indexes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_STATUS_H
+#define FLUSSO_STATUS_H
+
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+#include "observer.h"
+
+#define FLUSSO_ERROR_LEN		1024
+#define FLUSSO_ACTIVITY_LEN		128
+#define FLUSSO_VERSION_LEN		32
+
+/* Status of one database's sync worker; kept across worker restarts. */
+typedef struct FlussoDbSlot
+{
+	/* under FlussoShared->lock */
+	bool		in_use;
+	Oid			dboid;
+	char		dbname[NAMEDATALEN];
+	int			pid;			/* 0 when no worker runs */
+	FlussoPhase phase;
+	TimestampTz started_at;
+	char		activity[FLUSSO_ACTIVITY_LEN];
+	char		last_error[FLUSSO_ERROR_LEN];
+	TimestampTz last_error_at;
+	FlussoReachability os_state;
+	char		os_version[FLUSSO_VERSION_LEN];
+	char		os_error[FLUSSO_ERROR_LEN];
+	TimestampTz os_checked_at;
+	bool		tls_verify;
+
+	/* lock-free */
+	pg_atomic_uint32 procno_plus1;	/* the worker's latch, for wakeups */
+	pg_atomic_uint64 changes_captured;
+	pg_atomic_uint64 changes_committed;
+	pg_atomic_uint64 documents_built;
+	pg_atomic_uint64 batches;
+	pg_atomic_uint64 errors;
+	pg_atomic_uint64 slot_lag_bytes;	/* PG_UINT64_MAX: not sampled yet */
+	pg_atomic_uint64 synced_lsn;	/* everything before is acknowledged */
+	pg_atomic_uint64 flush_count;	/* acknowledged bulk requests */
+	pg_atomic_uint64 flush_us_total;	/* their summed latency */
+} FlussoDbSlot;
+
+/* Status of one index of one database. */
+typedef struct FlussoIndexSlot
+{
+	/* under FlussoShared->lock */
+	bool		in_use;
+	Oid			dboid;
+	char		name[NAMEDATALEN];
+	FlussoIndexPhase phase;
+	int64		backfill_done;
+	int64		backfill_total;
+	char		last_error[FLUSSO_ERROR_LEN];
+	TimestampTz last_error_at;
+
+	/* lock-free */
+	pg_atomic_uint64 upserted;
+	pg_atomic_uint64 deleted;
+	pg_atomic_uint64 errors;
+} FlussoIndexSlot;
+
+typedef struct FlussoShared
+{
+	LWLock	   *lock;
+	int			launcher_pid;
+	Oid			hold_dboid;		/* a DROP DATABASE is stopping its worker */
+	TimestampTz hold_until;
+	pg_atomic_uint32 launcher_procno_plus1;
+	int			ndbs;
+	int			nindexes;
+	FlussoDbSlot *dbs;			/* ndbs entries, in this segment */
+	FlussoIndexSlot *indexes;	/* nindexes entries, in this segment */
+} FlussoShared;
+
+extern FlussoShared *flusso_shared;
+
+extern void flusso_status_shmem_request(void);
+extern void flusso_status_shmem_startup(void);
+extern void flusso_status_require_preload(void);
+
+extern FlussoDbSlot *flusso_status_attach_worker(Oid dboid, const char *dbname);
+extern FlussoDbSlot *flusso_status_db(Oid dboid);
+extern void flusso_status_set_launcher(void);
+extern void flusso_wake_worker(Oid dboid);
+extern void flusso_wake_launcher(void);
+extern void flusso_status_forget_index(Oid dboid, const char *name);
+extern void flusso_status_sync_indexes(Oid dboid, List *names);
+extern bool flusso_status_held(Oid dboid);
+extern void flusso_status_hold(Oid dboid, int ms);
+extern void flusso_status_forget_db(Oid dboid);
+
+extern const char *flusso_index_phase_name(FlussoIndexPhase phase);
+
+extern const FlussoObserver flusso_status_observer;
+
+#endif							/* FLUSSO_STATUS_H */

@@ -1,0 +1,230 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The sync worker of one database: its process lifecycle and main loop.
+ *
+ * The launcher starts one of these per database in flusso.database.  This
+ * file owns the process: signals, the database connection, the latch wait,
+ * configuration reloads, the periodic checks (is the extension there, does
+ * OpenSearch answer) and the catch-per-step error handling.  The pipeline
+ * itself is the engine's (engine.c); the loop below only orchestrates.
+ *
+ * The loop follows worker_spi: wait on the latch (or on the HTTP sockets
+ * while requests are in flight), reset it, CHECK_FOR_INTERRUPTS(), reload
+ * the configuration on SIGHUP, then do one step of work.  SIGTERM is die();
+ * SIGUSR1 stays with procsignal_sigusr1_handler so that DROP DATABASE's
+ * barriers and pg_terminate_backend() get through.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "engine.h"
+#include "flusso.h"
+#include "http.h"
+#include "opensearch.h"
+#include "settings.h"
+#include "status.h"
+
+#define EXTENSION_RECHECK_MS	10000
+#define ERROR_BACKOFF_MIN_MS	100
+#define ERROR_BACKOFF_MAX_MS	30000
+
+typedef struct WorkerState
+{
+	char		dbname[NAMEDATALEN];
+	bool		extension_present;
+	bool		said_waiting;	/* logged "waiting for CREATE EXTENSION" */
+	TimestampTz next_ping;
+	int			error_backoff_ms;
+	MemoryContext step_context; /* reset after every step */
+} WorkerState;
+
+static WorkerState state;
+
+static bool
+extension_installed(void)
+{
+	bool		present;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	present = OidIsValid(get_extension_oid(FLUSSO_EXTENSION_NAME, true));
+	CommitTransactionCommand();
+	return present;
+}
+
+/* Follow CREATE / DROP EXTENSION; returns whether the extension is there. */
+static bool
+check_extension(void)
+{
+	bool		present = extension_installed();
+
+	if (present && !state.extension_present)
+	{
+		ereport(LOG, (errmsg("flusso extension found in database \"%s\"; syncing starts",
+							 state.dbname)));
+		flusso_engine_start();
+	}
+	else if (!present && state.extension_present)
+	{
+		ereport(LOG, (errmsg("flusso extension dropped from database \"%s\"; syncing stops",
+							 state.dbname)));
+		flusso_engine_stop();
+	}
+	else if (!present && !state.said_waiting)
+		ereport(LOG,
+				(errmsg("flusso sync worker waits for CREATE EXTENSION flusso in database \"%s\"",
+						state.dbname)));
+	if (!present)
+	{
+		state.said_waiting = true;
+		flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
+		flusso_observer->on_activity("waiting for CREATE EXTENSION flusso");
+	}
+	state.extension_present = present;
+	return present;
+}
+
+static void
+maybe_ping(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (now < state.next_ping)
+		return;
+	flusso_os_ping();
+	state.next_ping = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
+}
+
+static void
+reload_settings(void)
+{
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	flusso_os_configure();
+	state.next_ping = 0;
+	flusso_engine_settings_changed();
+}
+
+/* Record an error caught at step level, clean up, and back off. */
+static long
+recover_from_error(void)
+{
+	ErrorData  *edata;
+	MemoryContext ecxt = MemoryContextSwitchTo(state.step_context);
+
+	edata = CopyErrorData();
+	FlushErrorState();
+	flusso_http_abort_all();
+	AbortOutOfAnyTransaction();
+	flusso_engine_after_error();
+	MemoryContextSwitchTo(ecxt);
+
+	flusso_observer->on_error(NULL, edata->message);
+	ereport(LOG,
+			(errmsg("flusso sync worker step failed: %s", flusso_redact(edata->message)),
+			 edata->detail ? errdetail_internal("%s", flusso_redact(edata->detail)) : 0,
+			 errhint("It retries in %d ms.", state.error_backoff_ms)));
+	state.error_backoff_ms = Min(state.error_backoff_ms * 2, ERROR_BACKOFF_MAX_MS);
+	return state.error_backoff_ms / 2;
+}
+
+/* One step of work; returns how long the loop may sleep (ms). */
+static long
+run_step(void)
+{
+	long		sleep_ms = EXTENSION_RECHECK_MS;
+
+	if (!check_extension())
+		return sleep_ms;
+	maybe_ping();
+	sleep_ms = flusso_engine_step();
+	state.error_backoff_ms = ERROR_BACKOFF_MIN_MS;
+	return Min(sleep_ms, TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														 state.next_ping));
+}
+
+static long
+run_step_guarded(void)
+{
+	long		sleep_ms;
+	MemoryContext old = MemoryContextSwitchTo(state.step_context);
+
+	PG_TRY();
+	{
+		sleep_ms = run_step();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		sleep_ms = recover_from_error();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state.step_context);
+	return sleep_ms;
+}
+
+static void
+wait_for_work(long sleep_ms)
+{
+	int			rc;
+
+	if (sleep_ms <= 0)
+		return;
+	if (flusso_http_in_flight() > 0)
+		rc = flusso_http_wait(sleep_ms, PG_WAIT_EXTENSION);
+	else
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   sleep_ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+}
+
+void
+flusso_worker_main(Datum main_arg)
+{
+	char	   *dbname = state.dbname;
+
+	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+
+	flusso_status_attach_worker(MyDatabaseId, dbname);
+	pgstat_report_appname(FLUSSO_WORKER_TYPE);
+	state.step_context = AllocSetContextCreate(TopMemoryContext, "flusso step",
+											   ALLOCSET_DEFAULT_SIZES);
+	state.error_backoff_ms = ERROR_BACKOFF_MIN_MS;
+	flusso_os_configure();
+	flusso_engine_init();
+
+	for (;;)
+	{
+		long		sleep_ms;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+			reload_settings();
+		pgstat_report_activity(STATE_RUNNING, NULL);
+		sleep_ms = run_step_guarded();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		wait_for_work(sleep_ms);
+	}
+}

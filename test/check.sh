@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs every flusso test against a real PostgreSQL 15 and a real OpenSearch:
+#   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
+#   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
+#   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
+# It installs what it needs (Debian packages, Maven jars), builds with
+# -Werror, starts the servers, and exits non-zero if any test fails.
+#
+# Usage: test/check.sh [--only regress|pgtap|tap] [TAP test files...]
+# Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check), KEEP=1 keeps servers up.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+source test/lib/pg.sh
+
+only=""
+if [ "${1:-}" = "--only" ]; then only=$2; shift 2; fi
+tap_files=("$@")
+
+work=${FLUSSO_TEST_DIR:-/tmp/flusso-check}
+failed=()
+
+log() { printf '\n=== %s\n' "$*" >&2; }
+
+cleanup() {
+	[ "${KEEP:-0}" = 1 ] && return
+	pg_cluster_stop "$work/pg" immediate || true
+	test/opensearch/opensearch.sh stop --dir "$work/opensearch" >/dev/null 2>&1 || true
+}
+
+log "installing dependencies"
+test/install-deps.sh
+
+log "building flusso (-Werror)"
+make -s clean
+make -s WERROR=1 2>&1 | tee "$work.build.log" >&2 || true
+if grep -q "warning:" "$work.build.log" || [ ! -f flusso.so ]; then
+	echo "build failed or printed warnings" >&2
+	exit 1
+fi
+make -s install
+
+rm -rf "$work"
+mkdir -p "$work"
+chmod 0777 "$work"
+trap cleanup EXIT
+
+log "starting OpenSearch"
+url=$(test/opensearch/opensearch.sh start --dir "$work/opensearch")
+echo "OpenSearch at $url" >&2
+
+log "starting PostgreSQL"
+port=$(free_port)
+pg_cluster_start "$work/pg" "$port" \
+	"flusso.database = 'flusso_test'" \
+	"flusso.opensearch_url = '$url'"
+pg_psql "$work/pg" "$port" -c "CREATE DATABASE flusso_test"
+export PGHOST="$work/pg" PGPORT="$port" PGUSER=postgres
+
+if [ -z "$only" ] || [ "$only" = regress ]; then
+	log "pg_regress"
+	mkdir -p build/regress
+	if ! make -s installcheck; then
+		failed+=(regress)
+		[ -f build/regress/regression.diffs ] && head -n 200 build/regress/regression.diffs >&2
+	fi
+fi
+
+if [ -z "$only" ] || [ "$only" = pgtap ]; then
+	log "pgTAP"
+	pg_psql "$work/pg" "$port" -c "CREATE DATABASE flusso_tap"
+	pg_psql "$work/pg" "$port" -d flusso_tap -c "CREATE EXTENSION pgtap"
+	pg_prove --ext .sql -d flusso_tap test/pgtap/ || failed+=(pgtap)
+fi
+
+if [ -z "$only" ] || [ "$only" = tap ]; then
+	log "Perl TAP"
+	mkdir -p "$work/tap"
+	chown postgres:postgres "$work/tap" 2>/dev/null || true
+	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
+	abs=()
+	for f in "${tap_files[@]}"; do abs+=("$root/$f"); done
+	(cd "$work/tap" && as_pg env \
+		PERL5LIB="$root/test/perl:/usr/lib/postgresql/15/lib/pgxs/src/test/perl" \
+		TESTDIR="$work/tap" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
+		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
+		prove --timer "${abs[@]}") || failed+=(tap)
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+	log "FAILED: ${failed[*]} (logs under $work)"
+	exit 1
+fi
+log "all tests passed"

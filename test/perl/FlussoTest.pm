@@ -1,0 +1,108 @@
+# Helpers shared by flusso's Perl TAP tests (PostgreSQL::Test::Cluster).
+#
+#   my $node = FlussoTest::new_node('main', database => 'app');
+#   FlussoTest::wait_for(sub { ... }, 'what we wait for');
+#   my ($code, $json) = FlussoTest::os_request('GET', '/_cat/indices');
+#
+# The OpenSearch URL comes from FLUSSO_OPENSEARCH_URL, set by test/check.sh.
+package FlussoTest;
+
+use strict;
+use warnings;
+use HTTP::Tiny;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+our $OS_URL = $ENV{FLUSSO_OPENSEARCH_URL} // '';
+my $http = HTTP::Tiny->new(timeout => 60, keep_alive => 1);
+my $json = JSON::PP->new->canonical->allow_nonref;
+
+# A started cluster with flusso preloaded; extra settings as key => value.
+sub new_node
+{
+	my ($name, %opt) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $database = delete $opt{database} // 'flusso_test';
+	my $preload = delete $opt{preload} // 1;
+	my $create = delete $opt{create_extension} // 1;
+	my %settings = (
+		'flusso.opensearch_url' => "'$OS_URL'",
+		'flusso.database' => "'$database'",
+		'flusso.lag_poll_interval' => "'1s'",
+		%opt);
+	$node->init(allows_streaming => 'logical');
+	my $conf = "max_worker_processes = 16\nmax_replication_slots = 10\n";
+	$conf .= "shared_preload_libraries = 'flusso'\n" if $preload;
+	$conf .= "$_ = $settings{$_}\n" for sort keys %settings;
+	$node->append_conf('postgresql.conf', $conf);
+	$node->start;
+	if ($create && $preload)
+	{
+		$node->safe_psql('postgres', qq{CREATE DATABASE "$database"})
+		  unless $database eq 'postgres';
+		$node->safe_psql($database, 'CREATE EXTENSION flusso');
+	}
+	return $node;
+}
+
+# Poll $cond every 50 ms until it returns true or $timeout seconds pass.
+sub wait_for
+{
+	my ($cond, $what, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = time + $timeout;
+	while (time < $deadline)
+	{
+		my $ok = eval { $cond->() };
+		return 1 if $ok;
+		usleep(50_000);
+	}
+	diag("timed out after ${timeout}s waiting for: $what");
+	return 0;
+}
+
+# One row of flusso.status, as a hash.
+sub status
+{
+	my ($node, $database) = @_;
+	$database //= 'flusso_test';
+	my $out = $node->safe_psql($database,
+		q{SELECT row_to_json(s) FROM flusso.status s WHERE database = current_database()});
+	return $out eq '' ? {} : $json->decode($out);
+}
+
+sub worker_pid
+{
+	my ($node, $database) = @_;
+	$database //= 'flusso_test';
+	return $node->safe_psql('postgres',
+		qq{SELECT pid FROM pg_stat_activity WHERE backend_type = 'flusso sync' AND datname = '$database'});
+}
+
+# An HTTP request to OpenSearch; returns (status, decoded body or text).
+sub os_request
+{
+	my ($method, $path, $body) = @_;
+	my %args = (headers => { 'Content-Type' => 'application/json' });
+	if (defined $body)
+	{
+		$args{content} = ref $body ? $json->encode($body) : $body;
+		$args{headers}{'Content-Type'} = 'application/x-ndjson' unless ref $body;
+	}
+	my $res = $http->request($method, "$OS_URL$path", \%args);
+	my $content = $res->{content} // '';
+	my $decoded = eval { $json->decode($content) } // $content;
+	return ($res->{status}, $decoded);
+}
+
+# Lines of the node's server log that match a regex.
+sub log_lines
+{
+	my ($node, $re) = @_;
+	return grep { /$re/ } split /\n/, slurp_file($node->logfile);
+}
+
+1;
