@@ -74,3 +74,79 @@ AS 'MODULE_PATHNAME', 'flusso_check_setting';
 COMMENT ON FUNCTION check_setting(text, text) IS
     'validate a value for a flusso.* setting as a reload would, without applying it';
 REVOKE ALL ON FUNCTION check_setting(text, text) FROM PUBLIC;
+
+------------------------------------------------------------------------
+-- Index definitions
+------------------------------------------------------------------------
+
+CREATE TABLE definitions (
+    name text PRIMARY KEY,
+    definition jsonb NOT NULL,
+    root_table text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE definitions IS 'flusso index definitions (kept by pg_dump)';
+SELECT pg_catalog.pg_extension_config_dump('definitions', '');
+
+-- Indexes dropped by drop_index, for the worker to stop syncing (and to
+-- drop remotely when asked).
+CREATE TABLE dropped_indexes (
+    name text NOT NULL,
+    drop_remote boolean NOT NULL,
+    dropped_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE VIEW indexes AS
+    SELECT name, root_table, definition, created_at, updated_at
+      FROM definitions;
+COMMENT ON VIEW indexes IS 'flusso indexes: name, root table, definition';
+
+CREATE FUNCTION create_index(name text, definition jsonb)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'flusso_create_index';
+COMMENT ON FUNCTION create_index(text, jsonb) IS 'validate and store an index definition; the worker backfills it';
+
+CREATE FUNCTION alter_index(name text, definition jsonb)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'flusso_alter_index';
+COMMENT ON FUNCTION alter_index(text, jsonb) IS 'replace an index definition';
+
+CREATE FUNCTION drop_index(name text, drop_remote boolean DEFAULT false)
+RETURNS void
+LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'flusso_drop_index';
+COMMENT ON FUNCTION drop_index(text, boolean) IS 'stop syncing an index; drop it in OpenSearch too when drop_remote';
+
+CREATE FUNCTION preview(name text, id text)
+RETURNS json
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'flusso_preview';
+COMMENT ON FUNCTION preview(text, text) IS 'the document that would be sent for one root key (its _id), or NULL';
+
+CREATE FUNCTION explain(name text)
+RETURNS text
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'flusso_explain';
+COMMENT ON FUNCTION explain(text) IS 'the SQL flusso generates for an index';
+
+CREATE FUNCTION index_body(name text)
+RETURNS jsonb
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'flusso_index_body_sql';
+COMMENT ON FUNCTION index_body(text) IS 'the settings and mappings a new OpenSearch index of this definition gets';
+
+CREATE FUNCTION document_ids(name text)
+RETURNS SETOF text
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'flusso_document_ids';
+COMMENT ON FUNCTION document_ids(text) IS 'the _id of every document the index should hold';
+
+CREATE FUNCTION affected_documents(name text, tbl regclass, old_row jsonb, new_row jsonb)
+RETURNS SETOF text
+LANGUAGE C STABLE
+AS 'MODULE_PATHNAME', 'flusso_affected_documents';
+COMMENT ON FUNCTION affected_documents(text, regclass, jsonb, jsonb) IS
+    'the _id of every document a change to a row of tbl affects, given its old and new image';

@@ -1,0 +1,393 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *	  The SQL functions that define indexes and show what they produce.
+ *
+ * create_index, alter_index and drop_index validate and store definitions
+ * in flusso.definitions (the sync worker follows that table); preview,
+ * explain, document_ids and index_body run or show what a definition
+ * generates.  Every function here runs in the caller's backend and
+ * transaction: none talks to OpenSearch, that is the worker's job.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "catalog.h"
+#include "definition.h"
+#include "mapping.h"
+#include "resolve.h"
+#include "settings.h"
+#include "sqlgen.h"
+#include "status.h"
+
+static char *
+arg_text(FunctionCallInfo fcinfo, int i, const char *what)
+{
+	if (PG_ARGISNULL(i))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(i));
+}
+
+static char *
+arg_jsonb_text(FunctionCallInfo fcinfo, int i)
+{
+	Jsonb	   *jb;
+
+	if (PG_ARGISNULL(i))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("the index definition must not be null"),
+				 errhint("Pass a jsonb object such as '{\"table\": \"public.users\"}'.")));
+	jb = PG_GETARG_JSONB_P(i);
+	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+}
+
+/* Prepare the generated statements once, as a last check of the whole. */
+static void
+prepare_generated(IndexDef *def)
+{
+	Oid		   *types = palloc(sizeof(Oid) * (list_length(def->key) + 1));
+	int			i;
+
+	for (i = 0; i < list_length(def->key); i++)
+		types[i] = TEXTARRAYOID;
+	if (SPI_prepare(flusso_sql_build(def), list_length(def->key), types) == NULL)
+		elog(ERROR, "the build statement of index \"%s\" does not prepare: %s",
+			 def->name, SPI_result_code_string(SPI_result));
+}
+
+static void
+check_index_count(void)
+{
+	if (SPI_execute("SELECT count(*) FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not count flusso.definitions");
+	if (atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)) >= flusso_max_indexes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("flusso keeps status for at most %d indexes", flusso_max_indexes),
+				 errhint("Raise flusso.max_indexes and restart the server.")));
+}
+
+static void
+store_definition(IndexDef *def, const char *json, bool create)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	const char *sql = create ?
+		"INSERT INTO flusso.definitions (name, definition, root_table) VALUES ($1, $2::jsonb, $3)" :
+		"UPDATE flusso.definitions SET definition = $2::jsonb, root_table = $3, updated_at = now() WHERE name = $1";
+
+	values[0] = CStringGetTextDatum(def->name);
+	values[1] = CStringGetTextDatum(json);
+	values[2] = CStringGetTextDatum(quote_qualified_identifier(def->root->table.schema,
+															   def->root->table.relname));
+	if (SPI_execute_with_args(sql, 3, argtypes, values, NULL, false, 0) !=
+		(create ? SPI_OK_INSERT : SPI_OK_UPDATE))
+		elog(ERROR, "could not store the definition of index \"%s\"", def->name);
+}
+
+static Datum
+define_index(FunctionCallInfo fcinfo, bool create)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	char	   *json = arg_jsonb_text(fcinfo, 1);
+	IndexDef   *def;
+	bool		exists;
+
+	flusso_status_require_preload();
+	SPI_connect();
+	exists = flusso_definition_json(name) != NULL;
+	if (create && exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("index \"%s\" already exists", name),
+				 errhint("Use flusso.alter_index to change its definition, or flusso.drop_index first.")));
+	if (!create && !exists)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index \"%s\" does not exist", name),
+				 errhint("Use flusso.create_index to create it.")));
+	if (create)
+		check_index_count();
+	def = flusso_definition_compile(name, json, true);
+	prepare_generated(def);
+	store_definition(def, json, create);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(flusso_create_index);
+Datum
+flusso_create_index(PG_FUNCTION_ARGS)
+{
+	return define_index(fcinfo, true);
+}
+
+PG_FUNCTION_INFO_V1(flusso_alter_index);
+Datum
+flusso_alter_index(PG_FUNCTION_ARGS)
+{
+	return define_index(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(flusso_drop_index);
+Datum
+flusso_drop_index(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	bool		drop_remote = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Datum		values[2] = {CStringGetTextDatum(name), BoolGetDatum(drop_remote)};
+
+	SPI_connect();
+	if (SPI_execute_with_args("DELETE FROM flusso.definitions WHERE name = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from flusso.definitions");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index \"%s\" does not exist", name),
+				 errhint("flusso.indexes lists the indexes.")));
+	if (SPI_execute_with_args("INSERT INTO flusso.dropped_indexes (name, drop_remote) VALUES ($1, $2)",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the drop of index \"%s\"", name);
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Run the build statement for one key; the document or NULL. */
+static char *
+build_one(IndexDef *def, const char *id)
+{
+	List	   *parts = flusso_id_split(id, list_length(def->key));
+	int			n = list_length(parts);
+	Oid		   *types = palloc(sizeof(Oid) * n);
+	Datum	   *values = palloc(sizeof(Datum) * n);
+	bool		isnull;
+	Datum		d;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		elem = CStringGetTextDatum(list_nth(parts, i));
+
+		types[i] = TEXTARRAYOID;
+		values[i] = PointerGetDatum(construct_array(&elem, 1, TEXTOID, -1, false, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args(flusso_sql_build(def), n, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not run the build statement of index \"%s\"", def->name);
+	if (SPI_processed == 0)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+PG_FUNCTION_INFO_V1(flusso_preview);
+Datum
+flusso_preview(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	char	   *id = arg_text(fcinfo, 1, "the document id");
+	char	   *doc;
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	doc = build_one(flusso_definition_load(name, false), id);
+	if (doc)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		doc = pstrdup(doc);
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	if (doc == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(doc));
+}
+
+static void
+append_watches(StringInfo out, IndexDef *def)
+{
+	ListCell   *lc;
+
+	foreach(lc, flusso_sql_watches(def))
+	{
+		FlussoWatch *w = lfirst(lc);
+
+		appendStringInfo(out, "\n\n-- change to %s (%s): ",
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(w->relid)),
+													get_rel_name(w->relid)),
+						 w->path[0] ? w->path : "root");
+		if (w->resolve_sql == NULL)
+			appendStringInfo(out, "the values of %s are the document keys", w->columns_text);
+		else
+			appendStringInfo(out, "resolved by\n%s", w->resolve_sql);
+	}
+}
+
+PG_FUNCTION_INFO_V1(flusso_explain);
+Datum
+flusso_explain(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	StringInfoData out;
+	IndexDef   *def;
+	MemoryContext caller = CurrentMemoryContext;
+	text	   *result;
+
+	SPI_connect();
+	def = flusso_definition_load(name, false);
+	initStringInfo(&out);
+	appendStringInfo(&out, "%s\n\n%s\n\n%s", flusso_sql_build(def),
+					 flusso_sql_backfill(def, true), flusso_sql_backfill(def, false));
+	append_watches(&out, def);
+	MemoryContextSwitchTo(caller);
+	result = cstring_to_text(out.data);
+	SPI_finish();
+	PG_RETURN_TEXT_P(result);
+}
+
+PG_FUNCTION_INFO_V1(flusso_index_body_sql);
+Datum
+flusso_index_body_sql(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	char	   *body;
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result;
+
+	SPI_connect();
+	body = flusso_index_body(flusso_definition_load(name, false), NULL, 0);
+	MemoryContextSwitchTo(caller);
+	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(body));
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+PG_FUNCTION_INFO_V1(flusso_document_ids);
+Datum
+flusso_document_ids(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	uint64		i;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	SPI_connect();
+	if (SPI_execute(flusso_sql_document_ids(flusso_definition_load(name, false)), true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list the documents of index \"%s\"", name);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		v = PointerGetDatum(DatumGetTextPCopy(d));
+		bool		n = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v, &n);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/* The text of column col in a jsonb row image, or NULL. */
+static char *
+image_value(Jsonb *row, const char *col)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	if (row == NULL)
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) col;
+	k.val.string.len = strlen(col);
+	v = findJsonbValueFromContainer(&row->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	if (v->type == jbvBool)
+		return pstrdup(v->val.boolean ? "true" : "false");
+	return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
+}
+
+static List *
+watch_images(FlussoWatch *w, Jsonb *old_row, Jsonb *new_row)
+{
+	List	   *images = NIL;
+	Jsonb	   *rows[2] = {old_row, new_row};
+	int			r;
+
+	for (r = 0; r < 2; r++)
+	{
+		char	  **values = palloc0(sizeof(char *) * w->ncols);
+		int			i;
+
+		if (rows[r] == NULL)
+			continue;
+		for (i = 0; i < w->ncols; i++)
+			values[i] = image_value(rows[r], w->columns[i]);
+		images = lappend(images, values);
+	}
+	return images;
+}
+
+/*
+ * flusso.affected_documents(name, table, old_row, new_row): the _id of
+ * every document of the index that a change to a row of table affects,
+ * given the row's old and new image as jsonb (either may be NULL).  It runs
+ * the same resolve step as the sync worker.
+ */
+PG_FUNCTION_INFO_V1(flusso_affected_documents);
+Datum
+flusso_affected_documents(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	Oid			relid = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
+	Jsonb	   *old_row = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	Jsonb	   *new_row = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller = CurrentMemoryContext;
+	FlussoKeySet *keys;
+	IndexDef   *def;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	SPI_connect();
+	def = flusso_definition_load(name, false);
+	keys = flusso_keyset_create(CurrentMemoryContext);
+	foreach(lc, flusso_sql_watches(def))
+	{
+		FlussoWatch *w = lfirst(lc);
+
+		if (w->relid == relid)
+			flusso_resolve(w, NULL, watch_images(w, old_row, new_row), keys,
+						   list_length(def->key));
+	}
+	MemoryContextSwitchTo(caller);
+	foreach(lc, flusso_keyset_ids(keys))
+	{
+		Datum		v = CStringGetTextDatum(lfirst(lc));
+		bool		n = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v, &n);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -1,0 +1,688 @@
+/*-------------------------------------------------------------------------
+ *
+ * defcheck.c
+ *	  Checks a parsed index definition against the catalogs.
+ *
+ * This file owns everything the definition says about the database: that
+ * the tables and columns exist, which key identifies a root row, how each
+ * child joins its parent (given, or derived from the one foreign key between
+ * the two tables), that joined columns have an equality operator, that
+ * filters, expressions and orderings are single, side-effect-free SQL
+ * expressions over their own table, and whether the replica identity of
+ * each table lets deletes and re-parenting be mapped to their documents.
+ * It fills the catalog fields of the model (OIDs, types) and raises a clear
+ * error, naming the path in the definition, for anything wrong.  It reads
+ * catalogs only and writes nothing, except REPLICA IDENTITY when
+ * flusso.manage_replica_identity asks for it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/analyze.h"
+#include "parser/parse_oper.h"
+#include "parser/parser.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/syscache.h"
+
+#include "definition.h"
+#include "settings.h"
+#include "sqlgen.h"
+
+void
+flusso_def_raise(const DefError *err)
+{
+	ereport(ERROR,
+			(errcode(err->sqlstate),
+			 errmsg("%s", err->message),
+			 err->detail ? errdetail("%s", err->detail) : 0,
+			 err->hint ? errhint("%s", err->hint) : 0));
+}
+
+static char *
+path_of(const char *base, const char *key)
+{
+	if (base == NULL || base[0] == '\0')
+		return pstrdup(key);
+	return psprintf("%s.%s", base, key);
+}
+
+static const char *
+qualified(const DefTable *t)
+{
+	return quote_qualified_identifier(t->schema, t->relname);
+}
+
+/* ---- tables and columns ---- */
+
+static void
+resolve_table(DefTable *t, const char *path)
+{
+	List	   *volatile names = NIL;
+	Oid			relid;
+	char		relkind;
+	MemoryContext ctx = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		names = stringToQualifiedNameList(t->text);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(ctx);
+		FlushErrorState();
+		names = NIL;
+	}
+	PG_END_TRY();
+	if (names == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("\"%s\" at %s is not a table name", t->text, path),
+				 errdetail("Table names are read as in SQL: schema.table, with double quotes around names that need them."),
+				 errhint("Correct the name at %s.", path)));
+	relid = RangeVarGetRelid(makeRangeVarFromNameList(names), AccessShareLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table \"%s\" at %s does not exist", t->text, path),
+				 errdetail("Unquoted names are folded to lower case; without a schema the search_path is used."),
+				 errhint("Correct the table name at %s, or create the table first.", path)));
+	relkind = get_rel_relkind(relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" at %s is not a table", t->text, path),
+				 errdetail("flusso follows changes through logical decoding, which only sees tables."),
+				 errhint("Name the underlying table at %s.", path)));
+	t->relid = relid;
+	t->schema = get_namespace_name(get_rel_namespace(relid));
+	t->relname = get_rel_name(relid);
+}
+
+static AttrNumber
+column_attnum(const DefTable *t, const char *column, const char *path)
+{
+	AttrNumber	attnum = get_attnum(t->relid, column);
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" at %s does not exist in table %s", column, path,
+						qualified(t)),
+				 errdetail("Column names in a definition are exact: they are not folded to lower case."),
+				 errhint("Correct the column name at %s.", path)));
+	return attnum;
+}
+
+static Oid
+column_type(const DefTable *t, const char *column, const char *path)
+{
+	return get_atttype(t->relid, column_attnum(t, column, path));
+}
+
+/* ---- expressions ---- */
+
+/* Embed user SQL text so that a trailing "--" comment cannot swallow ours. */
+char *
+flusso_sql_fragment(const char *text)
+{
+	return strstr(text, "--") ? psprintf("%s\n", text) : pstrdup(text);
+}
+
+static void
+expression_error(const char *what, const char *path, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SYNTAX_ERROR),
+			 errmsg("%s at %s is not a single SQL expression", what, path),
+			 errdetail("%s", detail),
+			 errhint("Write one expression over the columns of the table at %s, without a semicolon, FROM or subquery.", path)));
+}
+
+/*
+ * The text must parse as exactly "SELECT (text)" with one target and no
+ * other clause (or, for orderings, "SELECT 1 ORDER BY text" with nothing
+ * else): no second statement, no FROM, no comment or parenthesis that
+ * escapes our wrapping.
+ */
+static void
+check_shape(const char *text, const char *what, const char *path, bool ordering)
+{
+	char	   *sql = ordering ?
+		psprintf("SELECT 1 ORDER BY %s", flusso_sql_fragment(text)) :
+		psprintf("SELECT (%s)", flusso_sql_fragment(text));
+	List	   *volatile stmts = NIL;
+	SelectStmt *s;
+	MemoryContext ctx = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+
+	PG_TRY();
+	{
+		stmts = raw_parser(sql, RAW_PARSE_DEFAULT);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	if (edata)
+		expression_error(what, path, psprintf("It does not parse: %s.", edata->message));
+	if (list_length(stmts) != 1 ||
+		!IsA(((RawStmt *) linitial(stmts))->stmt, SelectStmt))
+		expression_error(what, path, "It contains more than one statement.");
+	s = (SelectStmt *) ((RawStmt *) linitial(stmts))->stmt;
+	if (list_length(s->targetList) != 1 || s->fromClause || s->whereClause ||
+		s->groupClause || s->havingClause || s->windowClause || s->distinctClause ||
+		s->intoClause || s->withClause || s->limitCount || s->limitOffset ||
+		s->lockingClause || s->valuesLists || s->op != SETOP_NONE ||
+		(!ordering && s->sortClause) || (ordering && !s->sortClause))
+		expression_error(what, path, "It continues past one expression.");
+}
+
+/*
+ * Analyze "SELECT expr FROM schema.table AS relname" (or an ORDER BY) and
+ * return the expression's type.  Unknown columns, type errors, subqueries,
+ * aggregates, set-returning and volatile functions are refused.
+ */
+static Oid
+analyze_expression(const DefTable *t, const char *text, const char *what,
+				   const char *path, bool ordering)
+{
+	char	   *sql;
+	Query	   *volatile q = NULL;
+	MemoryContext ctx = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+	Node	   *expr;
+
+	check_shape(text, what, path, ordering);
+	sql = ordering ?
+		psprintf("SELECT 1 FROM %s AS %s ORDER BY %s", qualified(t),
+				 quote_identifier(t->relname), flusso_sql_fragment(text)) :
+		psprintf("SELECT (%s) FROM %s AS %s", flusso_sql_fragment(text), qualified(t),
+				 quote_identifier(t->relname));
+	PG_TRY();
+	{
+		RawStmt    *raw = linitial(raw_parser(sql, RAW_PARSE_DEFAULT));
+
+		q = parse_analyze_fixedparams(raw, sql, NULL, 0, NULL);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(ctx);
+		edata = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	if (edata)
+		ereport(ERROR,
+				(errcode(edata->sqlerrcode),
+				 errmsg("%s at %s is invalid: %s", what, path, edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) :
+				 errdetail("It is read as an SQL expression over the columns of %s.", qualified(t)),
+				 errhint("Correct the %s at %s.", what, path)));
+	if (q->hasSubLinks || q->hasAggs || q->hasWindowFuncs || q->hasTargetSRFs)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s at %s uses a subquery, an aggregate, a window or a set-returning function", what, path),
+				 errdetail("flusso rebuilds documents when the rows they are made of change; a subquery reads rows it cannot follow."),
+				 errhint("Read other tables through \"children\" instead (see %s).", path)));
+	/* an ORDER BY's expressions are resjunk entries of the target list */
+	expr = (Node *) q->targetList;
+	if (contain_volatile_functions(expr))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s at %s calls a volatile function", what, path),
+				 errdetail("A document must be the same each time it is built from the same rows; volatile functions (random(), nextval(), functions with side effects) are not allowed."),
+				 errhint("Remove the volatile call at %s, or mark the function STABLE or IMMUTABLE if it truly is.", path)));
+	return ordering ? InvalidOid :
+		exprType((Node *) ((TargetEntry *) linitial(q->targetList))->expr);
+}
+
+static void
+check_filter(DefNode *node)
+{
+	Oid			type;
+	char	   *path = path_of(node->path, "filter");
+
+	if (node->filter == NULL)
+		return;
+	type = analyze_expression(&node->table, node->filter, "filter", path, false);
+	if (type != BOOLOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("filter at %s is of type %s, not boolean", path, format_type_be(type)),
+				 errdetail("A filter keeps the rows for which it is true."),
+				 errhint("Write a condition at %s, such as \"deleted_at IS NULL\".", path)));
+}
+
+/* ---- fields ---- */
+
+static void
+expand_all_columns(DefNode *node)
+{
+	Relation	rel = table_open(node->table.relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		DefField   *f;
+
+		if (att->attisdropped)
+			continue;
+		f = palloc0(sizeof(DefField));
+		f->name = pstrdup(NameStr(att->attname));
+		f->column = f->name;
+		f->path = path_of(node->path, "table");
+		node->fields = lappend(node->fields, f);
+	}
+	table_close(rel, AccessShareLock);
+}
+
+static void
+check_fields(DefNode *node)
+{
+	ListCell   *lc;
+
+	if (node->all_columns)
+		expand_all_columns(node);
+	foreach(lc, node->fields)
+	{
+		DefField   *f = lfirst(lc);
+
+		if (f->column)
+		{
+			AttrNumber	attnum = column_attnum(&node->table,
+											   f->column, f->path);
+
+			get_atttypetypmodcoll(node->table.relid, attnum, &f->type, &f->typmod,
+								  &(Oid){0});
+		}
+		else
+			f->type = analyze_expression(&node->table, f->expr, "expression",
+										 path_of(f->path, "expr"), false);
+	}
+	/* a column expanded from the table may clash with a child's name */
+	foreach(lc, node->children)
+	{
+		DefNode    *child = lfirst(lc);
+		ListCell   *fc;
+
+		foreach(fc, node->fields)
+			if (strcmp(((DefField *) lfirst(fc))->name, child->name) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("field \"%s\" appears twice in one object", child->name),
+						 errdetail("%s is both a column of %s and the name of a child.",
+								   child->name, qualified(&node->table)),
+						 errhint("Rename the child at %s, or list \"columns\" explicitly.",
+								 path_of(child->path, "name"))));
+	}
+}
+
+/* ---- keys ---- */
+
+/* The columns of a unique, non-partial, plain index whose columns are NOT NULL. */
+static List *
+usable_unique_keys(Relation rel)
+{
+	List	   *result = NIL;
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index idx;
+		List	   *cols = NIL;
+		bool		ok;
+		int			i;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		idx = (Form_pg_index) GETSTRUCT(tup);
+		ok = idx->indisunique && idx->indisvalid && idx->indimmediate &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL);
+		for (i = 0; ok && i < idx->indnkeyatts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel),
+												  idx->indkey.values[i] - 1);
+
+			ok = att->attnotnull;
+			cols = lappend(cols, pstrdup(NameStr(att->attname)));
+		}
+		if (ok)
+			result = idx->indisprimary ? lcons(cols, result) : lappend(result, cols);
+		ReleaseSysCache(tup);
+	}
+	return result;
+}
+
+static bool
+same_columns(List *a, List *b)
+{
+	ListCell   *lc;
+
+	if (list_length(a) != list_length(b))
+		return false;
+	foreach(lc, a)
+	{
+		ListCell   *lb;
+		bool		found = false;
+
+		foreach(lb, b)
+			found |= strcmp(lfirst(lc), lfirst(lb)) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static void
+check_key(IndexDef *def)
+{
+	DefTable   *t = &def->root->table;
+	Relation	rel = table_open(t->relid, AccessShareLock);
+	List	   *keys = usable_unique_keys(rel);
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	ListCell   *lc;
+	bool		found = false;
+
+	table_close(rel, AccessShareLock);
+	if (def->key == NIL)
+	{
+		if (keys == NIL || (!OidIsValid(pk) && list_length(keys) > 1))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("table %s has no primary key%s", qualified(t),
+							keys == NIL ? " and no unique NOT NULL key" : ""),
+					 errdetail(keys == NIL ?
+							   "Each document needs a stable _id, taken from a key of the root table." :
+							   "It has several unique NOT NULL keys, and flusso cannot tell which one identifies a document."),
+					 errhint(keys == NIL ? "Add a primary key to %s." :
+							 "Name the key columns at \"key\", or add a primary key to %s.",
+							 qualified(t))));
+		def->key = linitial(keys);
+	}
+	foreach(lc, def->key)
+		(void) column_attnum(t, lfirst(lc), "key");
+	foreach(lc, keys)
+		found |= same_columns(def->key, lfirst(lc));
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_COLUMN_REFERENCE),
+				 errmsg("the columns at \"key\" are not a unique NOT NULL key of %s", qualified(t)),
+				 errdetail("A document _id must identify exactly one row for ever."),
+				 errhint("Name the columns of the primary key or of a unique index on NOT NULL columns at \"key\".")));
+	def->key_types = NIL;
+	foreach(lc, def->key)
+		def->key_types = lappend_oid(def->key_types, column_type(t, lfirst(lc), "key"));
+}
+
+/* ---- joins ---- */
+
+typedef struct ForeignKey
+{
+	int			ncols;
+	AttrNumber	from_cols[INDEX_MAX_KEYS];	/* in conrelid */
+	AttrNumber	to_cols[INDEX_MAX_KEYS];	/* in confrelid */
+} ForeignKey;
+
+/* Foreign keys of table from that reference table to. */
+static List *
+foreign_keys(Oid from, Oid to)
+{
+	List	   *result = NIL;
+	Relation	rel = table_open(from, AccessShareLock);
+	List	   *fks = RelationGetFKeyList(rel);
+	ListCell   *lc;
+
+	foreach(lc, fks)
+	{
+		ForeignKeyCacheInfo *info = lfirst(lc);
+		ForeignKey *fk;
+
+		if (info->confrelid != to)
+			continue;
+		fk = palloc0(sizeof(ForeignKey));
+		fk->ncols = info->nkeys;
+		memcpy(fk->from_cols, info->conkey, sizeof(AttrNumber) * info->nkeys);
+		memcpy(fk->to_cols, info->confkey, sizeof(AttrNumber) * info->nkeys);
+		result = lappend(result, fk);
+	}
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/* join->left are columns of left_rel, join->right of right_rel. */
+static void
+join_from_fk(DefJoin *join, const ForeignKey *fk, Oid left_rel, Oid right_rel,
+			 bool left_is_from, const char *path)
+{
+	int			i;
+
+	join->ncols = fk->ncols;
+	join->left = palloc(sizeof(char *) * fk->ncols);
+	join->right = palloc(sizeof(char *) * fk->ncols);
+	join->path = pstrdup(path);
+	for (i = 0; i < fk->ncols; i++)
+	{
+		join->left[i] = get_attname(left_rel, left_is_from ? fk->from_cols[i] : fk->to_cols[i], false);
+		join->right[i] = get_attname(right_rel, left_is_from ? fk->to_cols[i] : fk->from_cols[i], false);
+	}
+}
+
+/* Derive a join between two tables from the one foreign key between them. */
+static void
+derive_join(DefJoin *join, const DefTable *left, const DefTable *right,
+			const char *path, const char *key)
+{
+	List	   *l2r = foreign_keys(left->relid, right->relid);
+	List	   *r2l = left->relid == right->relid ? NIL :
+		foreign_keys(right->relid, left->relid);
+	int			n = list_length(l2r) + list_length(r2l);
+
+	if (n != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FOREIGN_KEY),
+				 errmsg("cannot tell how %s joins %s at %s", qualified(left),
+						qualified(right), path),
+				 errdetail(n == 0 ? "There is no foreign key between the two tables." :
+						   "There are %d foreign keys between the two tables.", n),
+				 errhint("Give the columns at %s, as {\"column of %s\": \"column of %s\"}.",
+						 path_of(path, key), left->relname, right->relname)));
+	if (l2r)
+		join_from_fk(join, linitial(l2r), left->relid, right->relid, true, path_of(path, key));
+	else
+		join_from_fk(join, linitial(r2l), left->relid, right->relid, false, path_of(path, key));
+}
+
+static void
+check_join(DefJoin *join, const DefTable *left, const DefTable *right)
+{
+	int			i;
+
+	for (i = 0; i < join->ncols; i++)
+	{
+		Oid			lt = column_type(left, join->left[i], join->path);
+		Oid			rt = column_type(right, join->right[i], path_of(join->path, join->left[i]));
+		Operator	op = oper(NULL, list_make1(makeString("=")), lt, rt, true, -1);
+
+		if (op == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("cannot join %s.%s (%s) to %s.%s (%s) at %s",
+							left->relname, join->left[i], format_type_be(lt),
+							right->relname, join->right[i], format_type_be(rt), join->path),
+					 errdetail("There is no equality operator between the two types."),
+					 errhint("Join columns of compatible types at %s.", join->path)));
+		ReleaseSysCache(op);
+	}
+}
+
+static void
+check_node_join(DefNode *node)
+{
+	DefTable   *parent = &node->parent->table;
+
+	if (node->has_through)
+	{
+		resolve_table(&node->through, path_of(node->path, "through.table"));
+		if (node->through_parent.ncols == 0)
+			derive_join(&node->through_parent, &node->through, parent,
+						path_of(node->path, "through"), "parent");
+		if (node->through_child.ncols == 0)
+			derive_join(&node->through_child, &node->through, &node->table,
+						path_of(node->path, "through"), "child");
+		check_join(&node->through_parent, &node->through, parent);
+		check_join(&node->through_child, &node->through, &node->table);
+		return;
+	}
+	if (node->on.ncols == 0)
+		derive_join(&node->on, &node->table, parent, node->path, "on");
+	check_join(&node->on, &node->table, parent);
+}
+
+/*
+ * A cycle: a child that joins back to its grandparent's table by the
+ * very columns its parent joined in by, so the document would contain
+ * itself (users -> orders -> the same user).
+ */
+static void
+check_cycle(DefNode *node)
+{
+	DefNode    *p = node->parent;
+	int			i;
+	bool		reverse = true;
+
+	if (p == NULL || p->parent == NULL || node->has_through || p->has_through ||
+		node->table.relid != p->parent->table.relid || node->on.ncols != p->on.ncols)
+		return;
+	for (i = 0; i < node->on.ncols && reverse; i++)
+	{
+		int			j;
+		bool		found = false;
+
+		for (j = 0; j < p->on.ncols; j++)
+			found |= strcmp(node->on.left[i], p->on.right[j]) == 0 &&
+				strcmp(node->on.right[i], p->on.left[j]) == 0;
+		reverse = found;
+	}
+	if (reverse)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_RECURSION),
+				 errmsg("%s joins back to %s by the same columns %s came in by",
+						node->path, qualified(&node->table), p->path),
+				 errdetail("This is a cycle: each document would contain its own parent again."),
+				 errhint("Remove the child at %s.", node->path)));
+}
+
+/* ---- replica identity ---- */
+
+static void
+check_replica_identity(IndexDef *def, bool report)
+{
+	List	   *watches = flusso_sql_watches(def);
+	ListCell   *lc;
+
+	foreach(lc, watches)
+	{
+		FlussoWatch *w = lfirst(lc);
+		Relation	rel = table_open(w->relid, AccessShareLock);
+		char		ident = rel->rd_rel->relreplident;
+		Bitmapset  *idcols = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+		bool		covered = ident == REPLICA_IDENTITY_FULL;
+		int			i;
+		char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+													  RelationGetRelationName(rel));
+
+		table_close(rel, AccessShareLock);
+		if (!covered && ident != REPLICA_IDENTITY_NOTHING)
+		{
+			covered = true;
+			for (i = 0; i < w->ncols; i++)
+				covered &= bms_is_member(w->attnums[i] - FirstLowInvalidHeapAttributeNumber, idcols);
+		}
+		if (covered)
+			continue;
+		if (report && flusso_manage_replica_identity)
+		{
+			SPI_connect();
+			if (SPI_execute(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", name), false, 0) < 0)
+				elog(ERROR, "could not set REPLICA IDENTITY FULL on %s", name);
+			SPI_finish();
+			ereport(NOTICE,
+					(errmsg("set REPLICA IDENTITY FULL on %s", name),
+					 errdetail("flusso.manage_replica_identity is on, and %s needs the old values of %s to find the documents a delete or an update affects.",
+							   def->name, w->columns_text)));
+			continue;
+		}
+		def->warnings = lappend(def->warnings,
+								psprintf("%s|%s|%s", name, w->columns_text, w->path));
+		if (report)
+			ereport(WARNING,
+				(errmsg("deletes and re-parenting in %s cannot be mapped to their documents", name),
+				 errdetail("Index \"%s\" finds the documents a row of %s belongs to by %s, but the replica identity of %s does not log the old value%s of %s.",
+						   def->name, name, w->columns_text, name,
+						   w->ncols > 1 ? "s" : "", w->columns_text),
+				 errhint("Run: ALTER TABLE %s REPLICA IDENTITY FULL; (or set flusso.manage_replica_identity = on before creating the index)", name)));
+	}
+}
+
+/* ---- the whole definition ---- */
+
+static void
+check_node(IndexDef *def, DefNode *node)
+{
+	ListCell   *lc;
+
+	if (!OidIsValid(node->table.relid))
+		resolve_table(&node->table, path_of(node->path, "table"));
+	if (node->parent)
+	{
+		check_node_join(node);
+		check_cycle(node);
+	}
+	check_fields(node);
+	check_filter(node);
+	if (node->value)
+		node->value_type = analyze_expression(&node->table, node->value, "value",
+											  path_of(node->path, "value"), false);
+	if (node->order_by)
+		(void) analyze_expression(&node->table, node->order_by, "order_by",
+								  path_of(node->path, "order_by"), true);
+	foreach(lc, node->children)
+		check_node(def, lfirst(lc));
+}
+
+void
+flusso_def_check(IndexDef *def, bool report)
+{
+	resolve_table(&def->root->table, "table");
+	check_key(def);
+	check_node(def, def->root);
+	check_replica_identity(def, report);
+}

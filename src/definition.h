@@ -1,0 +1,121 @@
+/*-------------------------------------------------------------------------
+ *
+ * definition.h
+ *	  The model of an index definition: a document shape over tables.
+ *
+ * A definition is parsed from JSON (defparse.c), checked against the
+ * catalogs (defcheck.c), turned into SQL (sqlgen.c) and into OpenSearch
+ * mappings (mapping.c).  The model is plain palloc'd C structs.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_DEFINITION_H
+#define FLUSSO_DEFINITION_H
+
+#include "nodes/pg_list.h"
+
+#define FLUSSO_MAX_INDEX_NAME	48
+#define FLUSSO_MAX_DEPTH		16
+
+typedef enum DefKind
+{
+	DEF_ROOT,
+	DEF_MANY,					/* array of objects (or of scalars with value) */
+	DEF_ONE,					/* object or null (or a scalar with value) */
+	DEF_COUNT,
+	DEF_SUM,
+	DEF_MIN,
+	DEF_MAX,
+	DEF_AVG
+} DefKind;
+
+/* One document field of a node: a column, or an expression over the row. */
+typedef struct DefField
+{
+	char	   *name;			/* field name in the document */
+	char	   *column;			/* column name, or NULL */
+	char	   *expr;			/* SQL expression, or NULL */
+	char	   *path;			/* e.g. "columns[2]" */
+	Oid			type;			/* filled by defcheck.c */
+	int32		typmod;
+} DefField;
+
+/* Equal columns between two tables: left[i] = right[i]. */
+typedef struct DefJoin
+{
+	int			ncols;
+	char	  **left;
+	char	  **right;
+	char	   *path;
+} DefJoin;
+
+typedef struct DefTable
+{
+	char	   *text;			/* as written */
+	char	   *schema;			/* filled by defcheck.c */
+	char	   *relname;
+	Oid			relid;
+} DefTable;
+
+typedef struct DefNode
+{
+	int			id;				/* pre-order number, 0 for the root */
+	char	   *path;			/* "" for the root, "children[0]" ... */
+	char	   *name;			/* field name in the parent (NULL: root) */
+	DefKind		kind;
+	DefTable	table;
+	bool		all_columns;	/* "columns" not given */
+	List	   *fields;			/* of DefField */
+	char	   *value;			/* scalar expression, or NULL */
+	char	   *filter;
+	char	   *order_by;
+
+	/* how the node's rows join its parent's (not for the root) */
+	DefJoin		on;				/* left: this table, right: parent */
+	bool		has_through;
+	DefTable	through;		/* the link table */
+	DefJoin		through_parent; /* left: link table, right: parent */
+	DefJoin		through_child;	/* left: link table, right: this table */
+
+	Oid			value_type;		/* filled by defcheck.c */
+	List	   *children;		/* of DefNode */
+	struct DefNode *parent;
+} DefNode;
+
+typedef struct IndexDef
+{
+	char	   *name;
+	DefNode    *root;
+	List	   *key;			/* root key column names (List of char *) */
+	List	   *key_types;		/* their type OIDs (List of Oid), by defcheck */
+	int			on_error;		/* -1: the global flusso.on_error */
+	char	   *os_settings;	/* JSON text, or NULL */
+	char	   *os_mappings;	/* JSON text, or NULL */
+	int			nnodes;
+	List	   *warnings;		/* of char *, from defcheck.c */
+} IndexDef;
+
+/* A definition error: where, what, and what to do. */
+typedef struct DefError
+{
+	int			sqlstate;
+	char	   *path;
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+} DefError;
+
+/* defparse.c: JSON text -> model; false (and *err filled) when invalid */
+extern bool flusso_def_parse(const char *name, const char *json, IndexDef **result,
+							 DefError *err);
+extern bool flusso_index_name_valid(const char *name, const char **why);
+extern const char *flusso_def_kind_name(DefKind kind);
+
+/* defcheck.c: resolve against the catalogs; raises errors */
+extern void flusso_def_check(IndexDef *def, bool report);
+extern void flusso_def_raise(const DefError *err);
+
+/* the node list in pre-order */
+extern List *flusso_def_nodes(IndexDef *def);
+
+#endif							/* FLUSSO_DEFINITION_H */

@@ -1,0 +1,733 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlgen.c
+ *	  Generates the SQL that builds documents and resolves changes.
+ *
+ * From a checked definition this file writes:
+ *	- the build statement: one set-based statement for a whole batch of root
+ *	  keys.  Each child level is one grouped aggregate (a CTE), restricted to
+ *	  the rows under the batch's parents and joined to its parent by key;
+ *	  nothing is computed per root row.
+ *	- the backfill statements: the same, over keyset-paginated key ranges.
+ *	- the watches: for every table the index reads, the columns a change
+ *	  must carry and the statement that maps those values (from the old and
+ *	  the new image) to the root keys of the documents they affect.
+ *
+ * Conventions of the generated SQL: every identifier is quoted; each table
+ * is aliased by its own name, so that user expressions may name columns
+ * bare or as table.column; our own CTEs and columns are named "~...", which
+ * no user table or column realistically uses; user SQL text is embedded in
+ * parentheses via flusso_sql_fragment().  The text is laid out to be read:
+ * flusso.explain() shows it as is.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "definition.h"
+#include "sqlgen.h"
+
+#define MAX_PAIRS_PER_CALL 50	/* json_build_object takes 100 arguments */
+
+static const char *
+qtable(const DefTable *t)
+{
+	return quote_qualified_identifier(t->schema, t->relname);
+}
+
+static const char *
+qalias(const DefTable *t)
+{
+	return quote_identifier(t->relname);
+}
+
+static char *
+qcol(const char *alias, const char *column)
+{
+	return psprintf("%s.%s", alias, quote_identifier(column));
+}
+
+static const char *
+type_name(Oid type)
+{
+	return format_type_be_qualified(type);
+}
+
+static Oid
+column_type(const DefTable *t, const char *column)
+{
+	return get_atttype(t->relid, get_attnum(t->relid, column));
+}
+
+/* The parent-side columns a child joins on. */
+static DefJoin *
+parent_join(DefNode *node)
+{
+	return node->has_through ? &node->through_parent : &node->on;
+}
+
+static bool
+has_rows_cte(DefNode *node)
+{
+	return node->kind == DEF_ROOT || node->children != NIL;
+}
+
+/* ---- document objects ---- */
+
+static char *
+child_value(DefNode *child)
+{
+	char	   *d = psprintf("\"~a%d\".\"~d\"", child->id);
+
+	switch (child->kind)
+	{
+		case DEF_MANY:
+			return psprintf("COALESCE(%s, '[]'::json)", d);
+		case DEF_COUNT:
+		case DEF_SUM:
+			return psprintf("COALESCE(%s, 0)", d);
+		default:
+			return d;
+	}
+}
+
+static char *
+field_value(DefField *f, const char *alias)
+{
+	if (f->column)
+		return qcol(alias, f->column);
+	return psprintf("(%s)", flusso_sql_fragment(f->expr));
+}
+
+/* json_build_object(...) of a node's fields and children, chunked by 50. */
+static char *
+object_expr(DefNode *node, const char *alias, const char *indent)
+{
+	List	   *pairs = NIL;
+	ListCell   *lc;
+	StringInfoData out;
+	int			i = 0;
+	int			calls;
+
+	foreach(lc, node->fields)
+	{
+		DefField   *f = lfirst(lc);
+
+		pairs = lappend(pairs, psprintf("%s, %s", quote_literal_cstr(f->name),
+										field_value(f, alias)));
+	}
+	foreach(lc, node->children)
+	{
+		DefNode    *c = lfirst(lc);
+
+		pairs = lappend(pairs, psprintf("%s, %s", quote_literal_cstr(c->name),
+										child_value(c)));
+	}
+	calls = (list_length(pairs) + MAX_PAIRS_PER_CALL - 1) / MAX_PAIRS_PER_CALL;
+	initStringInfo(&out);
+	if (calls > 1)
+		appendStringInfoString(&out, "(");
+	foreach(lc, pairs)
+	{
+		if (i % MAX_PAIRS_PER_CALL == 0)
+			appendStringInfo(&out, "%sjson_build_object(\n%s    ",
+							 i == 0 ? "" : (calls > 1 ? ")::jsonb || " : ""), indent);
+		else
+			appendStringInfo(&out, ",\n%s    ", indent);
+		appendStringInfoString(&out, lfirst(lc));
+		i++;
+	}
+	if (pairs == NIL)
+		appendStringInfoString(&out, "json_build_object(");
+	appendStringInfo(&out, "\n%s)", indent);
+	if (calls > 1)
+		appendStringInfoString(&out, "::jsonb)::json");
+	return out.data;
+}
+
+/* LEFT JOINs of a node's row source to its children's aggregates. */
+static void
+append_child_joins(StringInfo buf, DefNode *node, const char *alias, const char *indent)
+{
+	ListCell   *lc;
+
+	foreach(lc, node->children)
+	{
+		DefNode    *c = lfirst(lc);
+		DefJoin    *j = parent_join(c);
+		int			i;
+
+		appendStringInfo(buf, "\n%sLEFT JOIN \"~a%d\" ON ", indent, c->id);
+		for (i = 0; i < j->ncols; i++)
+			appendStringInfo(buf, "%s\"~a%d\".\"~p%d\" = %s", i ? " AND " : "",
+							 c->id, i, qcol(alias, j->right[i]));
+	}
+}
+
+/* ---- the rows of a node under the batch's parents ---- */
+
+/* "(a.x, a.y) IN (SELECT "~p".u, "~p".v FROM "~rP" AS "~p")" */
+static char *
+restriction(DefJoin *j, const char *alias, int parent_id)
+{
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "(");
+	for (i = 0; i < j->ncols; i++)
+		appendStringInfo(&out, "%s%s", i ? ", " : "", qcol(alias, j->left[i]));
+	appendStringInfoString(&out, ") IN (SELECT ");
+	for (i = 0; i < j->ncols; i++)
+		appendStringInfo(&out, "%s%s", i ? ", " : "", qcol("\"~p\"", j->right[i]));
+	appendStringInfo(&out, " FROM \"~r%d\" AS \"~p\")", parent_id);
+	return out.data;
+}
+
+/*
+ * A SELECT of the node's table rows (all columns) that belong under the
+ * batch's parent rows and pass the node's filter.  Through a link table,
+ * the link's parent columns come along as "~p0".. .
+ */
+static char *
+node_rows(DefNode *node, const char *indent)
+{
+	const char *alias = qalias(&node->table);
+	char	   *filter = node->filter ?
+		psprintf("\n%s  AND (%s)", indent, flusso_sql_fragment(node->filter)) : "";
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	if (!node->has_through)
+	{
+		appendStringInfo(&out, "SELECT %s.*\n%sFROM %s AS %s\n%sWHERE %s%s",
+						 alias, indent, qtable(&node->table), alias, indent,
+						 restriction(&node->on, alias, node->parent->id), filter);
+		return out.data;
+	}
+	appendStringInfo(&out, "SELECT %s.*\n%sFROM (SELECT %s.*", alias, indent, alias);
+	for (i = 0; i < node->through_parent.ncols; i++)
+		appendStringInfo(&out, ", %s AS \"~p%d\"",
+						 qcol("\"~l\"", node->through_parent.left[i]), i);
+	appendStringInfo(&out, "\n%s      FROM %s AS \"~l\"\n%s      JOIN %s AS %s ON ",
+					 indent, qtable(&node->through), indent, qtable(&node->table), alias);
+	for (i = 0; i < node->through_child.ncols; i++)
+		appendStringInfo(&out, "%s%s = %s", i ? " AND " : "",
+						 qcol(alias, node->through_child.right[i]),
+						 qcol("\"~l\"", node->through_child.left[i]));
+	appendStringInfo(&out, "\n%s      WHERE %s) AS %s", indent,
+					 restriction(&node->through_parent, "\"~l\"", node->parent->id), alias);
+	if (node->filter)
+		appendStringInfo(&out, "\n%sWHERE (%s)", indent, flusso_sql_fragment(node->filter));
+	return out.data;
+}
+
+/* The columns a node's aggregate is grouped by, as "~p0".. . */
+static char *
+group_column(DefNode *node, const char *alias, int i)
+{
+	if (node->has_through)
+		return psprintf("%s.\"~p%d\"", alias, i);
+	return qcol(alias, node->on.left[i]);
+}
+
+static char *
+aggregate_value(DefNode *node, const char *alias, const char *indent)
+{
+	char	   *order = node->order_by ?
+		psprintf(" ORDER BY %s", flusso_sql_fragment(node->order_by)) : "";
+	char	   *value = node->value ?
+		psprintf("(%s)", flusso_sql_fragment(node->value)) : NULL;
+
+	switch (node->kind)
+	{
+		case DEF_MANY:
+			return psprintf("json_agg(%s%s)", value ? value :
+							object_expr(node, alias, indent), order);
+		case DEF_ONE:
+			return value ? value : object_expr(node, alias, indent);
+		case DEF_COUNT:
+			return pstrdup("count(*)");
+		case DEF_SUM:
+			return psprintf("sum(%s)", value);
+		case DEF_MIN:
+			return psprintf("min(%s)", value);
+		case DEF_MAX:
+			return psprintf("max(%s)", value);
+		case DEF_AVG:
+			return psprintf("avg(%s)", value);
+		case DEF_ROOT:
+			break;
+	}
+	elog(ERROR, "unexpected node kind");
+	return NULL;
+}
+
+static void
+append_aggregate(StringInfo buf, DefNode *node)
+{
+	const char *alias = qalias(&node->table);
+	int			n = parent_join(node)->ncols;
+	StringInfoData groups;
+	int			i;
+
+	initStringInfo(&groups);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&groups, "%s%s", i ? ", " : "", group_column(node, alias, i));
+
+	appendStringInfo(buf, ",\n\"~a%d\" AS (\n  -- %s: %s %s\n  SELECT %s",
+					 node->id, node->path, flusso_def_kind_name(node->kind),
+					 qtable(&node->table), node->kind == DEF_ONE ?
+					 psprintf("DISTINCT ON (%s) ", groups.data) : "");
+	for (i = 0; i < n; i++)
+		appendStringInfo(buf, "%s AS \"~p%d\", ", group_column(node, alias, i), i);
+	appendStringInfo(buf, "%s AS \"~d\"", aggregate_value(node, alias, "  "));
+	if (has_rows_cte(node))
+		appendStringInfo(buf, "\n  FROM \"~r%d\" AS %s", node->id, alias);
+	else
+		appendStringInfo(buf, "\n  FROM (%s) AS %s", node_rows(node, "        "), alias);
+	append_child_joins(buf, node, alias, "  ");
+	if (node->kind == DEF_ONE)
+		appendStringInfo(buf, "\n  ORDER BY %s%s%s", groups.data,
+						 node->order_by ? ", " : "",
+						 node->order_by ? flusso_sql_fragment(node->order_by) : "");
+	else
+		appendStringInfo(buf, "\n  GROUP BY %s", groups.data);
+	appendStringInfoString(buf, "\n)");
+}
+
+static void
+append_node(StringInfo buf, DefNode *node)
+{
+	ListCell   *lc;
+
+	if (has_rows_cte(node))
+		appendStringInfo(buf, ",\n\"~r%d\" AS (\n  -- %s rows under this batch\n  %s\n)",
+						 node->id, node->path, node_rows(node, "  "));
+	foreach(lc, node->children)
+		append_node(buf, lfirst(lc));
+	append_aggregate(buf, node);
+}
+
+/* ---- the root ---- */
+
+static char *
+key_cast(IndexDef *def, int i, const char *value)
+{
+	return psprintf("%s::%s", value, type_name(list_nth_oid(def->key_types, i)));
+}
+
+/* The document _id: the key's text, or for composite keys the escaped
+ * parts joined by '|'. */
+static char *
+id_expr(IndexDef *def, const char *alias)
+{
+	StringInfoData out;
+	int			i;
+
+	if (list_length(def->key) == 1)
+		return psprintf("%s.\"~k0\"::text", alias);
+	initStringInfo(&out);
+	appendStringInfoString(&out, "concat_ws('|'");
+	for (i = 0; i < list_length(def->key); i++)
+		appendStringInfo(&out, ", replace(replace(%s.\"~k%d\"::text, '\\', '\\\\'), '|', '\\|')",
+						 alias, i);
+	appendStringInfoString(&out, ")");
+	return out.data;
+}
+
+/* "~k": the batch's keys, from parameters or from a keyset range. */
+static void
+append_keys(StringInfo buf, IndexDef *def, int mode)
+{
+	const char *alias = qalias(&def->root->table);
+	int			nkeys = list_length(def->key);
+	int			i;
+
+	appendStringInfoString(buf, "WITH \"~k\" AS (\n  -- the root keys of this batch\n  SELECT ");
+	if (mode == 0)
+	{
+		appendStringInfoString(buf, "DISTINCT ");
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(buf, "%s%s AS \"~k%d\"", i ? ", " : "",
+							 key_cast(def, i, psprintf("\"~u\".\"~k%d\"", i)), i);
+		appendStringInfoString(buf, "\n  FROM unnest(");
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(buf, "%s$%d::text[]", i ? ", " : "", i + 1);
+		appendStringInfoString(buf, ") AS \"~u\"(");
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(buf, "%s\"~k%d\"", i ? ", " : "", i);
+		appendStringInfoString(buf, ")\n)");
+		return;
+	}
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(buf, "%s%s AS \"~k%d\"", i ? ", " : "",
+						 qcol(alias, list_nth(def->key, i)), i);
+	appendStringInfo(buf, "\n  FROM %s AS %s\n  WHERE ", qtable(&def->root->table), alias);
+	if (mode == 2)
+	{
+		appendStringInfoString(buf, "(");
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(buf, "%s%s", i ? ", " : "", qcol(alias, list_nth(def->key, i)));
+		appendStringInfoString(buf, ") > (");
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(buf, "%s%s", i ? ", " : "",
+							 key_cast(def, i, psprintf("$%d::text", i + 1)));
+		appendStringInfoString(buf, ")");
+	}
+	else
+		appendStringInfoString(buf, "true");
+	if (def->root->filter)
+		appendStringInfo(buf, "\n    AND (%s)", flusso_sql_fragment(def->root->filter));
+	appendStringInfoString(buf, "\n  ORDER BY ");
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(buf, "%s%s", i ? ", " : "", qcol(alias, list_nth(def->key, i)));
+	appendStringInfo(buf, "\n  LIMIT $%d\n)", mode == 2 ? nkeys + 1 : 1);
+}
+
+static void
+append_root_rows(StringInfo buf, IndexDef *def)
+{
+	const char *alias = qalias(&def->root->table);
+	int			nkeys = list_length(def->key);
+	int			i;
+
+	appendStringInfo(buf, ",\n\"~r0\" AS (\n  -- the root rows of this batch\n  SELECT %s.*\n  FROM %s AS %s\n  WHERE (",
+					 alias, qtable(&def->root->table), alias);
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(buf, "%s%s", i ? ", " : "", qcol(alias, list_nth(def->key, i)));
+	appendStringInfoString(buf, ") IN (SELECT ");
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(buf, "%s\"~k%d\"", i ? ", " : "", i);
+	appendStringInfoString(buf, " FROM \"~k\")");
+	if (def->root->filter)
+		appendStringInfo(buf, "\n    AND (%s)", flusso_sql_fragment(def->root->filter));
+	appendStringInfoString(buf, "\n)");
+}
+
+static void
+append_final_select(StringInfo buf, IndexDef *def, bool ordered)
+{
+	const char *alias = qalias(&def->root->table);
+	int			nkeys = list_length(def->key);
+	int			i;
+
+	appendStringInfo(buf, "\nSELECT %s AS id,\n  CASE WHEN %s IS NULL THEN NULL ELSE %s::text END AS doc",
+					 id_expr(def, "\"~k\""), qcol(alias, linitial(def->key)),
+					 object_expr(def->root, alias, "  "));
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(buf, ",\n  \"~k\".\"~k%d\"::text AS \"~k%d\"", i, i);
+	appendStringInfo(buf, "\nFROM \"~k\"\nLEFT JOIN \"~r0\" AS %s ON ", alias);
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(buf, "%s%s = \"~k\".\"~k%d\"", i ? " AND " : "",
+						 qcol(alias, list_nth(def->key, i)), i);
+	append_child_joins(buf, def->root, alias, "");
+	if (ordered)
+	{
+		appendStringInfoString(buf, "\nORDER BY ");
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(buf, "%s\"~k\".\"~k%d\"", i ? ", " : "", i);
+	}
+}
+
+/* mode 0: keys from $1..; 1: first keyset page; 2: next keyset page */
+static char *
+build_sql(IndexDef *def, int mode)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "-- flusso index \"%s\": %s documents from %s\n",
+					 def->name, mode == 0 ? "build" : "backfill", qtable(&def->root->table));
+	append_keys(&buf, def, mode);
+	append_root_rows(&buf, def);
+	foreach(lc, def->root->children)
+		append_node(&buf, lfirst(lc));
+	append_final_select(&buf, def, mode != 0);
+	return buf.data;
+}
+
+char *
+flusso_sql_build(IndexDef *def)
+{
+	return build_sql(def, 0);
+}
+
+char *
+flusso_sql_backfill(IndexDef *def, bool first)
+{
+	return build_sql(def, first ? 1 : 2);
+}
+
+char *
+flusso_sql_document_ids(IndexDef *def)
+{
+	const char *alias = qalias(&def->root->table);
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "SELECT ");
+	if (list_length(def->key) == 1)
+		appendStringInfo(&buf, "%s::text", qcol(alias, linitial(def->key)));
+	else
+	{
+		appendStringInfoString(&buf, "concat_ws('|'");
+		for (i = 0; i < list_length(def->key); i++)
+			appendStringInfo(&buf, ", replace(replace(%s::text, '\\', '\\\\'), '|', '\\|')",
+							 qcol(alias, list_nth(def->key, i)));
+		appendStringInfoString(&buf, ")");
+	}
+	appendStringInfo(&buf, " AS id FROM %s AS %s", qtable(&def->root->table), alias);
+	if (def->root->filter)
+		appendStringInfo(&buf, " WHERE (%s)", flusso_sql_fragment(def->root->filter));
+	return buf.data;
+}
+
+char *
+flusso_sql_count(IndexDef *def)
+{
+	const char *alias = qalias(&def->root->table);
+
+	return psprintf("SELECT count(*) FROM %s AS %s%s%s%s", qtable(&def->root->table), alias,
+					def->root->filter ? " WHERE (" : "",
+					def->root->filter ? flusso_sql_fragment(def->root->filter) : "",
+					def->root->filter ? ")" : "");
+}
+
+/* ---- watches and resolve statements ---- */
+
+/*
+ * While walking up from a changed row: the values we know, as SQL
+ * expressions, for some columns of the current table.
+ */
+typedef struct Known
+{
+	int			n;
+	char	  **cols;			/* columns of the current table */
+	char	  **exprs;			/* their values */
+	bool	   *text;			/* expr is text from the image: cast it */
+	int		   *src;			/* for image text: which image column */
+} Known;
+
+static int
+known_index(const Known *k, const char *col)
+{
+	int			i;
+
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->cols[i], col) == 0)
+			return i;
+	return -1;
+}
+
+/* The value of col, cast to type when it is image text. */
+static char *
+known_value(const Known *k, int i, Oid type)
+{
+	if (k->text[i])
+		return psprintf("%s::%s", k->exprs[i], type_name(type));
+	return k->exprs[i];
+}
+
+static Known *
+known_new(int n)
+{
+	Known	   *k = palloc0(sizeof(Known));
+
+	k->n = n;
+	k->cols = palloc0(sizeof(char *) * n);
+	k->exprs = palloc0(sizeof(char *) * n);
+	k->text = palloc0(sizeof(bool) * n);
+	k->src = palloc0(sizeof(int) * n);
+	return k;
+}
+
+/*
+ * Make `want` columns of table t known.  Those already known are taken as
+ * they are; otherwise t is joined on the known columns.  Returns the new
+ * knowledge, expressed in columns `want` of t (renamed to `as` columns).
+ */
+static Known *
+step(StringInfo from, int *nalias, const Known *k, const DefTable *t,
+	 char **want, char **as, int nwant)
+{
+	Known	   *out = known_new(nwant);
+	bool		all_known = true;
+	char	   *alias;
+	int			i;
+
+	for (i = 0; i < nwant; i++)
+		all_known &= known_index(k, want[i]) >= 0;
+	if (all_known)
+	{
+		for (i = 0; i < nwant; i++)
+		{
+			int			j = known_index(k, want[i]);
+
+			out->cols[i] = as[i];
+			out->exprs[i] = k->exprs[j];
+			out->text[i] = k->text[j];
+			out->src[i] = k->src[j];
+		}
+		return out;
+	}
+	alias = psprintf("\"~t%d\"", (*nalias)++);
+	appendStringInfo(from, "\nJOIN %s AS %s ON ", qtable(t), alias);
+	for (i = 0; i < k->n; i++)
+		appendStringInfo(from, "%s%s = %s", i ? " AND " : "", qcol(alias, k->cols[i]),
+						 known_value(k, i, column_type(t, k->cols[i])));
+	for (i = 0; i < nwant; i++)
+	{
+		out->cols[i] = as[i];
+		out->exprs[i] = qcol(alias, want[i]);
+	}
+	return out;
+}
+
+/*
+ * Walk from the known columns of node's table (or of its link table, when
+ * at_link) up to the root key.
+ */
+static Known *
+walk_up(StringInfo from, int *nalias, Known *k, DefNode *node, bool at_link,
+		IndexDef *def)
+{
+	char	  **key = palloc(sizeof(char *) * list_length(def->key));
+	int			i;
+
+	while (node->parent != NULL)
+	{
+		if (node->has_through)
+		{
+			if (!at_link)
+				k = step(from, nalias, k, &node->table, node->through_child.right,
+						 node->through_child.left, node->through_child.ncols);
+			k = step(from, nalias, k, &node->through, node->through_parent.left,
+					 node->through_parent.right, node->through_parent.ncols);
+			at_link = false;
+		}
+		else
+			k = step(from, nalias, k, &node->table, node->on.left, node->on.right,
+					 node->on.ncols);
+		node = node->parent;
+	}
+	for (i = 0; i < list_length(def->key); i++)
+		key[i] = list_nth(def->key, i);
+	return step(from, nalias, k, &node->table, key, key, list_length(def->key));
+}
+
+static char *
+resolve_sql(FlussoWatch *w, IndexDef *def, Known *start, int **key_map)
+{
+	StringInfoData from;
+	StringInfoData sql;
+	int			nalias = 0;
+	Known	   *k;
+	bool		direct = true;
+	int			i;
+
+	initStringInfo(&from);
+	k = walk_up(&from, &nalias, start, w->node, w->role == WATCH_LINK, def);
+	for (i = 0; i < k->n; i++)
+		direct &= k->text[i];
+	if (direct && from.len == 0)
+	{
+		*key_map = palloc(sizeof(int) * k->n);
+		for (i = 0; i < k->n; i++)
+			(*key_map)[i] = k->src[i];
+		return NULL;
+	}
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "-- flusso index \"%s\": documents affected by a change to %s (%s)\nSELECT DISTINCT ",
+					 def->name, w->columns_text, w->path[0] ? w->path : "root");
+	for (i = 0; i < k->n; i++)
+		appendStringInfo(&sql, "%s%s::text", i ? ", " : "", k->exprs[i]);
+	appendStringInfoString(&sql, "\nFROM unnest(");
+	for (i = 0; i < w->ncols; i++)
+		appendStringInfo(&sql, "%s$%d::text[]", i ? ", " : "", i + 1);
+	appendStringInfoString(&sql, ") AS \"~v\"(");
+	for (i = 0; i < w->ncols; i++)
+		appendStringInfo(&sql, "%s\"~c%d\"", i ? ", " : "", i);
+	appendStringInfo(&sql, ")%s", from.data);
+	*key_map = NULL;
+	return sql.data;
+}
+
+static FlussoWatch *
+new_watch(IndexDef *def, DefNode *node, FlussoWatchRole role, const DefTable *t,
+		  char **columns, int ncols)
+{
+	FlussoWatch *w = palloc0(sizeof(FlussoWatch));
+	Known	   *start = known_new(ncols);
+	StringInfoData text;
+	int			i;
+
+	w->relid = t->relid;
+	w->role = role;
+	w->node = node;
+	w->path = role == WATCH_LINK ? psprintf("%s.through", node->path) : pstrdup(node->path);
+	w->ncols = ncols;
+	w->columns = columns;
+	w->attnums = palloc(sizeof(AttrNumber) * ncols);
+	initStringInfo(&text);
+	for (i = 0; i < ncols; i++)
+	{
+		w->attnums[i] = get_attnum(t->relid, columns[i]);
+		appendStringInfo(&text, "%s%s.%s", i ? ", " : "", t->relname, columns[i]);
+		start->cols[i] = columns[i];
+		start->exprs[i] = psprintf("\"~v\".\"~c%d\"", i);
+		start->text[i] = true;
+		start->src[i] = i;
+	}
+	w->columns_text = text.data;
+	w->resolve_sql = resolve_sql(w, def, start, &w->key_map);
+	return w;
+}
+
+static void
+add_watches(IndexDef *def, DefNode *node, List **out)
+{
+	ListCell   *lc;
+
+	if (node->kind == DEF_ROOT)
+	{
+		int			n = list_length(def->key);
+		char	  **cols = palloc(sizeof(char *) * n);
+		int			i;
+
+		for (i = 0; i < n; i++)
+			cols[i] = list_nth(def->key, i);
+		*out = lappend(*out, new_watch(def, node, WATCH_ROOT, &node->table, cols, n));
+	}
+	else if (node->has_through)
+	{
+		*out = lappend(*out, new_watch(def, node, WATCH_NODE, &node->table,
+									   node->through_child.right,
+									   node->through_child.ncols));
+		*out = lappend(*out, new_watch(def, node, WATCH_LINK, &node->through,
+									   node->through_parent.left,
+									   node->through_parent.ncols));
+	}
+	else
+		*out = lappend(*out, new_watch(def, node, WATCH_NODE, &node->table,
+									   node->on.left, node->on.ncols));
+	foreach(lc, node->children)
+		add_watches(def, lfirst(lc), out);
+}
+
+List *
+flusso_sql_watches(IndexDef *def)
+{
+	List	   *out = NIL;
+
+	add_watches(def, def->root, &out);
+	return out;
+}

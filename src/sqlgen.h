@@ -1,0 +1,74 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlgen.h
+ *	  The SQL generated from a checked index definition.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_SQLGEN_H
+#define FLUSSO_SQLGEN_H
+
+#include "access/attnum.h"
+
+#include "definition.h"
+
+typedef enum FlussoWatchRole
+{
+	WATCH_ROOT,					/* the root table: its key is the document */
+	WATCH_NODE,					/* a child's table */
+	WATCH_LINK					/* a child's link table ("through") */
+} FlussoWatchRole;
+
+/*
+ * One place where an index reads a table.  A change to a row of relid
+ * affects the documents whose root keys the resolve statement returns,
+ * given the values of columns[] in the row's old and new image.
+ */
+typedef struct FlussoWatch
+{
+	Oid			relid;
+	FlussoWatchRole role;
+	DefNode    *node;
+	char	   *path;			/* where in the definition */
+	int			ncols;
+	char	  **columns;
+	AttrNumber *attnums;
+	char	   *columns_text;	/* "orders.user_id", for messages */
+
+	/*
+	 * The resolve statement: parameters $1..$ncols are text[] of the column
+	 * values, it returns the root key columns as text.  NULL when the values
+	 * are the root key already; then key_map[i] is the column holding key
+	 * column i.
+	 */
+	char	   *resolve_sql;
+	int		   *key_map;
+} FlussoWatch;
+
+/* Every table the index reads, with how a change maps to documents. */
+extern List *flusso_sql_watches(IndexDef *def);
+
+/*
+ * Build statement: $1..$k are text[] of the root key columns; returns
+ * (id text, doc text, k0 text, ...) with doc NULL for a key whose row is
+ * gone or filtered out (a delete).
+ */
+extern char *flusso_sql_build(IndexDef *def);
+
+/*
+ * Backfill statements, keyset-paginated in key order: the first takes
+ * ($1 int limit), the next ($1..$k text key of the last row, $k+1 limit).
+ * Same result columns as the build statement.
+ */
+extern char *flusso_sql_backfill(IndexDef *def, bool first);
+
+/* SELECT of every document _id (for the consistency checker). */
+extern char *flusso_sql_document_ids(IndexDef *def);
+
+/* SELECT count(*) estimate source: the root table and filter. */
+extern char *flusso_sql_count(IndexDef *def);
+
+/* User SQL text, made safe to embed before a closing parenthesis. */
+extern char *flusso_sql_fragment(const char *text);
+
+#endif							/* FLUSSO_SQLGEN_H */
