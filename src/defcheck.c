@@ -36,6 +36,7 @@
 #include "parser/analyze.h"
 #include "parser/parse_oper.h"
 #include "parser/parser.h"
+#include "parser/scanner.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -159,6 +160,40 @@ expression_error(const char *what, const char *path, const char *detail)
 }
 
 /*
+ * The text's own brackets must balance, and it must hold no semicolon, so
+ * that whatever it is embedded in, it stays one operand: "true) OR (true"
+ * parses inside parentheses but would change the meaning of ours.  Tokens
+ * come from PostgreSQL's own scanner, so quotes and comments are skipped
+ * exactly as the parser skips them.
+ */
+static void
+check_balanced(const char *text, const char *what, const char *path)
+{
+	core_yy_extra_type extra;
+	core_yyscan_t scanner = scanner_init(text, &extra, &ScanKeywords, ScanKeywordTokens);
+	core_YYSTYPE lval;
+	YYLTYPE		loc;
+	int			depth = 0;
+	int			token;
+	const char *problem = NULL;
+
+	while (problem == NULL && (token = core_yylex(&lval, &loc, scanner)) != 0)
+	{
+		if (token == '(' || token == '[')
+			depth++;
+		else if ((token == ')' || token == ']') && --depth < 0)
+			problem = "It closes a parenthesis it did not open.";
+		else if (token == ';')
+			problem = "It contains a semicolon.";
+	}
+	scanner_finish(scanner);
+	if (problem == NULL && depth != 0)
+		problem = "It opens a parenthesis it does not close.";
+	if (problem)
+		expression_error(what, path, problem);
+}
+
+/*
  * The text must parse as exactly "SELECT (text)" with one target and no
  * other clause (or, for orderings, "SELECT 1 ORDER BY text" with nothing
  * else): no second statement, no FROM, no comment or parenthesis that
@@ -175,6 +210,7 @@ check_shape(const char *text, const char *what, const char *path, bool ordering)
 	MemoryContext ctx = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
 
+	check_balanced(text, what, path);
 	PG_TRY();
 	{
 		stmts = raw_parser(sql, RAW_PARSE_DEFAULT);
@@ -602,53 +638,80 @@ check_cycle(DefNode *node)
 
 /* ---- replica identity ---- */
 
+/* Does the table's replica identity log the old values of w's columns? */
+static bool
+identity_covers(FlussoWatch *w, char **name)
+{
+	Relation	rel = table_open(w->relid, AccessShareLock);
+	char		ident = rel->rd_rel->relreplident;
+	Bitmapset  *idcols = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
+	bool		covered = ident == REPLICA_IDENTITY_FULL;
+	int			i;
+
+	*name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+									   RelationGetRelationName(rel));
+	table_close(rel, AccessShareLock);
+	if (!covered && ident != REPLICA_IDENTITY_NOTHING)
+	{
+		covered = true;
+		for (i = 0; i < w->ncols; i++)
+			covered &= bms_is_member(w->attnums[i] - FirstLowInvalidHeapAttributeNumber,
+									 idcols);
+	}
+	return covered;
+}
+
+static void
+set_identity_full(IndexDef *def, FlussoWatch *w, const char *name)
+{
+	SPI_connect();
+	if (SPI_execute(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", name), false, 0) < 0)
+		elog(ERROR, "could not set REPLICA IDENTITY FULL on %s", name);
+	SPI_finish();
+	ereport(NOTICE,
+			(errmsg("set REPLICA IDENTITY FULL on %s", name),
+			 errdetail("flusso.manage_replica_identity is on, and index \"%s\" needs the old values of %s to find the documents a delete or an update affects.",
+					   def->name, w->columns_text)));
+}
+
+/*
+ * A child found through its parent's key needs the old value of that key
+ * in the WAL, or a delete (or re-parenting) cannot be mapped to the old
+ * parent's document.  Say so, with the fix; or apply the fix.
+ */
 static void
 check_replica_identity(IndexDef *def, bool report)
 {
-	List	   *watches = flusso_sql_watches(def);
+	List	   *seen = NIL;
 	ListCell   *lc;
 
-	foreach(lc, watches)
+	foreach(lc, flusso_sql_watches(def))
 	{
 		FlussoWatch *w = lfirst(lc);
-		Relation	rel = table_open(w->relid, AccessShareLock);
-		char		ident = rel->rd_rel->relreplident;
-		Bitmapset  *idcols = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
-		bool		covered = ident == REPLICA_IDENTITY_FULL;
-		int			i;
-		char	   *name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-													  RelationGetRelationName(rel));
+		char	   *key = psprintf("%u %s", w->relid, w->columns_text);
+		char	   *name;
+		ListCell   *sc;
+		bool		dup = false;
 
-		table_close(rel, AccessShareLock);
-		if (!covered && ident != REPLICA_IDENTITY_NOTHING)
-		{
-			covered = true;
-			for (i = 0; i < w->ncols; i++)
-				covered &= bms_is_member(w->attnums[i] - FirstLowInvalidHeapAttributeNumber, idcols);
-		}
-		if (covered)
+		foreach(sc, seen)
+			dup |= strcmp(lfirst(sc), key) == 0;
+		seen = lappend(seen, key);
+		if (dup || identity_covers(w, &name))
 			continue;
 		if (report && flusso_manage_replica_identity)
 		{
-			SPI_connect();
-			if (SPI_execute(psprintf("ALTER TABLE %s REPLICA IDENTITY FULL", name), false, 0) < 0)
-				elog(ERROR, "could not set REPLICA IDENTITY FULL on %s", name);
-			SPI_finish();
-			ereport(NOTICE,
-					(errmsg("set REPLICA IDENTITY FULL on %s", name),
-					 errdetail("flusso.manage_replica_identity is on, and %s needs the old values of %s to find the documents a delete or an update affects.",
-							   def->name, w->columns_text)));
+			set_identity_full(def, w, name);
 			continue;
 		}
 		def->warnings = lappend(def->warnings,
 								psprintf("%s|%s|%s", name, w->columns_text, w->path));
 		if (report)
 			ereport(WARNING,
-				(errmsg("deletes and re-parenting in %s cannot be mapped to their documents", name),
-				 errdetail("Index \"%s\" finds the documents a row of %s belongs to by %s, but the replica identity of %s does not log the old value%s of %s.",
-						   def->name, name, w->columns_text, name,
-						   w->ncols > 1 ? "s" : "", w->columns_text),
-				 errhint("Run: ALTER TABLE %s REPLICA IDENTITY FULL; (or set flusso.manage_replica_identity = on before creating the index)", name)));
+					(errmsg("deletes and re-parenting in %s cannot be mapped to their documents", name),
+					 errdetail("Index \"%s\" finds the documents a row of %s belongs to by %s, but the replica identity of %s does not log the old value%s of %s.",
+							   def->name, name, w->columns_text, name,
+							   w->ncols > 1 ? "s" : "", w->columns_text),
+					 errhint("Run: ALTER TABLE %s REPLICA IDENTITY FULL; (or set flusso.manage_replica_identity = on before creating the index)", name)));
 	}
 }
 

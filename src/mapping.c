@@ -116,7 +116,7 @@ type_mapping(Oid type)
 static json_object *
 aggregate_mapping(DefNode *node)
 {
-	Oid			t = getBaseType(node->value_type);
+	Oid			t = OidIsValid(node->value_type) ? getBaseType(node->value_type) : InvalidOid;
 
 	switch (node->kind)
 	{

@@ -1,0 +1,642 @@
+#!/usr/bin/env bash
+# Starts and stops a real OpenSearch 2.19.6 engine (1 node or a 3-node cluster) built from Maven Central
+# jars, for flusso's integration tests, benchmarks and demo. See README.md beside this file.
+#
+#   opensearch.sh start   [--nodes 1|3] [--dir DIR] [--port PORT] [--timeout SEC] [--clean] [-E key=value ...]
+#   opensearch.sh stop    [--dir DIR] [--clean] [--timeout SEC]
+#   opensearch.sh kill    NODE_INDEX [--signal SIG] [--dir DIR]
+#   opensearch.sh restart NODE_INDEX [--dir DIR] [--timeout SEC]
+#   opensearch.sh wait    [--status green|yellow] [--nodes N] [--dir DIR] [--timeout SEC]
+#   opensearch.sh url     [--dir DIR]
+#   opensearch.sh status  [--dir DIR]
+#   opensearch.sh build
+#
+# Only the URL goes to stdout (start, restart, url) or the health JSON (status); progress goes to stderr.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROG="opensearch.sh"
+DEFAULT_DIR="${OPENSEARCH_DIR:-/tmp/flusso-opensearch}"
+HEAP="${OPENSEARCH_HEAP:-512m}"
+START_TIMEOUT="${OPENSEARCH_START_TIMEOUT:-180}"
+STOP_TIMEOUT="${OPENSEARCH_STOP_TIMEOUT:-30}"
+CLUSTER_NAME="${OPENSEARCH_CLUSTER_NAME:-flusso-test}"
+MAIN_CLASS="dev.flusso.testnode.Launcher"
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools and build
+
+JAVA=""
+find_java() {
+    if [[ -n "${OPENSEARCH_JAVA:-}" ]]; then
+        JAVA="$OPENSEARCH_JAVA"
+    elif compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/java' >/dev/null; then
+        JAVA="$(compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/java' | head -n 1)"
+    elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+        JAVA="$JAVA_HOME/bin/java"
+    else
+        JAVA="$(command -v java || true)"
+    fi
+}
+
+JAVA_VERSION_TEXT=""
+java_major() { # of $JAVA_VERSION_TEXT ('openjdk version "17.0.15" ...'); 1 for 1.8 and older
+    local v
+    v="$(sed -n 's/^[^"]* version "\([0-9]*\).*/\1/p' <<<"$JAVA_VERSION_TEXT" | head -n 1)"
+    echo "${v:-0}"
+}
+
+# ensure_tools [mvn]: java 17+ and curl, and maven when asked; apt-get installs what is missing
+ensure_tools() {
+    local -a missing=()
+    find_java
+    JAVA_VERSION_TEXT=""
+    [[ -n "$JAVA" && -x "$JAVA" ]] && JAVA_VERSION_TEXT="$("$JAVA" -version 2>&1 || true)"
+    (($(java_major) >= 17)) || missing+=(openjdk-17-jdk-headless)
+    if [[ "${1:-}" == mvn ]]; then
+        command -v mvn >/dev/null 2>&1 || missing+=(maven)
+    fi
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    ((${#missing[@]})) || return 0
+    log "installing ${missing[*]} with apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} and apt-get is not available"
+    local -a sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    { "${sudo[@]}" apt-get update -q && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}"; } >&2 ||
+        die "apt-get install ${missing[*]} failed"
+    find_java
+    [[ -n "$JAVA" && -x "$JAVA" ]] || die "no java found after installing openjdk-17-jdk-headless"
+    JAVA_VERSION_TEXT="$("$JAVA" -version 2>&1 || true)"
+    (($(java_major) >= 17)) || die "$JAVA is older than Java 17; set OPENSEARCH_JAVA"
+    command -v curl >/dev/null 2>&1 || die "curl is still missing"
+    [[ "${1:-}" != mvn ]] || command -v mvn >/dev/null 2>&1 || die "mvn is still missing"
+}
+
+# A hash of everything the build reads; the build is skipped while it matches.
+build_hash() {
+    (cd "$HERE" && { cat pom.xml; find src -type f | LC_ALL=C sort | xargs cat; printf '%s\n' "$JAVA" "$JAVA_VERSION_TEXT"; } | sha256sum | cut -d' ' -f1)
+}
+
+CLASSPATH_=""
+# explicit, sorted class path (the same string on every start, as class data sharing requires)
+set_classpath() {
+    local target="$HERE/target" jar
+    CLASSPATH_="$target/flusso-opensearch-testnode.jar"
+    for jar in $(cd "$target/lib" 2>/dev/null && printf '%s\n' *.jar | LC_ALL=C sort); do
+        CLASSPATH_+=":$target/lib/$jar"
+    done
+}
+
+build_current() {
+    local target="$HERE/target"
+    [[ -f "$target/.flusso-build" && "$(cat "$target/.flusso-build")" == "$1" ]] || return 1
+    [[ "${OPENSEARCH_CDS:-1}" == 0 ]] && return 0
+    [[ -f "$target/.flusso-cds" && "$(cat "$target/.flusso-cds")" == "$1" ]]
+}
+
+build() {
+    ensure_tools
+    local target="$HERE/target" want
+    want="$(build_hash)"
+    set_classpath
+    build_current "$want" && return 0
+    mkdir -p "$target"
+    # serialise concurrent builds (e.g. two test jobs starting at once)
+    exec 8>"$target/.build.lock"
+    flock 8
+    if ! [[ -f "$target/.flusso-build" && "$(cat "$target/.flusso-build")" == "$want" ]]; then
+        ensure_tools mvn
+        log "building the OpenSearch test node (mvn package; the first build downloads ~50 MB from Maven Central)"
+        rm -rf "${target:?}/lib" "${target:?}/classes" "${target:?}"/*.jar "$target/.flusso-build" "$target/.flusso-cds" "$CDS_ARCHIVE"
+        local java_home
+        java_home="$(dirname "$(dirname "$(readlink -f "$JAVA")")")"
+        if ! (cd "$HERE" && JAVA_HOME="$java_home" mvn -q -B -ntp package </dev/null >"$target/build.log" 2>&1); then
+            tail -n 60 "$target/build.log" >&2 || true
+            exec 8>&-
+            die "maven build failed (full output in $target/build.log)"
+        fi
+        [[ -f "$target/flusso-opensearch-testnode.jar" && -d "$target/lib" ]] || die "build produced no jar/lib"
+        set_classpath
+        printf '%s\n' "$want" >"$target/.flusso-build"
+        log "build done"
+    fi
+    if [[ "${OPENSEARCH_CDS:-1}" != 0 ]] && ! [[ -f "$target/.flusso-cds" && "$(cat "$target/.flusso-cds")" == "$want" ]]; then
+        train_cds
+        # recorded even if training failed, so that a broken training does not slow down every start
+        printf '%s\n' "$want" >"$target/.flusso-cds"
+    fi
+    exec 8>&-
+}
+
+# Class data sharing: a training node started once after the build records the classes it loads in an
+# archive that later node JVMs map, which halves their start time. Disable with OPENSEARCH_CDS=0.
+CDS_ARCHIVE="$HERE/target/flusso-node.jsa"
+CDS_TRAINING=0
+train_cds() {
+    local saved_dir="$DIR" tdir="$HERE/target/cds-training" t0=$SECONDS url ok=0
+    local -a ports
+    log "recording a class data sharing archive (one training node start)"
+    rm -rf "$tdir" "$CDS_ARCHIVE"
+    mkdir -p "$tdir"
+    mapfile -t ports < <("$JAVA" -cp "$HERE/target/flusso-opensearch-testnode.jar" "$MAIN_CLASS" free-ports 2)
+    DIR="$tdir"
+    echo 1 >"$DIR/nodes"
+    echo "${ports[0]}" >"$DIR/node1.port"
+    printf '%s\n' "-Epath.home=$DIR/node1" "-Ecluster.name=cds-training" "-Enode.name=node-1" \
+        "-Ehttp.port=${ports[0]}" "-Etransport.port=${ports[1]}" --log-file "$DIR/node1.log" >"$DIR/node1.cmd"
+    CDS_TRAINING=1
+    launch_node 1
+    CDS_TRAINING=0
+    url="$(node_url 1)"
+    if wait_health 1 yellow 1 1 120; then
+        # exercise the usual request paths so that their classes are archived too
+        {
+            curl -sf -m 30 -XPUT "$url/cds" -H 'Content-Type: application/json' \
+                -d '{"settings":{"number_of_shards":1,"number_of_replicas":0},"mappings":{"properties":{"k":{"type":"keyword"},"t":{"type":"text"},"n":{"type":"long"}}}}' &&
+                printf '%s\n' '{"index":{"_id":"1","version":5,"version_type":"external_gte"}}' '{"k":"a","t":"hello world","n":1}' \
+                    '{"delete":{"_id":"2"}}' |
+                curl -sf -m 30 -XPOST "$url/cds/_bulk?refresh=true" -H 'Content-Type: application/x-ndjson' --data-binary @- &&
+                curl -sf -m 30 "$url/cds/_doc/1" &&
+                curl -sf -m 30 "$url/cds/_search" -H 'Content-Type: application/json' -d '{"query":{"match":{"t":"hello"}}}' &&
+                curl -sf -m 30 -XPOST "$url/cds/_delete_by_query?refresh=true" -H 'Content-Type: application/json' -d '{"query":{"term":{"k":"a"}}}' &&
+                curl -sf -m 30 -XPOST "$url/_aliases" -H 'Content-Type: application/json' -d '{"actions":[{"add":{"index":"cds","alias":"cds-alias"}}]}' &&
+                curl -sf -m 30 "$url/_cat/indices" &&
+                curl -sf -m 30 -XDELETE "$url/cds"
+        } >/dev/null 2>&1 && ok=1
+    fi
+    stop_node 1 # the archive is written when the JVM exits
+    DIR="$saved_dir"
+    if [[ -s "$CDS_ARCHIVE" ]]; then
+        ((ok)) || log "warning: the CDS training requests failed; the archive covers startup only"
+        log "class data sharing archive recorded in $((SECONDS - t0))s"
+        rm -rf "$tdir"
+    else
+        rm -f "$CDS_ARCHIVE"
+        log "warning: no class data sharing archive was recorded (see $tdir/node1.log); nodes will start slower"
+    fi
+}
+
+# ---------------------------------------------------------------- state in DIR
+
+DIR="$DEFAULT_DIR"
+
+node_pid() { if [[ -f "$DIR/node$1.pid" ]]; then cat "$DIR/node$1.pid"; fi; }
+
+# true if node $1's recorded pid is a live test-node JVM of this DIR (guards against pid reuse)
+node_alive() {
+    local pid
+    pid="$(node_pid "$1")"
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "-Epath.home=$DIR/node$1"
+}
+
+# true while process $1 exists and is not a zombie
+pid_running() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state="$(awk '/^State:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
+node_count() {
+    if [[ -f "$DIR/nodes" ]]; then cat "$DIR/nodes"; else echo 0; fi
+}
+
+node_url() { echo "http://127.0.0.1:$(cat "$DIR/node$1.port")"; }
+
+# URL of the first live node (node 1 if it is alive)
+live_url() {
+    local n i
+    n="$(node_count)"
+    for ((i = 1; i <= n; i++)); do
+        if node_alive "$i"; then
+            node_url "$i"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# http GET; prints the body, returns 0 only on HTTP 2xx
+http_get() {
+    local url="$1" out code
+    out="$(curl -sS -m "${2:-10}" -w '\n%{http_code}' "$url" 2>/dev/null)" || return 1
+    code="${out##*$'\n'}"
+    printf '%s' "${out%$'\n'*}"
+    [[ "$code" == 2* ]]
+}
+
+# ---------------------------------------------------------------- processes
+
+jvm_opts() {
+    local home="$1"
+    # shellcheck disable=SC2206
+    local extra=(${OPENSEARCH_JAVA_OPTS:-})
+    # shellcheck disable=SC2054 # the comma in SPI,COMPAT is meant
+    JVM_OPTS=(
+        "-Xms$HEAP" "-Xmx$HEAP"
+        -XX:+UseG1GC -XX:G1ReservePercent=25 -XX:InitiatingHeapOccupancyPercent=30
+        -Xss1m
+        -XX:-OmitStackTraceInFastThrow -XX:+ShowCodeDetailsInExceptionMessages
+        "-XX:ErrorFile=$home/logs/hs_err_pid%p.log"
+        -Djava.awt.headless=true -Dfile.encoding=UTF-8 -Djna.nosys=true
+        -Djava.locale.providers=SPI,COMPAT
+        -Dopensearch.networkaddress.cache.ttl=60 -Dopensearch.networkaddress.cache.negative.ttl=10
+        -Dio.netty.noUnsafe=true -Dio.netty.noKeySetOptimization=true
+        -Dio.netty.recycler.maxCapacityPerThread=0 -Dio.netty.allocator.numDirectArenas=0
+        -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true
+        "-Djava.io.tmpdir=$home/tmp"
+    )
+    if ((CDS_TRAINING)); then
+        JVM_OPTS+=("-XX:ArchiveClassesAtExit=$CDS_ARCHIVE")
+    elif [[ "${OPENSEARCH_CDS:-1}" != 0 && -s "$CDS_ARCHIVE" ]]; then
+        JVM_OPTS+=("-XX:SharedArchiveFile=$CDS_ARCHIVE")
+    fi
+    JVM_OPTS+=(${extra[@]+"${extra[@]}"})
+}
+
+# launch node $1 from its saved command line; the JVM outlives this script
+launch_node() {
+    local i="$1" home="$DIR/node$1" pid
+    local -a cmd
+    mapfile -t cmd <"$DIR/node$i.cmd"
+    mkdir -p "$home/tmp" "$home/logs"
+    jvm_opts "$home"
+    printf '\n===== %s starting node-%s (%s)\n' "$(date '+%F %T')" "$i" "$(node_url "$i")" >>"$DIR/node$i.log"
+    # no job control here, so the child is not a group leader: setsid and nohup exec in place and $! is the JVM
+    setsid nohup "$JAVA" "${JVM_OPTS[@]}" -cp "$CLASSPATH_" "$MAIN_CLASS" "${cmd[@]}" \
+        </dev/null >>"$DIR/node$i.log" 2>&1 8>&- &
+    pid=$!
+    echo "$pid" >"$DIR/node$i.pid"
+}
+
+# stop the given nodes (SIGTERM to all at once, then wait); SIGKILL what is left after STOP_TIMEOUT
+stop_nodes() {
+    local i pid waited=0 alive
+    local -a pids=() names=()
+    for i in "$@"; do
+        node_alive "$i" || continue
+        pid="$(node_pid "$i")"
+        kill -TERM "$pid" 2>/dev/null || true
+        kill -CONT "$pid" 2>/dev/null || true # a node frozen by 'kill --signal STOP' must run to handle TERM
+        pids+=("$pid")
+        names+=("node-$i")
+    done
+    ((${#pids[@]})) || return 0
+    while ((waited < STOP_TIMEOUT * 10)); do
+        alive=0
+        for pid in "${pids[@]}"; do pid_running "$pid" && alive=1; done
+        ((alive)) || return 0
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    for i in "${!pids[@]}"; do
+        if pid_running "${pids[i]}"; then
+            log "${names[i]} (pid ${pids[i]}) did not stop within ${STOP_TIMEOUT}s, sending SIGKILL"
+            kill -KILL "${pids[i]}" 2>/dev/null || true
+        fi
+    done
+    for pid in "${pids[@]}"; do
+        while pid_running "$pid"; do sleep 0.1; done
+    done
+}
+
+stop_node() { stop_nodes "$1"; }
+
+show_log_tails() {
+    local i n
+    n="$(node_count)"
+    for ((i = 1; i <= n; i++)); do
+        [[ -f "$DIR/node$i.log" ]] || continue
+        show_log_tail "$i"
+    done
+}
+
+show_log_tail() {
+    local log="$DIR/node$1.log"
+    printf -- '----- last lines of %s\n' "$log" >&2
+    tail -n "${OPENSEARCH_LOG_TAIL:-40}" "$log" >&2 || true
+    if grep -qE '^\[[^]]+\]\[(FATAL|ERROR)' "$log"; then
+        printf -- '----- first errors in %s\n' "$log" >&2
+        grep -m 3 -A 2 -E '^\[[^]]+\]\[(FATAL|ERROR)' "$log" | cut -c1-400 >&2 || true
+    fi
+}
+
+# wait until the cluster answers with the wanted health through node $1's URL.
+# returns 0 when healthy, 1 on timeout, 2 if one of the nodes in $4 died
+wait_health() {
+    local i="$1" status="$2" nodes="$3" watch="$4" timeout="$5"
+    local deadline=$((SECONDS + timeout)) url j
+    url="$(node_url "$i")"
+    while ((SECONDS < deadline)); do
+        for j in $watch; do
+            if ! node_alive "$j"; then
+                log "node-$j exited during startup"
+                return 2
+            fi
+        done
+        if http_get "$url/_cluster/health?wait_for_status=$status&wait_for_nodes=$nodes&timeout=2s" 5 >/dev/null; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- subcommands
+
+cmd_build() {
+    build
+}
+
+cmd_start() {
+    local nodes=1 port="" timeout="$START_TIMEOUT" clean=0
+    local -a extra=()
+    while (($#)); do
+        case "$1" in
+            --nodes) nodes="${2:?--nodes needs a value}"; shift 2 ;;
+            --nodes=*) nodes="${1#*=}"; shift ;;
+            --dir) DIR="${2:?--dir needs a value}"; shift 2 ;;
+            --dir=*) DIR="${1#*=}"; shift ;;
+            --port) port="${2:?--port needs a value}"; shift 2 ;;
+            --port=*) port="${1#*=}"; shift ;;
+            --timeout) timeout="${2:?--timeout needs a value}"; shift 2 ;;
+            --clean) clean=1; shift ;;
+            -E) extra+=("-E${2:?-E needs key=value}"); shift 2 ;;
+            -E*) extra+=("$1"); shift ;;
+            *) die "start: unknown argument '$1'" ;;
+        esac
+    done
+    [[ "$nodes" == 1 || "$nodes" == 3 ]] || die "start: --nodes must be 1 or 3"
+    [[ -z "$port" || "$port" =~ ^[0-9]+$ ]] || die "start: --port must be a number"
+    mkdir -p "$DIR"
+    DIR="$(cd "$DIR" && pwd)"
+
+    local i n_old
+    n_old="$(node_count)"
+    for ((i = 1; i <= n_old; i++)); do
+        if node_alive "$i"; then
+            die "an instance is already running in $DIR (node-$i, pid $(node_pid "$i")); run '$PROG stop --dir $DIR' first"
+        fi
+    done
+    if ((clean)); then
+        rm -rf "${DIR:?}"/node* "$DIR"/url "$DIR"/urls "$DIR"/nodes
+    elif [[ "$n_old" != 0 && "$n_old" != "$nodes" && -d "$DIR/node1/data" ]]; then
+        die "$DIR holds the data of a $n_old-node cluster; use --clean or another --dir to start $nodes node(s)"
+    fi
+
+    build
+
+    local attempt max_attempts=1
+    [[ -z "$port" ]] && max_attempts=3 # picked ports can be taken between picking and binding: retry then
+    for ((attempt = 1; attempt <= max_attempts; attempt++)); do
+        local -a ports=() http=() tport=()
+        if [[ -z "$port" ]]; then
+            mapfile -t ports < <("$JAVA" -cp "$HERE/target/flusso-opensearch-testnode.jar" "$MAIN_CLASS" free-ports $((2 * nodes)))
+            ((${#ports[@]} == 2 * nodes)) || die "could not find free loopback ports"
+            for ((i = 0; i < nodes; i++)); do
+                http+=("${ports[i]}")
+                tport+=("${ports[nodes + i]}")
+            done
+        else
+            mapfile -t ports < <("$JAVA" -cp "$HERE/target/flusso-opensearch-testnode.jar" "$MAIN_CLASS" free-ports "$nodes")
+            for ((i = 0; i < nodes; i++)); do
+                http+=($((port + i)))
+                tport+=("${ports[i]}")
+            done
+        fi
+
+        local seeds="" managers="" urls=""
+        for ((i = 1; i <= nodes; i++)); do
+            seeds+="${seeds:+,}127.0.0.1:${tport[i - 1]}"
+            managers+="${managers:+,}node-$i"
+            urls+="${urls:+,}http://127.0.0.1:${http[i - 1]}"
+        done
+        echo "$nodes" >"$DIR/nodes"
+        echo "http://127.0.0.1:${http[0]}" >"$DIR/url"
+        echo "$urls" >"$DIR/urls"
+        for ((i = 1; i <= nodes; i++)); do
+            echo "${http[i - 1]}" >"$DIR/node$i.port"
+            echo "${tport[i - 1]}" >"$DIR/node$i.transport_port"
+            {
+                echo "-Epath.home=$DIR/node$i"
+                echo "-Ecluster.name=$CLUSTER_NAME"
+                echo "-Enode.name=node-$i"
+                echo "-Enetwork.host=127.0.0.1"
+                echo "-Ehttp.port=${http[i - 1]}"
+                echo "-Etransport.port=${tport[i - 1]}"
+                if ((nodes > 1)); then
+                    echo "-Ediscovery.seed_hosts=$seeds"
+                    echo "-Ecluster.initial_cluster_manager_nodes=$managers"
+                fi
+                ((${#extra[@]})) && printf '%s\n' "${extra[@]}"
+                echo "--log-file"
+                echo "$DIR/node$i.log"
+            } >"$DIR/node$i.cmd"
+        done
+
+        local t0=$SECONDS watch="" status=yellow rc=0
+        ((nodes > 1)) && status=green
+        log "starting $nodes node(s) in $DIR (heap $HEAP, http ${http[*]}, transport ${tport[*]})"
+        for ((i = 1; i <= nodes; i++)); do
+            launch_node "$i"
+            watch+=" $i"
+        done
+        wait_health 1 "$status" "$nodes" "$watch" "$timeout" || rc=$?
+        if ((rc == 0)); then
+            log "cluster is $status with $nodes node(s) after $((SECONDS - t0))s: $(cat "$DIR/url")"
+            cat "$DIR/url"
+            return 0
+        fi
+        local bind_failure=0
+        for ((i = 1; i <= nodes; i++)); do
+            grep -q "BindException\|Address already in use" "$DIR/node$i.log" 2>/dev/null && bind_failure=1
+        done
+        stop_nodes $(seq 1 "$nodes")
+        if ((bind_failure && attempt < max_attempts)); then
+            log "a port was taken meanwhile; retrying with new ports"
+            for ((i = 1; i <= nodes; i++)); do mv -f "$DIR/node$i.log" "$DIR/node$i.log.failed-$attempt"; done
+            continue
+        fi
+        show_log_tails
+        if ((rc == 1)); then
+            die "OpenSearch did not become $status with $nodes node(s) within ${timeout}s (logs: $DIR/node*.log); nodes stopped"
+        fi
+        die "an OpenSearch node exited during startup (logs: $DIR/node*.log); nodes stopped"
+    done
+}
+
+parse_dir_only() {
+    # sets DIR; leaves other arguments in REST
+    REST=()
+    while (($#)); do
+        case "$1" in
+            --dir) DIR="${2:?--dir needs a value}"; shift 2 ;;
+            --dir=*) DIR="${1#*=}"; shift ;;
+            *) REST+=("$1"); shift ;;
+        esac
+    done
+    [[ -d "$DIR" ]] && DIR="$(cd "$DIR" && pwd)"
+    return 0
+}
+
+cmd_stop() {
+    local clean=0
+    parse_dir_only "$@"
+    set -- ${REST[@]+"${REST[@]}"}
+    while (($#)); do
+        case "$1" in
+            --clean) clean=1; shift ;;
+            --timeout) STOP_TIMEOUT="${2:?--timeout needs a value}"; shift 2 ;;
+            *) die "stop: unknown argument '$1'" ;;
+        esac
+    done
+    [[ -d "$DIR" ]] || { log "nothing to stop: $DIR does not exist"; return 0; }
+    local i n stopped=0
+    local -a running=()
+    n="$(node_count)"
+    for ((i = 1; i <= n; i++)); do
+        node_alive "$i" && running+=("$i")
+    done
+    stop_nodes ${running[@]+"${running[@]}"}
+    stopped=${#running[@]}
+    log "stopped $stopped node(s) in $DIR"
+    if ((clean)); then
+        rm -rf "${DIR:?}"
+        log "removed $DIR"
+    fi
+}
+
+check_index() {
+    local i="$1" n
+    n="$(node_count)"
+    if ! [[ "$i" =~ ^[0-9]+$ ]] || ((i < 1 || i > n)); then
+        die "node index must be 1..$n (got '$i')"
+    fi
+}
+
+cmd_kill() {
+    local sig=KILL
+    parse_dir_only "$@"
+    set -- ${REST[@]+"${REST[@]}"}
+    local idx=""
+    while (($#)); do
+        case "$1" in
+            --signal) sig="${2:?--signal needs a value}"; shift 2 ;;
+            --signal=*) sig="${1#*=}"; shift ;;
+            *) [[ -z "$idx" ]] || die "kill: unexpected argument '$1'"; idx="$1"; shift ;;
+        esac
+    done
+    [[ -n "$idx" ]] || die "kill: NODE_INDEX is required"
+    check_index "$idx"
+    sig="${sig#-}"
+    sig="${sig#SIG}"
+    node_alive "$idx" || die "node-$idx is not running"
+    local pid
+    pid="$(node_pid "$idx")"
+    kill -s "$sig" "$pid"
+    if [[ "$sig" == KILL || "$sig" == 9 ]]; then
+        while pid_running "$pid"; do sleep 0.05; done
+    fi
+    log "sent SIG$sig to node-$idx (pid $pid)"
+}
+
+cmd_restart() {
+    local timeout="$START_TIMEOUT"
+    parse_dir_only "$@"
+    set -- ${REST[@]+"${REST[@]}"}
+    local idx=""
+    while (($#)); do
+        case "$1" in
+            --timeout) timeout="${2:?--timeout needs a value}"; shift 2 ;;
+            *) [[ -z "$idx" ]] || die "restart: unexpected argument '$1'"; idx="$1"; shift ;;
+        esac
+    done
+    [[ -n "$idx" ]] || die "restart: NODE_INDEX is required"
+    check_index "$idx"
+    [[ -f "$DIR/node$idx.cmd" ]] || die "no saved command line for node-$idx in $DIR"
+    build
+    if node_alive "$idx"; then
+        log "stopping node-$idx first"
+        stop_node "$idx"
+    fi
+    local n t0=$SECONDS rc=0
+    n="$(node_count)"
+    log "restarting node-$idx ($(node_url "$idx"))"
+    launch_node "$idx"
+    # the node answers through its own HTTP port once it has joined a cluster with all n nodes
+    wait_health "$idx" yellow "$n" "$idx" "$timeout" || rc=$?
+    if ((rc != 0)); then
+        show_log_tail "$idx"
+        ((rc == 2)) && die "node-$idx exited during restart (log: $DIR/node$idx.log)"
+        die "node-$idx did not rejoin within ${timeout}s (log: $DIR/node$idx.log)"
+    fi
+    log "node-$idx is back after $((SECONDS - t0))s, cluster has $n node(s)"
+    node_url "$idx"
+}
+
+cmd_wait() {
+    local status=yellow nodes="" timeout="$START_TIMEOUT"
+    parse_dir_only "$@"
+    set -- ${REST[@]+"${REST[@]}"}
+    while (($#)); do
+        case "$1" in
+            --status) status="${2:?--status needs a value}"; shift 2 ;;
+            --nodes) nodes="${2:?--nodes needs a value}"; shift 2 ;;
+            --timeout) timeout="${2:?--timeout needs a value}"; shift 2 ;;
+            *) die "wait: unknown argument '$1'" ;;
+        esac
+    done
+    [[ -n "$nodes" ]] || nodes="$(node_count)"
+    local deadline=$((SECONDS + timeout)) url
+    while ((SECONDS < deadline)); do
+        if url="$(live_url)" &&
+            http_get "$url/_cluster/health?wait_for_status=$status&wait_for_nodes=$nodes&timeout=2s" 5 >/dev/null; then
+            log "cluster is $status with $nodes node(s)"
+            return 0
+        fi
+        sleep 0.5
+    done
+    die "cluster did not become $status with $nodes node(s) within ${timeout}s"
+}
+
+cmd_url() {
+    parse_dir_only "$@"
+    ((${#REST[@]} == 0)) || die "url: unknown argument '${REST[0]}'"
+    live_url || die "no running OpenSearch in $DIR"
+}
+
+cmd_status() {
+    parse_dir_only "$@"
+    ((${#REST[@]} == 0)) || die "status: unknown argument '${REST[0]}'"
+    local url
+    url="$(live_url)" || die "no running OpenSearch in $DIR"
+    http_get "$url/_cluster/health?pretty" 10 || die "cluster health request to $url failed"
+}
+
+usage() {
+    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit "${1:-64}"
+}
+
+main() {
+    (($#)) || usage
+    local sub="$1"
+    shift
+    case "$sub" in
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        kill) find_java; cmd_kill "$@" ;;
+        restart) cmd_restart "$@" ;;
+        wait) cmd_wait "$@" ;;
+        url) cmd_url "$@" ;;
+        status) cmd_status "$@" ;;
+        build) cmd_build "$@" ;;
+        -h | --help | help) usage 0 ;;
+        *) die "unknown command '$sub' (try --help)" ;;
+    esac
+}
+
+main "$@"
