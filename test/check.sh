@@ -57,6 +57,10 @@ pg_cluster_start "$work/pg" "$port" \
 	"flusso.opensearch_url = '$url'"
 pg_psql "$work/pg" "$port" -c "CREATE DATABASE flusso_test"
 export PGHOST="$work/pg" PGPORT="$port" PGUSER=postgres
+for _ in $(seq 100); do
+	[ "$(pg_psql "$work/pg" "$port" -At -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'flusso sync'")" = 1 ] && break
+	sleep 0.1
+done
 
 if [ -z "$only" ] || [ "$only" = regress ]; then
 	log "pg_regress"
@@ -84,6 +88,7 @@ if [ -z "$only" ] || [ "$only" = tap ]; then
 	(cd "$work/tap" && as_pg env \
 		PERL5LIB="$root/test/perl:/usr/lib/postgresql/15/lib/pgxs/src/test/perl" \
 		TESTDIR="$work/tap" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
+		PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
 		prove --timer "${abs[@]}") || failed+=(tap)
 fi

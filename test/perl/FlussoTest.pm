@@ -34,7 +34,7 @@ sub new_node
 		'flusso.lag_poll_interval' => "'1s'",
 		%opt);
 	$node->init(allows_streaming => 'logical');
-	my $conf = "max_worker_processes = 16\nmax_replication_slots = 10\n";
+	my $conf = "max_worker_processes = 16\nmax_replication_slots = 10\nrestart_after_crash = on\n";
 	$conf .= "shared_preload_libraries = 'flusso'\n" if $preload;
 	$conf .= "$_ = $settings{$_}\n" for sort keys %settings;
 	$node->append_conf('postgresql.conf', $conf);
