@@ -15,13 +15,13 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 
 PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags libcurl json-c 2>/dev/null)
-PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -MMD -MP
 ifeq ($(WERROR),1)
 PG_CFLAGS += -Werror
 endif
 SHLIB_LINK = $(shell pkg-config --libs libcurl json-c 2>/dev/null || echo -lcurl -ljson-c)
 
-EXTRA_CLEAN = build
+EXTRA_CLEAN = build $(OBJS:.o=.d)
 
 # No LLVM bitcode: it only serves JIT inlining and needs clang at build time.
 override with_llvm = no
@@ -32,3 +32,5 @@ include $(PGXS)
 installcheck: | build/regress
 build/regress:
 	mkdir -p $@
+
+-include $(OBJS:.o=.d)

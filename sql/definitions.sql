@@ -128,7 +128,7 @@ SELECT flusso.preview('nope', '1');
 SELECT flusso.create_index('x', NULL);
 
 SELECT flusso.drop_index('memberships', true);
-SELECT name, drop_remote FROM flusso.dropped_indexes;
+SELECT name, action FROM flusso.requests;
 SELECT name FROM flusso.indexes;
 
 DROP SCHEMA shop CASCADE;

@@ -40,6 +40,8 @@ CREATE FUNCTION _index_status(
     OUT database text,
     OUT name text,
     OUT state text,
+    OUT generation integer,
+    OUT building_generation integer,
     OUT documents_upserted bigint,
     OUT documents_deleted bigint,
     OUT errors bigint,
@@ -89,13 +91,47 @@ CREATE TABLE definitions (
 COMMENT ON TABLE definitions IS 'flusso index definitions (kept by pg_dump)';
 SELECT pg_catalog.pg_extension_config_dump('definitions', '');
 
--- Indexes dropped by drop_index, for the worker to stop syncing (and to
--- drop remotely when asked).
-CREATE TABLE dropped_indexes (
+-- Requests to the sync worker (drop, reindex, ...), handled in order and
+-- then deleted by it.
+CREATE TABLE requests (
+    id bigserial PRIMARY KEY,
     name text NOT NULL,
-    drop_remote boolean NOT NULL,
-    dropped_at timestamptz NOT NULL DEFAULT now()
+    action text NOT NULL CHECK (action IN ('drop', 'drop_remote', 'reindex', 'pause',
+                                           'resume', 'retry_dead_letters')),
+    requested_at timestamptz NOT NULL DEFAULT now()
 );
+COMMENT ON TABLE requests IS 'requests to the flusso sync worker, deleted once handled';
+
+-- The sync worker's durable progress per index (not dumped: a restored
+-- database starts its indexes afresh).
+CREATE TABLE index_state (
+    name text PRIMARY KEY,
+    live_definition jsonb,
+    live_generation integer NOT NULL DEFAULT 0,
+    build_generation integer NOT NULL DEFAULT 0,
+    build_version pg_lsn,
+    build_cursor text[],
+    build_done bigint NOT NULL DEFAULT 0,
+    build_total bigint NOT NULL DEFAULT 0,
+    paused boolean NOT NULL DEFAULT false,
+    stopped boolean NOT NULL DEFAULT false,
+    last_error text,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE index_state IS 'flusso sync worker progress per index';
+
+-- Documents OpenSearch rejected under the dead_letter failure policy.
+CREATE TABLE dead_letters (
+    id bigserial PRIMARY KEY,
+    index_name text NOT NULL,
+    document_id text NOT NULL,
+    generation integer,
+    error text NOT NULL,
+    body text,
+    failed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON dead_letters (index_name);
+COMMENT ON TABLE dead_letters IS 'documents OpenSearch rejected, kept under the dead_letter policy';
 
 CREATE VIEW indexes AS
     SELECT name, root_table, definition, created_at, updated_at
@@ -150,3 +186,41 @@ LANGUAGE C STABLE
 AS 'MODULE_PATHNAME', 'flusso_affected_documents';
 COMMENT ON FUNCTION affected_documents(text, regclass, jsonb, jsonb) IS
     'the _id of every document a change to a row of tbl affects, given its old and new image';
+
+------------------------------------------------------------------------
+-- Syncing
+------------------------------------------------------------------------
+
+CREATE FUNCTION wait_synced(timeout interval DEFAULT '30 s')
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'flusso_wait_synced';
+COMMENT ON FUNCTION wait_synced(interval) IS
+    'wait until everything committed before the call is acknowledged by OpenSearch; false on timeout';
+
+CREATE FUNCTION reindex(name text)
+RETURNS void
+LANGUAGE sql VOLATILE STRICT
+AS $$
+    SELECT CASE WHEN NOT EXISTS (SELECT FROM @extschema@.definitions d WHERE d.name = $1)
+                THEN @extschema@._no_such_index($1) END;
+    INSERT INTO @extschema@.requests (name, action) VALUES ($1, 'reindex');
+$$;
+COMMENT ON FUNCTION reindex(text) IS 'rebuild an index into a new generation and swap its alias';
+
+CREATE FUNCTION retry_dead_letters(name text)
+RETURNS bigint
+LANGUAGE sql VOLATILE STRICT
+AS $$
+    SELECT CASE WHEN NOT EXISTS (SELECT FROM @extschema@.definitions d WHERE d.name = $1)
+                THEN @extschema@._no_such_index($1) END;
+    INSERT INTO @extschema@.requests (name, action) VALUES ($1, 'retry_dead_letters');
+    SELECT count(*) FROM @extschema@.dead_letters WHERE index_name = $1;
+$$;
+COMMENT ON FUNCTION retry_dead_letters(text) IS
+    'rebuild and send again the documents kept in dead_letters for an index';
+
+CREATE FUNCTION _no_such_index(name text)
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'flusso_no_such_index';

@@ -161,7 +161,9 @@ flusso_drop_index(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("index \"%s\" does not exist", name),
 				 errhint("flusso.indexes lists the indexes.")));
-	if (SPI_execute_with_args("INSERT INTO flusso.dropped_indexes (name, drop_remote) VALUES ($1, $2)",
+	values[1] = CStringGetTextDatum(drop_remote ? "drop_remote" : "drop");
+	argtypes[1] = TEXTOID;
+	if (SPI_execute_with_args("INSERT INTO flusso.requests (name, action) VALUES ($1, $2)",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the drop of index \"%s\"", name);
 	SPI_finish();
@@ -390,4 +392,15 @@ flusso_affected_documents(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(flusso_no_such_index);
+Datum
+flusso_no_such_index(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("index \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(0))),
+			 errhint("flusso.indexes lists the indexes.")));
+	PG_RETURN_VOID();
 }

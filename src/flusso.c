@@ -158,6 +158,8 @@ process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		flusso_status_hold(dropped, 0);
 		flusso_wake_launcher();
 	}
+	if (IsA(parsetree, CreatedbStmt) && flusso_shared != NULL)
+		flusso_wake_launcher();	/* it may be waiting for this database */
 }
 
 void

@@ -194,15 +194,12 @@ set_request_options(FlussoHttpRequest *req, const char *method, const char *url,
 
 FlussoHttpRequest *
 flusso_http_start(const char *method, const char *url, const char *content_type,
-				  char *body, size_t body_len, const FlussoHttpOptions *opts)
+				  const char *body, size_t body_len, const FlussoHttpOptions *opts)
 {
 	FlussoHttpRequest *req = calloc(1, sizeof(FlussoHttpRequest));
 
 	if (req == NULL)
-	{
-		free(body);
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	}
 	flusso_http_init();
 	req->body = body;
 	req->body_len = body_len;
@@ -459,7 +456,6 @@ flusso_http_free(FlussoHttpRequest *req)
 	if (req->done)
 		unlink_done(req);
 	curl_slist_free_all(req->headers);
-	free(req->body);
 	free(req->response);
 	free(req);
 }

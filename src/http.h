@@ -15,7 +15,7 @@ typedef struct FlussoHttpRequest
 	/* all malloc'd: libcurl memory is not palloc memory */
 	CURL	   *easy;
 	struct curl_slist *headers;
-	char	   *body;			/* owned request body, or NULL */
+	const char *body;			/* request body (the caller's), or NULL */
 	size_t		body_len;
 	char	   *response;		/* NUL-terminated response body */
 	size_t		response_len;
@@ -50,13 +50,13 @@ typedef struct FlussoHttpOptions
 extern void flusso_http_init(void);
 
 /*
- * Start a request.  body (may be NULL) becomes owned by the request and
- * must have been malloc'd.  Returns at once; the transfer progresses in
+ * Start a request.  body (may be NULL) stays the caller's and must outlive
+ * the request.  Returns at once; the transfer progresses in
  * flusso_http_wait().
  */
 extern FlussoHttpRequest *flusso_http_start(const char *method, const char *url,
 											const char *content_type,
-											char *body, size_t body_len,
+											const char *body, size_t body_len,
 											const FlussoHttpOptions *opts);
 
 /*

@@ -213,8 +213,7 @@ reconcile_one(LaunchedWorker *w, TimestampTz now)
 							w->dbname),
 					 errhint("Create the database, or remove it from flusso.database.")));
 		w->warned_missing = true;
-		w->next_start = TimestampTzPlusMilliseconds(now, 10000);
-		return;
+		return;					/* CREATE DATABASE wakes us */
 	}
 	w->warned_missing = false;
 	if (flusso_status_held(dboid))

@@ -70,6 +70,7 @@ typedef struct FlussoObserver
 	void		(*on_caught_up) (XLogRecPtr lsn);
 	void		(*on_index_phase) (const char *index, FlussoIndexPhase phase);
 	void		(*on_backfill_progress) (const char *index, int64 done, int64 total);
+	void		(*on_generations) (const char *index, int live, int building);
 	void		(*on_error) (const char *index, const char *message);
 	void		(*on_slot_lag) (int64 bytes);
 	void		(*on_opensearch) (FlussoReachability state, const char *version,

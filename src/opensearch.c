@@ -61,7 +61,7 @@ flusso_os_configured(void)
 
 FlussoHttpRequest *
 flusso_os_start(const char *method, const char *path, const char *content_type,
-				char *body, size_t body_len)
+				const char *body, size_t body_len)
 {
 	FlussoHttpRequest *req;
 	char	   *url;
@@ -96,19 +96,9 @@ flusso_os_request(const char *method, const char *path, const char *content_type
 
 	for (attempt = 0; attempt < list_length(nodes); attempt++)
 	{
-		char	   *copy = NULL;
-		size_t		len = body ? strlen(body) : 0;
-
-		if (body)
-		{
-			copy = malloc(len + 1);
-			if (copy == NULL)
-				ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-			memcpy(copy, body, len + 1);
-		}
 		if (req)
 			flusso_http_free(req);
-		req = flusso_os_start(method, path, content_type, copy, len);
+		req = flusso_os_start(method, path, content_type, body, body ? strlen(body) : 0);
 		flusso_http_run(req);
 		if (!flusso_os_transport_failed(req))
 			break;

@@ -20,7 +20,7 @@ extern bool flusso_os_configured(void);
 /* Start a request to the current node; path starts with '/'. */
 extern FlussoHttpRequest *flusso_os_start(const char *method, const char *path,
 										  const char *content_type,
-										  char *body, size_t body_len);
+										  const char *body, size_t body_len);
 
 /* Did the request fail at the transport level (so another node may do)? */
 extern bool flusso_os_transport_failed(const FlussoHttpRequest *req);

@@ -25,6 +25,10 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -35,6 +39,7 @@
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "flusso.h"
 #include "settings.h"
@@ -461,6 +466,21 @@ obs_backfill_progress(const char *index, int64 done, int64 total)
 }
 
 static void
+obs_generations(const char *index, int live, int building)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = claim_index_slot(MyDatabaseId, index);
+	if (slot)
+	{
+		slot->live_generation = live;
+		slot->build_generation = building;
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
 obs_error(const char *index, const char *message)
 {
 	TimestampTz now = GetCurrentTimestamp();
@@ -513,6 +533,7 @@ const FlussoObserver flusso_status_observer = {
 	.on_caught_up = obs_caught_up,
 	.on_index_phase = obs_index_phase,
 	.on_backfill_progress = obs_backfill_progress,
+	.on_generations = obs_generations,
 	.on_error = obs_error,
 	.on_slot_lag = obs_slot_lag,
 	.on_opensearch = obs_opensearch,
@@ -625,7 +646,7 @@ flusso_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-#define INDEX_STATUS_COLS 11
+#define INDEX_STATUS_COLS 13
 
 static void
 index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
@@ -637,15 +658,19 @@ index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
 	nulls[i++] = db == NULL;
 	values[i++] = CStringGetTextDatum(s->name);
 	values[i++] = CStringGetTextDatum(flusso_index_phase_name(s->phase));
+	values[i] = Int32GetDatum(s->live_generation);
+	nulls[i++] = s->live_generation == 0;
+	values[i] = Int32GetDatum(s->build_generation);
+	nulls[i++] = s->build_generation == 0;
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->upserted));
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->deleted));
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
 	values[i++] = Int64GetDatum(s->backfill_done);
 	values[i] = Int64GetDatum(s->backfill_total);
 	nulls[i++] = s->backfill_total <= 0 && s->backfill_done == 0;
-	values[i] = Float8GetDatum(s->backfill_total > 0 ?
-							   Min(100.0, 100.0 * s->backfill_done / s->backfill_total) :
-							   (s->phase == FLUSSO_INDEX_SEEDED ? 100.0 : 0.0));
+	values[i] = Float8GetDatum(s->build_generation == 0 ? 100.0 :
+							   s->backfill_total > 0 ?
+							   Min(99.9, 100.0 * s->backfill_done / s->backfill_total) : 0.0);
 	nulls[i++] = false;
 	values[i] = CStringGetTextDatum(s->last_error);
 	nulls[i++] = s->last_error[0] == '\0';
@@ -677,4 +702,117 @@ flusso_index_status(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(flusso_shared->lock);
 	return (Datum) 0;
+}
+
+/* ---- waiting for the worker ---- */
+
+/* The end of the last WAL record written so far (not the next page's header). */
+static XLogRecPtr
+last_record_end(void)
+{
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+
+	if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD && lsn % wal_segment_size != SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogShortPHD;
+	else if (lsn % wal_segment_size == SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogLongPHD;
+	return lsn;
+}
+
+typedef enum SyncVerdict
+{
+	SYNC_WAIT,
+	SYNC_DONE,
+	SYNC_NEVER					/* an index is stopped or paused */
+} SyncVerdict;
+
+static SyncVerdict
+sync_verdict(XLogRecPtr target, List *names)
+{
+	FlussoDbSlot *db = flusso_status_db(MyDatabaseId);
+	SyncVerdict verdict = SYNC_DONE;
+	ListCell   *lc;
+
+	if (db == NULL || db->pid == 0 || pg_atomic_read_u64(&db->synced_lsn) < target)
+		verdict = SYNC_WAIT;
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	foreach(lc, names)
+	{
+		FlussoIndexSlot *s = find_index_slot(MyDatabaseId, lfirst(lc));
+
+		if (s && (s->phase == FLUSSO_INDEX_STOPPED || s->phase == FLUSSO_INDEX_PAUSED))
+		{
+			verdict = SYNC_NEVER;
+			break;
+		}
+		if (s == NULL || s->phase != FLUSSO_INDEX_SEEDED || s->build_generation != 0)
+			verdict = SYNC_WAIT;
+	}
+	LWLockRelease(flusso_shared->lock);
+	return verdict;
+}
+
+static List *
+definition_names(void)
+{
+	List	   *names = NIL;
+	uint64		i;
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	if (SPI_execute("SELECT name FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.definitions");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		names = lappend(names, pstrdup(name));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return names;
+}
+
+/*
+ * flusso.wait_synced(timeout): true once everything committed before the
+ * call is acknowledged by OpenSearch in every index of this database (and
+ * no index is still being built); false on timeout, or at once when an
+ * index is stopped or paused.
+ */
+PG_FUNCTION_INFO_V1(flusso_wait_synced);
+Datum
+flusso_wait_synced(PG_FUNCTION_ARGS)
+{
+	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	int64		timeout_ms = (timeout->time +
+							  (timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	XLogRecPtr	target;
+	List	   *names;
+
+	flusso_status_require_preload();
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("flusso.wait_synced() cannot wait for changes of its own transaction"),
+				 errdetail("This transaction has written and not committed; flusso only sees committed changes."),
+				 errhint("Call flusso.wait_synced() after COMMIT.")));
+	names = definition_names();
+	target = last_record_end();
+	XLogFlush(target);
+	flusso_wake_worker(MyDatabaseId);
+	for (;;)
+	{
+		SyncVerdict v = sync_verdict(target, names);
+
+		if (v != SYNC_WAIT)
+			PG_RETURN_BOOL(v == SYNC_DONE);
+		if (GetCurrentTimestamp() >= deadline)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }

@@ -57,6 +57,8 @@ typedef struct FlussoIndexSlot
 	Oid			dboid;
 	char		name[NAMEDATALEN];
 	FlussoIndexPhase phase;
+	int			live_generation;
+	int			build_generation;	/* 0 unless a build is running */
 	int64		backfill_done;
 	int64		backfill_total;
 	char		last_error[FLUSSO_ERROR_LEN];

@@ -111,11 +111,39 @@ maybe_ping(void)
 	state.next_ping = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
 }
 
+/*
+ * PostgreSQL 15.19 and later only load output plugins listed in
+ * output_plugin_libraries.  The worker decodes its own slot with its own
+ * plugin, so it adds flusso to that list for its own session only; the
+ * server-wide allowlist stays as the administrator set it.
+ */
+static void
+allow_own_plugin(void)
+{
+	const char *current;
+	List	   *names;
+	ListCell   *lc;
+
+	if (GetConfigOption("output_plugin_libraries", true, false) == NULL)
+		return;					/* a minor release without the allowlist */
+	(void) set_config_option("output_plugin_libraries", NULL, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, 0, false);
+	current = GetConfigOption("output_plugin_libraries", true, false);
+	names = flusso_split_list(current);
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), FLUSSO_LIBRARY) == 0)
+			return;
+	(void) set_config_option("output_plugin_libraries",
+							 psprintf("%s%s%s", current, current[0] ? ", " : "", FLUSSO_LIBRARY),
+							 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SET, true, 0, false);
+}
+
 static void
 reload_settings(void)
 {
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	allow_own_plugin();
 	flusso_os_configure();
 	state.next_ping = 0;
 	flusso_engine_settings_changed();
@@ -212,6 +240,7 @@ flusso_worker_main(Datum main_arg)
 	state.step_context = AllocSetContextCreate(TopMemoryContext, "flusso step",
 											   ALLOCSET_DEFAULT_SIZES);
 	state.error_backoff_ms = ERROR_BACKOFF_MIN_MS;
+	allow_own_plugin();
 	flusso_os_configure();
 	flusso_engine_init();
 

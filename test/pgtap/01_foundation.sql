@@ -21,7 +21,7 @@ SELECT columns_are('flusso', 'status', ARRAY[
     'synced_lsn', 'bulk_latency_ms', 'opensearch', 'opensearch_version',
     'opensearch_error', 'opensearch_checked_at', 'opensearch_tls_verify']);
 SELECT columns_are('flusso', 'index_status', ARRAY[
-    'database', 'name', 'state', 'documents_upserted', 'documents_deleted', 'errors',
+    'database', 'name', 'state', 'generation', 'building_generation', 'documents_upserted', 'documents_deleted', 'errors',
     'backfill_rows_done', 'backfill_rows_total', 'backfill_percent', 'last_error',
     'last_error_at']);
 

@@ -1,0 +1,623 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.c
+ *	  The replication slot, in-process logical decoding, captured images.
+ *
+ * The sync worker owns one logical replication slot whose output plugin is
+ * flusso itself (plugin.c).  This file creates the slot, acquires it, and
+ * keeps one decoding context open across batches, reading WAL record by
+ * record with the same machinery a walsender uses (pg_squeeze is the
+ * model).  Nothing is decoded twice: the reader only moves forward, and
+ * the slot is confirmed as batches are acknowledged.
+ *
+ * What a change leaves behind is an image: the values, as text, of the
+ * columns some index needs (keys and join columns) in the row's old or new
+ * version.  Images are deduplicated per round, so N changes to one row
+ * cost one image.  A round that would outgrow flusso.capture_memory is not
+ * spilled: the changes of the transaction that overflowed it are dropped
+ * and the indexes that read those tables are rebuilt from the current
+ * state instead (a reindex, which never takes search down).  TRUNCATE is
+ * handled the same way.
+ *
+ * Memory: the decoding context lives in capture_cxt for as long as the slot
+ * is held; a round's images live in round_cxt, reset after each round is
+ * resolved.  The rest of the engine reads rounds; it never touches the
+ * slot or the reader.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogutils.h"
+#include "catalog/partition.h"
+#include "common/hashfn.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "storage/spin.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "capture.h"
+#include "flusso.h"
+#include "settings.h"
+
+/* the image dedup set of a round */
+typedef struct ImageEntry
+{
+	char	   *key;
+	uint32		hash;
+	char		status;
+} ImageEntry;
+
+#define SH_PREFIX imagehash
+#define SH_ELEMENT_TYPE ImageEntry
+#define SH_KEY_TYPE char *
+#define SH_KEY key
+#define SH_HASH_KEY(tb, k) hash_bytes((const unsigned char *) (k), strlen(k))
+#define SH_EQUAL(tb, a, b) (strcmp((a), (b)) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* How to read a CaptureRel's columns out of one decoded relation. */
+typedef struct LeafEntry
+{
+	Oid			relid;			/* the decoded relation (a partition, maybe) */
+	CaptureRel *rel;
+	AttrNumber *attnums;		/* per union column; 0 if absent */
+	FmgrInfo   *output;			/* output functions */
+	bool	   *varlena;
+} LeafEntry;
+
+static MemoryContext capture_cxt = NULL;	/* watches, leaves, decoding */
+static MemoryContext round_cxt = NULL;	/* xids, rebuild list */
+static MemoryContext images_cxt = NULL; /* images and their dedup set */
+static List *watched = NIL;		/* of CaptureRel */
+static HTAB *leaves = NULL;
+static Oid	definitions_relid = InvalidOid;
+static Oid	requests_relid = InvalidOid;
+
+static LogicalDecodingContext *decoding = NULL;
+static char slot_name[NAMEDATALEN];
+static bool capturing = false;	/* inside flusso_capture_decode() */
+
+static CaptureRound round;
+static imagehash_hash *images = NULL;
+static TransactionId overflow_xid = InvalidTransactionId;
+static int64 images_since_check = 0;
+
+/* ---- watched relations ---- */
+
+static void
+ensure_contexts(void)
+{
+	if (capture_cxt == NULL)
+		capture_cxt = AllocSetContextCreate(TopMemoryContext, "flusso capture",
+											ALLOCSET_DEFAULT_SIZES);
+	if (round_cxt == NULL)
+	{
+		round_cxt = AllocSetContextCreate(TopMemoryContext, "flusso round",
+										  ALLOCSET_DEFAULT_SIZES);
+		images_cxt = AllocSetContextCreate(round_cxt, "flusso images",
+										   ALLOCSET_DEFAULT_SIZES);
+		flusso_capture_reset_round();
+	}
+}
+
+static void
+reset_leaves(void)
+{
+	HASHCTL		info;
+
+	if (leaves)
+		hash_destroy(leaves);
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(Oid);
+	info.entrysize = sizeof(LeafEntry);
+	info.hcxt = capture_cxt;
+	leaves = hash_create("flusso capture leaves", 64, &info,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+void
+flusso_capture_set_watches(List *rels, Oid definitions, Oid requests)
+{
+	ensure_contexts();
+	watched = rels;
+	definitions_relid = definitions;
+	requests_relid = requests;
+	reset_leaves();
+}
+
+CaptureRel *
+flusso_capture_rel(Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, watched)
+		if (((CaptureRel *) lfirst(lc))->relid == relid)
+			return lfirst(lc);
+	return NULL;
+}
+
+List *
+flusso_capture_rels(void)
+{
+	return watched;
+}
+
+/* The watched relation a decoded one belongs to (itself, or a partition's root). */
+static CaptureRel *
+watched_rel_of(Relation rel)
+{
+	CaptureRel *cr = flusso_capture_rel(RelationGetRelid(rel));
+	ListCell   *lc;
+
+	if (cr || !rel->rd_rel->relispartition)
+		return cr;
+	foreach(lc, get_partition_ancestors(RelationGetRelid(rel)))
+	{
+		cr = flusso_capture_rel(lfirst_oid(lc));
+		if (cr)
+			return cr;
+	}
+	return NULL;
+}
+
+static LeafEntry *
+leaf_for(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	bool		found;
+	LeafEntry  *leaf = hash_search(leaves, &relid, HASH_ENTER, &found);
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	if (found)
+		return leaf;
+	leaf->rel = watched_rel_of(rel);
+	if (leaf->rel == NULL)
+		return leaf;
+	leaf->attnums = MemoryContextAllocZero(capture_cxt, sizeof(AttrNumber) * leaf->rel->ncols);
+	leaf->output = MemoryContextAllocZero(capture_cxt, sizeof(FmgrInfo) * leaf->rel->ncols);
+	leaf->varlena = MemoryContextAllocZero(capture_cxt, sizeof(bool) * leaf->rel->ncols);
+	for (i = 0; i < leaf->rel->ncols; i++)
+	{
+		int			a;
+
+		for (a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+			Oid			typoutput;
+
+			if (att->attisdropped || strcmp(NameStr(att->attname), leaf->rel->columns[i]) != 0)
+				continue;
+			leaf->attnums[i] = att->attnum;
+			getTypeOutputInfo(att->atttypid, &typoutput, &leaf->varlena[i]);
+			fmgr_info_cxt(typoutput, &leaf->output[i], capture_cxt);
+		}
+	}
+	return leaf;
+}
+
+/* ---- the round ---- */
+
+static void
+reset_images(void)
+{
+	ListCell   *lc;
+
+	MemoryContextReset(images_cxt);
+	images = imagehash_create(images_cxt, 1024, NULL);
+	foreach(lc, watched)
+		((CaptureRel *) lfirst(lc))->images = NIL;
+	round.nimages = 0;
+	images_since_check = 0;
+}
+
+void
+flusso_capture_reset_round(void)
+{
+	XLogRecPtr	end = round.end_lsn;
+
+	MemoryContextResetOnly(round_cxt);	/* keeps the images context */
+	memset(&round, 0, sizeof(round));
+	round.start_lsn = round.end_lsn = end;
+	reset_images();
+}
+
+CaptureRound *
+flusso_capture_round(void)
+{
+	return &round;
+}
+
+static void
+note_xid(TransactionId xid)
+{
+	if (round.nxids > 0 && round.xids[round.nxids - 1] == xid)
+		return;
+	if (round.nxids == round.maxxids)
+	{
+		round.maxxids = Max(16, round.maxxids * 2);
+		round.xids = round.xids ?
+			repalloc(round.xids, sizeof(TransactionId) * round.maxxids) :
+			MemoryContextAlloc(round_cxt, sizeof(TransactionId) * round.maxxids);
+	}
+	round.xids[round.nxids++] = xid;
+}
+
+static void
+add_rebuild(Oid relid, const char *reason)
+{
+	MemoryContext old = MemoryContextSwitchTo(round_cxt);
+
+	if (!list_member_oid(round.rebuild_relids, relid))
+		round.rebuild_relids = lappend_oid(round.rebuild_relids, relid);
+	if (round.rebuild_reason == NULL)
+		round.rebuild_reason = pstrdup(reason);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The round no longer fits flusso.capture_memory: drop its images and
+ * rebuild every index that reads the tables they came from.
+ */
+static void
+overflow(ReorderBufferTXN *txn, CaptureRel *cr)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+	char	   *reason = psprintf("a transaction changed more rows of %s than flusso.capture_memory (%d kB) holds",
+								  get_rel_name(cr->relid), flusso_capture_memory);
+
+	foreach(lc, watched)
+		if (((CaptureRel *) lfirst(lc))->images != NIL)
+			relids = lappend_oid(relids, ((CaptureRel *) lfirst(lc))->relid);
+	relids = list_append_unique_oid(relids, cr->relid);
+	reset_images();
+	foreach(lc, relids)
+		add_rebuild(lfirst_oid(lc), reason);
+	overflow_xid = txn->xid;
+}
+
+static char *
+value_text(LeafEntry *leaf, int i, HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (leaf->attnums[i] == 0)
+		return NULL;
+	d = heap_getattr(tuple, leaf->attnums[i], desc, &isnull);
+	if (isnull)
+		return NULL;
+	if (leaf->varlena[i] && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(d)))
+		return NULL;			/* unchanged TOAST value: not in the WAL */
+	return OutputFunctionCall(&leaf->output[i], d);
+}
+
+static void
+add_image(LeafEntry *leaf, Relation rel, HeapTuple tuple)
+{
+	CaptureRel *cr = leaf->rel;
+	MemoryContext old = MemoryContextSwitchTo(images_cxt);
+	char	  **values = palloc(sizeof(char *) * cr->ncols);
+	StringInfoData key;
+	bool		any = false;
+	bool		found;
+	int			i;
+
+	initStringInfo(&key);
+	appendStringInfo(&key, "%u", cr->relid);
+	for (i = 0; i < cr->ncols; i++)
+	{
+		values[i] = value_text(leaf, i, tuple, RelationGetDescr(rel));
+		any |= values[i] != NULL;
+		appendStringInfoChar(&key, values[i] ? '\x1f' : '\x1e');
+		if (values[i])
+			appendStringInfoString(&key, values[i]);
+	}
+	if (any)
+	{
+		ImageEntry *e = imagehash_insert(images, key.data, &found);
+
+		if (!found)
+		{
+			e->key = key.data;
+			cr->images = lappend(cr->images, values);
+			round.nimages++;
+			images_since_check++;
+		}
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static bool
+over_budget(void)
+{
+	if (images_since_check < 1024)
+		return false;
+	images_since_check = 0;
+	return MemoryContextMemAllocated(images_cxt, true) > (Size) flusso_capture_memory * 1024;
+}
+
+void
+flusso_capture_change(ReorderBufferTXN *txn, Relation rel, ReorderBufferChange *change)
+{
+	LeafEntry  *leaf;
+	HeapTuple	oldtup = NULL;
+	HeapTuple	newtup = NULL;
+
+	if (RelationGetRelid(rel) == definitions_relid ||
+		(RelationGetRelid(rel) == requests_relid &&
+		 change->action == REORDER_BUFFER_CHANGE_INSERT))
+	{
+		round.control_changed = true;
+		return;
+	}
+	leaf = leaf_for(rel);
+	if (leaf->rel == NULL)
+		return;
+	round.nchanges++;
+	if (TransactionIdIsValid(overflow_xid) && txn->xid == overflow_xid)
+	{
+		add_rebuild(leaf->rel->relid, round.rebuild_reason);
+		return;
+	}
+	note_xid(txn->xid);
+	if (change->data.tp.oldtuple)
+		oldtup = &change->data.tp.oldtuple->tuple;
+	if (change->data.tp.newtuple && change->action != REORDER_BUFFER_CHANGE_DELETE)
+		newtup = &change->data.tp.newtuple->tuple;
+	if (oldtup)
+		add_image(leaf, rel, oldtup);
+	if (newtup)
+		add_image(leaf, rel, newtup);
+	if (over_budget())
+		overflow(txn, leaf->rel);
+}
+
+void
+flusso_capture_truncate(ReorderBufferTXN *txn, int nrelations, Relation relations[])
+{
+	int			i;
+
+	for (i = 0; i < nrelations; i++)
+	{
+		LeafEntry  *leaf = leaf_for(relations[i]);
+
+		if (leaf->rel == NULL)
+			continue;
+		round.nchanges++;
+		note_xid(txn->xid);
+		add_rebuild(leaf->rel->relid, psprintf("TRUNCATE of %s", get_rel_name(leaf->rel->relid)));
+	}
+}
+
+void
+flusso_capture_commit(ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	if (rbtxn_has_catalog_changes(txn))
+	{
+		round.catalog_changed = true;
+		reset_leaves();
+	}
+	if (TransactionIdIsValid(overflow_xid) && txn->xid == overflow_xid)
+		overflow_xid = InvalidTransactionId;
+}
+
+bool
+flusso_capture_active(void)
+{
+	return capturing;
+}
+
+/* ---- the slot ---- */
+
+const char *
+flusso_capture_slot_name(void)
+{
+	List	   *dbs;
+	ReplicationSlot *s;
+	bool		first;
+
+	if (slot_name[0])
+		return slot_name;
+	dbs = flusso_split_list(flusso_database);
+	first = dbs != NIL && MyBgworkerEntry != NULL &&
+		strcmp(linitial(dbs), MyBgworkerEntry->bgw_extra) == 0;
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(flusso_slot_name, false);
+	if ((s && s->data.database == MyDatabaseId) || (s == NULL && first))
+		strlcpy(slot_name, flusso_slot_name, NAMEDATALEN);
+	else
+		snprintf(slot_name, NAMEDATALEN, "%s_%u", flusso_slot_name, MyDatabaseId);
+	LWLockRelease(ReplicationSlotControlLock);
+	return slot_name;
+}
+
+bool
+flusso_capture_slot_exists(void)
+{
+	bool		exists;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	exists = SearchNamedReplicationSlot(flusso_capture_slot_name(), false) != NULL;
+	LWLockRelease(ReplicationSlotControlLock);
+	return exists;
+}
+
+static void
+no_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last)
+{
+}
+
+/* Create the slot; returns its consistent point. */
+XLogRecPtr
+flusso_capture_create_slot(void)
+{
+	LogicalDecodingContext *ctx;
+	XLogRecPtr	start;
+
+	CheckLogicalDecodingRequirements();
+	ReplicationSlotCreate(flusso_capture_slot_name(), true, RS_EPHEMERAL, false);
+	ctx = CreateInitDecodingContext(FLUSSO_LIBRARY, NIL, false, InvalidXLogRecPtr,
+									XL_ROUTINE(.page_read = read_local_xlog_page,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									no_write, no_write, NULL);
+	DecodingContextFindStartpoint(ctx);
+	start = MyReplicationSlot->data.confirmed_flush;
+	FreeDecodingContext(ctx);
+	ReplicationSlotPersist();
+	ReplicationSlotRelease();
+	ereport(LOG,
+			(errmsg("flusso created replication slot \"%s\" at %X/%X",
+					flusso_capture_slot_name(), LSN_FORMAT_ARGS(start))));
+	return start;
+}
+
+bool
+flusso_capture_is_open(void)
+{
+	return decoding != NULL;
+}
+
+void
+flusso_capture_open(void)
+{
+	MemoryContext old;
+
+	ensure_contexts();
+	if (decoding)
+		return;
+	CheckLogicalDecodingRequirements();
+	ReplicationSlotAcquire(flusso_capture_slot_name(), true);
+	old = MemoryContextSwitchTo(capture_cxt);
+	decoding = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+									 XL_ROUTINE(.page_read = read_local_xlog_page,
+												.segment_open = wal_segment_open,
+												.segment_close = wal_segment_close),
+									 no_write, no_write, NULL);
+	MemoryContextSwitchTo(old);
+	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
+	round.end_lsn = round.start_lsn = MyReplicationSlot->data.confirmed_flush;
+	InvalidateSystemCaches();
+	reset_leaves();
+}
+
+/* Free the decoding context and release the slot (also after an error). */
+void
+flusso_capture_close(void)
+{
+	capturing = false;
+	overflow_xid = InvalidTransactionId;
+	if (decoding)
+	{
+		LogicalDecodingContext *ctx = decoding;
+
+		decoding = NULL;
+		FreeDecodingContext(ctx);
+	}
+	if (MyReplicationSlot != NULL)
+		ReplicationSlotRelease();
+	if (round_cxt)
+	{
+		round.end_lsn = InvalidXLogRecPtr;
+		flusso_capture_reset_round();
+	}
+	InvalidateSystemCaches();
+}
+
+void
+flusso_capture_decode(int max_images)
+{
+	XLogReaderState *reader = decoding->reader;
+	XLogRecPtr	end_of_wal = GetFlushRecPtr(NULL);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 200);
+	int			n = 0;
+
+	capturing = true;
+	PG_TRY();
+	{
+		while (reader->EndRecPtr < end_of_wal)
+		{
+			char	   *errm = NULL;
+			XLogRecord *record = XLogReadRecord(reader, &errm);
+
+			if (errm)
+				elog(ERROR, "could not read WAL for logical decoding: %s", errm);
+			if (record != NULL)
+				LogicalDecodingProcessRecord(decoding, reader);
+			CHECK_FOR_INTERRUPTS();
+			if (round.control_changed || round.rebuild_relids != NIL ||
+				round.nimages >= max_images)
+				break;
+			if (++n % 256 == 0 && GetCurrentTimestamp() > deadline)
+				break;
+		}
+	}
+	PG_FINALLY();
+	{
+		capturing = false;
+	}
+	PG_END_TRY();
+	round.reached_end = reader->EndRecPtr >= end_of_wal;
+	if (reader->EndRecPtr > round.end_lsn)
+		round.end_lsn = reader->EndRecPtr;
+	if (round.catalog_changed)
+	{
+		InvalidateSystemCaches();
+		reset_leaves();
+	}
+}
+
+/* ---- confirmation and lag ---- */
+
+XLogRecPtr
+flusso_capture_confirmed(void)
+{
+	XLogRecPtr	lsn;
+
+	if (MyReplicationSlot == NULL)
+		return InvalidXLogRecPtr;
+	SpinLockAcquire(&MyReplicationSlot->mutex);
+	lsn = MyReplicationSlot->data.confirmed_flush;
+	SpinLockRelease(&MyReplicationSlot->mutex);
+	return lsn;
+}
+
+void
+flusso_capture_confirm(XLogRecPtr lsn)
+{
+	if (decoding == NULL || lsn <= flusso_capture_confirmed())
+		return;
+	LogicalConfirmReceivedLocation(lsn);
+	ReplicationSlotMarkDirty();
+}
+
+int64
+flusso_capture_lag_bytes(void)
+{
+	XLogRecPtr	confirmed = flusso_capture_confirmed();
+	XLogRecPtr	now = GetXLogInsertRecPtr();
+
+	if (confirmed == InvalidXLogRecPtr)
+		return -1;
+	return now > confirmed ? (int64) (now - confirmed) : 0;
+}

@@ -1,0 +1,458 @@
+/*-------------------------------------------------------------------------
+ *
+ * indexes.c
+ *	  The sync worker's view of each index: compiled definition, prepared
+ *	  plans, generations and build progress, kept durable in
+ *	  flusso.index_state.
+ *
+ * An index has a live generation (the physical OpenSearch index its alias
+ * points at) and, while it is being (re)built, a build generation that a
+ * keyset-paginated backfill fills.  The first build of an index is its live
+ * generation from the start (the alias points at it at once); a rebuild
+ * (reindex, TRUNCATE, a transaction too big to capture, a changed
+ * definition) fills a new generation while live changes keep flowing to
+ * both, then swaps the alias in one request and drops the old one.
+ *
+ * Every build has a version: the WAL position at which it was registered.
+ * Live changes decoded after that position carry higher versions, so they
+ * always win over backfilled documents.  Rows changed by transactions still
+ * running at registration would be missed by both the backfill's snapshot
+ * and the decoder, so a build waits for them to end before reading rows.
+ *
+ * This file owns IndexRuntime and flusso.index_state; the engine drives it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "storage/procarray.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+
+#include "catalog.h"
+#include "guard.h"
+#include "indexes.h"
+#include "mapping.h"
+#include "settings.h"
+#include "sqlgen.h"
+#include "status.h"
+
+char *
+flusso_index_physical(IndexRuntime *ix, int generation)
+{
+	return psprintf("%s_%d", ix->name, generation);
+}
+
+bool
+flusso_index_active(IndexRuntime *ix)
+{
+	return ix->def != NULL && !ix->stopped && !ix->paused;
+}
+
+/* ---- compiling ---- */
+
+static SPIPlanPtr
+keep_plan(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare a generated statement: %s",
+			 SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep a generated statement");
+	return plan;
+}
+
+void
+flusso_index_free(IndexRuntime *ix)
+{
+	int			i;
+
+	if (ix->build_plan)
+		SPI_freeplan(ix->build_plan);
+	if (ix->backfill_first_plan)
+		SPI_freeplan(ix->backfill_first_plan);
+	if (ix->backfill_next_plan)
+		SPI_freeplan(ix->backfill_next_plan);
+	for (i = 0; ix->resolve_plans && i < list_length(ix->watches); i++)
+		if (ix->resolve_plans[i])
+			SPI_freeplan(ix->resolve_plans[i]);
+	ix->build_plan = ix->backfill_first_plan = ix->backfill_next_plan = NULL;
+	ix->resolve_plans = NULL;
+}
+
+typedef struct CompileArgs
+{
+	IndexRuntime *ix;
+	const char *json;
+	MemoryContext cxt;
+} CompileArgs;
+
+static void
+compile(void *arg)
+{
+	CompileArgs *a = arg;
+	IndexRuntime *ix = a->ix;
+	MemoryContext old = MemoryContextSwitchTo(a->cxt);
+	Oid		   *types;
+	ListCell   *lc;
+	int			i;
+
+	ix->def = flusso_definition_compile(ix->name, a->json, false);
+	ix->nkeys = list_length(ix->def->key);
+	ix->watches = flusso_sql_watches(ix->def);
+	ix->body = flusso_index_body(ix->def, MyBgworkerEntry ? MyBgworkerEntry->bgw_extra : NULL, 0);
+	types = palloc(sizeof(Oid) * (ix->nkeys + 1));
+	for (i = 0; i < ix->nkeys; i++)
+		types[i] = TEXTARRAYOID;
+	ix->build_plan = keep_plan(flusso_sql_build(ix->def), ix->nkeys, types);
+	types[0] = INT4OID;
+	ix->backfill_first_plan = keep_plan(flusso_sql_backfill(ix->def, true), 1, types);
+	for (i = 0; i < ix->nkeys; i++)
+		types[i] = TEXTOID;
+	types[ix->nkeys] = INT4OID;
+	ix->backfill_next_plan = keep_plan(flusso_sql_backfill(ix->def, false), ix->nkeys + 1, types);
+	ix->resolve_plans = palloc0(sizeof(SPIPlanPtr) * list_length(ix->watches));
+	i = 0;
+	foreach(lc, ix->watches)
+	{
+		FlussoWatch *w = lfirst(lc);
+		Oid		   *wtypes = palloc(sizeof(Oid) * w->ncols);
+		int			c;
+
+		for (c = 0; c < w->ncols; c++)
+			wtypes[c] = TEXTARRAYOID;
+		if (w->resolve_sql)
+			ix->resolve_plans[i] = keep_plan(w->resolve_sql, w->ncols, wtypes);
+		i++;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+void
+flusso_index_compile(IndexRuntime *ix, const char *json, MemoryContext cxt)
+{
+	CompileArgs args = {ix, json, cxt};
+	char	   *error;
+
+	flusso_index_free(ix);
+	ix->def = NULL;
+	ix->watches = NIL;
+	ix->def_json = MemoryContextStrdup(cxt, json);
+	if (flusso_guard(compile, &args, &error))
+	{
+		ix->broken = NULL;
+		return;
+	}
+	flusso_index_free(ix);
+	ix->def = NULL;
+	ix->watches = NIL;
+	ix->broken = MemoryContextStrdup(cxt, error);
+	flusso_index_set_error(ix, psprintf("index \"%s\" cannot sync: %s (fix it with flusso.alter_index)",
+										ix->name, error), false);
+}
+
+/* ---- durable state ---- */
+
+static List *
+text_array_list(Datum d)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+	List	   *out = NIL;
+
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+		out = lappend(out, nulls[i] ? NULL : TextDatumGetCString(elems[i]));
+	return out;
+}
+
+static Datum
+list_text_array(List *l)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(1, list_length(l)));
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, l)
+		elems[i++] = CStringGetTextDatum(lfirst(lc));
+	return PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+void
+flusso_index_load_state(IndexRuntime *ix)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(ix->name)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_with_args("SELECT live_definition::text, live_generation, build_generation, "
+							  "build_version, build_cursor, build_done, build_total, paused, "
+							  "stopped, last_error FROM flusso.index_state WHERE name = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.index_state");
+	if (SPI_processed == 0)
+		return;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	ix->live_def_json = SPI_getvalue(tup, desc, 1);
+	ix->live_gen = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+	ix->build_gen = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	d = SPI_getbinval(tup, desc, 4, &isnull);
+	ix->build_version = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	ix->build_cursor = isnull ? NIL : text_array_list(d);
+	ix->next_cursor = ix->build_cursor;
+	ix->build_done = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+	ix->build_total = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+	ix->paused = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	ix->stopped = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+	ix->error = SPI_getvalue(tup, desc, 10);
+}
+
+void
+flusso_index_save_state(IndexRuntime *ix)
+{
+	Oid			types[11] = {TEXTOID, TEXTOID, INT4OID, INT4OID, LSNOID, TEXTARRAYOID,
+	INT8OID, INT8OID, BOOLOID, BOOLOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(ix->name);
+	values[1] = ix->live_def_json ? CStringGetTextDatum(ix->live_def_json) : (Datum) 0;
+	nulls[1] = ix->live_def_json ? ' ' : 'n';
+	values[2] = Int32GetDatum(ix->live_gen);
+	values[3] = Int32GetDatum(ix->build_gen);
+	values[4] = LSNGetDatum(ix->build_version);
+	nulls[4] = ix->build_version == InvalidXLogRecPtr ? 'n' : ' ';
+	values[5] = list_text_array(ix->build_cursor);
+	nulls[5] = ix->build_cursor == NIL ? 'n' : ' ';
+	values[6] = Int64GetDatum(ix->build_done);
+	values[7] = Int64GetDatum(ix->build_total);
+	values[8] = BoolGetDatum(ix->paused);
+	values[9] = BoolGetDatum(ix->stopped);
+	values[10] = ix->error ? CStringGetTextDatum(ix->error) : (Datum) 0;
+	nulls[10] = ix->error ? ' ' : 'n';
+	if (SPI_execute_with_args("INSERT INTO flusso.index_state AS s (name, live_definition, live_generation, "
+							  "build_generation, build_version, build_cursor, build_done, build_total, "
+							  "paused, stopped, last_error) "
+							  "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+							  "ON CONFLICT (name) DO UPDATE SET live_definition = EXCLUDED.live_definition, "
+							  "live_generation = EXCLUDED.live_generation, build_generation = EXCLUDED.build_generation, "
+							  "build_version = EXCLUDED.build_version, build_cursor = EXCLUDED.build_cursor, "
+							  "build_done = EXCLUDED.build_done, build_total = EXCLUDED.build_total, "
+							  "paused = EXCLUDED.paused, stopped = EXCLUDED.stopped, "
+							  "last_error = EXCLUDED.last_error, updated_at = now()",
+							  11, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not save flusso.index_state for \"%s\"", ix->name);
+	ix->dirty = false;
+	ix->saved_at = GetCurrentTimestamp();
+}
+
+void
+flusso_index_delete_state(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	if (SPI_execute_with_args("DELETE FROM flusso.index_state WHERE name = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from flusso.index_state");
+}
+
+/* ---- builds ---- */
+
+static int64
+count_rows(IndexRuntime *ix)
+{
+	bool		isnull;
+
+	if (SPI_execute(flusso_sql_count(ix->def), true, 1) != SPI_OK_SELECT)
+		return 0;
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* Remember the transactions running now: the build waits for them. */
+static void
+note_running(IndexRuntime *ix, MemoryContext cxt)
+{
+	Snapshot	snap = GetLatestSnapshot();
+
+	ix->nwait = snap->xcnt;
+	ix->wait_xids = MemoryContextAlloc(cxt, sizeof(TransactionId) * Max(1, snap->xcnt));
+	memcpy(ix->wait_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
+}
+
+void
+flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
+{
+	MemoryContext cxt = GetMemoryChunkContext(ix);
+	int			gen = Max(ix->live_gen, ix->build_gen) + 1;
+	bool		first = ix->live_gen == 0 || ix->live_gen == ix->build_gen;
+
+	if (ix->build_gen != 0)
+		ix->drop_gens = lappend_int(ix->drop_gens, ix->build_gen);
+	if (first && ix->live_gen != 0 && ix->live_gen != ix->build_gen)
+		ix->drop_gens = lappend_int(ix->drop_gens, ix->live_gen);
+	if (first)
+		ix->live_gen = gen;
+	ix->build_gen = gen;
+	ix->build_version = lsn;
+	ix->build_cursor = ix->next_cursor = NIL;
+	ix->build_done = 0;
+	ix->build_total = ix->def ? count_rows(ix) : 0;
+	ix->build_exhausted = false;
+	ix->chunks = NIL;
+	ix->stopped = false;
+	ix->error = NULL;
+	ix->remote_ready = false;
+	note_running(ix, cxt);
+	ix->dirty = true;
+	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_SEEDED);
+	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
+	flusso_observer->on_backfill_progress(ix->name, 0, ix->build_total);
+	ereport(LOG,
+			(errmsg("flusso index \"%s\": building generation %d (%s) from %X/%X, about " INT64_FORMAT " documents",
+					ix->name, gen, why, LSN_FORMAT_ARGS(lsn), ix->build_total)));
+}
+
+bool
+flusso_index_build_ready(IndexRuntime *ix)
+{
+	int			i;
+
+	for (i = 0; i < ix->nwait; i++)
+	{
+		if (TransactionIdIsInProgress(ix->wait_xids[i]))
+			return false;
+	}
+	ix->nwait = 0;
+	return true;
+}
+
+void
+flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop)
+{
+	MemoryContext cxt = GetMemoryChunkContext(ix);
+
+	ix->error = MemoryContextStrdup(cxt, message);
+	if (stop && !ix->stopped)
+	{
+		ix->stopped = true;
+		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_STOPPED);
+		ereport(LOG, (errmsg("flusso index \"%s\" stopped: %s", ix->name, message)));
+	}
+	flusso_observer->on_error(ix->name, message);
+	ix->dirty = true;
+}
+
+/* ---- the remote side ---- */
+
+static bool
+prepare(IndexRuntime *ix, const FlussoSink *sink, int gen, bool *created)
+{
+	bool		permanent;
+	char	   *error = sink->prepare_index(flusso_index_physical(ix, gen), ix->body,
+											ix->name, created, &permanent);
+
+	if (error)
+		flusso_index_set_error(ix, error, permanent);
+	return error == NULL;
+}
+
+bool
+flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
+{
+	bool		created = false;
+	ListCell   *lc;
+
+	if (ix->remote_ready)
+		return true;
+	if (ix->def == NULL)
+		return false;
+	foreach(lc, ix->drop_gens)
+	{
+		char	   *error = sink->drop_index(flusso_index_physical(ix, lfirst_int(lc)));
+
+		if (error)
+			ereport(LOG, (errmsg("flusso index \"%s\": %s", ix->name, error)));
+	}
+	ix->drop_gens = NIL;
+	if (ix->live_gen && !prepare(ix, sink, ix->live_gen, &created))
+		return false;
+	if (created && ix->live_gen != ix->build_gen && ix->build_gen == 0)
+	{
+		/* the live generation vanished from OpenSearch: build it anew */
+		ix->rebuild_needed = true;
+	}
+	if (ix->live_gen && ix->live_gen == ix->build_gen)
+	{
+		char	   *error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->live_gen));
+
+		if (error)
+		{
+			flusso_index_set_error(ix, error, false);
+			return false;
+		}
+	}
+	if (ix->build_gen && ix->build_gen != ix->live_gen &&
+		!prepare(ix, sink, ix->build_gen, &created))
+		return false;
+	ix->remote_ready = true;
+	if (ix->error && !ix->stopped)
+	{
+		ix->error = NULL;
+		ix->dirty = true;
+	}
+	return true;
+}
+
+bool
+flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
+{
+	int			old = ix->live_gen;
+
+	if (ix->build_gen != ix->live_gen)
+	{
+		char	   *error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->build_gen));
+
+		if (error)
+		{
+			flusso_index_set_error(ix, error, false);
+			return false;
+		}
+		ix->drop_gens = lappend_int(ix->drop_gens, old);
+		ix->live_gen = ix->build_gen;
+		error = sink->drop_index(flusso_index_physical(ix, old));
+		if (error == NULL)
+			ix->drop_gens = NIL;
+	}
+	ereport(LOG,
+			(errmsg("flusso index \"%s\": generation %d is live with " INT64_FORMAT " documents backfilled",
+					ix->name, ix->live_gen, ix->build_done)));
+	ix->build_gen = 0;
+	ix->build_cursor = ix->next_cursor = NIL;
+	ix->build_version = InvalidXLogRecPtr;
+	ix->live_def_json = ix->def_json;
+	ix->dirty = true;
+	flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_SEEDED);
+	flusso_observer->on_generations(ix->name, ix->live_gen, 0);
+	flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_done);
+	return true;
+}

@@ -1,0 +1,101 @@
+/*-------------------------------------------------------------------------
+ *
+ * indexes.h
+ *	  The sync worker's runtime view of each index: plans, generations,
+ *	  backfill progress.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_INDEXES_H
+#define FLUSSO_INDEXES_H
+
+#include "access/xlogdefs.h"
+#include "executor/spi.h"
+
+#include "definition.h"
+#include "sink.h"
+
+/* A backfill chunk: a key range sent in one or more bulk requests. */
+typedef struct BackfillChunk
+{
+	struct IndexRuntime *index;
+	int			generation;
+	List	   *last_key;		/* key of its last row (char *) */
+	int64		rows;
+	int			pending;		/* requests not yet acknowledged */
+	bool		built;
+} BackfillChunk;
+
+typedef struct IndexRuntime
+{
+	int			num;
+	char	   *name;
+	char	   *def_json;		/* the stored definition */
+	IndexDef   *def;			/* NULL when broken */
+	char	   *broken;			/* why it cannot sync now */
+	List	   *watches;
+	int			nkeys;
+	int			policy;
+	char	   *body;			/* settings and mappings for a new generation */
+	SPIPlanPtr	build_plan;
+	SPIPlanPtr	backfill_first_plan;
+	SPIPlanPtr	backfill_next_plan;
+	SPIPlanPtr *resolve_plans;	/* per watch; NULL where direct */
+
+	/* durable, in flusso.index_state */
+	char	   *live_def_json;	/* what the live generation was built from */
+	int			live_gen;		/* the alias points here; 0 none */
+	int			build_gen;		/* being filled; 0 none; = live_gen at first */
+	XLogRecPtr	build_version;
+	List	   *build_cursor;	/* last key acknowledged; NIL from the start */
+	int64		build_done;
+	int64		build_total;
+	bool		paused;
+	bool		stopped;
+	char	   *error;
+
+	/* this run only */
+	bool		remote_ready;	/* generations prepared in OpenSearch */
+	TransactionId *wait_xids;	/* backfill starts once these finished */
+	int			nwait;
+	List	   *chunks;			/* BackfillChunk in key order, in flight */
+	List	   *next_cursor;	/* where the next chunk starts */
+	bool		build_exhausted;
+	List	   *drop_gens;		/* generations to drop in the sink */
+	bool		rebuild_needed; /* the live generation vanished remotely */
+	bool		dirty;			/* durable state changed; save it */
+	TimestampTz saved_at;
+} IndexRuntime;
+
+/* The physical OpenSearch index of a generation. */
+extern char *flusso_index_physical(IndexRuntime *ix, int generation);
+
+/* Does the index take changes now? */
+extern bool flusso_index_active(IndexRuntime *ix);
+
+/* Free the prepared plans. */
+extern void flusso_index_free(IndexRuntime *ix);
+
+/* Compile the definition and prepare its plans (inside a transaction). */
+extern void flusso_index_compile(IndexRuntime *ix, const char *json, MemoryContext cxt);
+
+/* flusso.index_state: load (or make) and save (inside a transaction). */
+extern void flusso_index_load_state(IndexRuntime *ix);
+extern void flusso_index_save_state(IndexRuntime *ix);
+extern void flusso_index_delete_state(const char *name);
+
+/* Start a new build generation at version lsn (inside a transaction). */
+extern void flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why);
+
+/* Is the build allowed to read rows yet (the transactions it waits for ended)? */
+extern bool flusso_index_build_ready(IndexRuntime *ix);
+
+/* Make sure the generations exist in the sink; false (and error set) if not. */
+extern bool flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink);
+
+/* The build is complete: swap the alias, drop the old generation. */
+extern bool flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink);
+
+extern void flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop);
+
+#endif							/* FLUSSO_INDEXES_H */

@@ -1,0 +1,48 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink.h
+ *	  Where documents go: an interface, with an OpenSearch and a dry-run sink.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_SINK_H
+#define FLUSSO_SINK_H
+
+#include "bulk.h"
+
+typedef struct FlussoSink
+{
+	const char *name;
+
+	/*
+	 * Index management, synchronous.  Each returns NULL on success or a
+	 * message saying what went wrong.
+	 */
+	/*
+	 * Make sure physical exists with this body and was made by flusso; says
+	 * whether it had to be created, and whether a failure is permanent (a
+	 * foreign index in the way) rather than passing (OpenSearch down).
+	 */
+	char	   *(*prepare_index) (const char *physical, const char *body,
+								  const char *index_name, bool *created,
+								  bool *permanent);
+	/* point alias at physical only (in one atomic step) */
+	char	   *(*point_alias) (const char *alias, const char *physical);
+	char	   *(*drop_index) (const char *physical);
+
+	/* bulk requests, asynchronous */
+	void		(*send) (BulkRequest *req);
+	BulkRequest *(*next_done) (void);
+	int			(*in_flight) (void);
+	/* wait for the latch, a socket or a timeout; returns WL_* events */
+	int			(*wait) (long timeout_ms);
+	void		(*abort_all) (void);
+} FlussoSink;
+
+extern const FlussoSink flusso_opensearch_sink;
+extern const FlussoSink flusso_dryrun_sink;
+
+/* The sink the settings ask for: OpenSearch with a URL, else the dry run. */
+extern const FlussoSink *flusso_sink(void);
+
+#endif							/* FLUSSO_SINK_H */

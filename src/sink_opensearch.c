@@ -1,0 +1,319 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_opensearch.c
+ *	  The OpenSearch sink: _bulk over keep-alive connections, index and alias
+ *	  management.
+ *
+ * Bulk requests are started on the process's one curl multi handle and
+ * complete while the worker waits on its latch and the sockets together.
+ * A finished request is classified here (transport failure, 429/5xx, 413,
+ * or an answer read item by item by bulkparse.c); what to do about it is
+ * the engine's business.  Index management runs synchronously: it only
+ * happens when an index is created, swapped or dropped.  Physical indexes
+ * carry a _meta.flusso marker; an index of the same name without it was
+ * not made by flusso and is never touched.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <json-c/json.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "opensearch.h"
+#include "sink.h"
+
+#define BULK_PATH "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
+
+static BulkRequest *done_head = NULL;
+static BulkRequest *done_tail = NULL;
+static int	sent = 0;
+
+static char *
+answer_problem(FlussoHttpRequest *http, const char *what)
+{
+	return psprintf("%s: %s", what, flusso_http_describe_failure(http));
+}
+
+/* GET path; the decoded JSON object, or NULL with *status set. */
+static json_object *
+get_json(const char *path, long *status, char **error)
+{
+	FlussoHttpRequest *http = flusso_os_request("GET", path, NULL, NULL);
+	json_object *obj = NULL;
+
+	*status = http->result == CURLE_OK ? http->status : 0;
+	if (http->result != CURLE_OK)
+		*error = answer_problem(http, "OpenSearch is unreachable");
+	else if (http->status == 200 && http->response)
+		obj = json_tokener_parse(http->response);
+	flusso_http_free(http);
+	return obj;
+}
+
+/* Does the mapping answer for physical carry _meta.flusso.index = name? */
+static bool
+made_by_flusso(json_object *mapping, const char *physical, const char *index_name)
+{
+	json_object *ix,
+			   *mappings,
+			   *meta,
+			   *marker,
+			   *name;
+
+	return json_object_object_get_ex(mapping, physical, &ix) &&
+		json_object_object_get_ex(ix, "mappings", &mappings) &&
+		json_object_object_get_ex(mappings, "_meta", &meta) &&
+		json_object_object_get_ex(meta, "flusso", &marker) &&
+		json_object_object_get_ex(marker, "index", &name) &&
+		strcmp(json_object_get_string(name), index_name) == 0;
+}
+
+/* The alias name must not be a concrete index. */
+static char *
+check_alias_name(const char *alias, bool *permanent)
+{
+	long		status;
+	char	   *error = NULL;
+	json_object *obj = get_json(psprintf("/%s/_alias", alias), &status, &error);
+	char	   *problem = error;
+
+	if (obj && json_object_object_get_ex(obj, alias, NULL))
+	{
+		*permanent = true;
+		problem = psprintf("OpenSearch already has an index named \"%s\" that was not created by flusso; flusso needs that name for the alias of its index", alias);
+	}
+	json_object_put(obj);
+	return problem;
+}
+
+static char *
+os_prepare_index(const char *physical, const char *body, const char *index_name,
+				 bool *created, bool *permanent)
+{
+	long		status;
+	char	   *error = NULL;
+	json_object *mapping;
+	FlussoHttpRequest *http;
+
+	*created = false;
+	*permanent = false;
+	if ((error = check_alias_name(index_name, permanent)) != NULL)
+		return error;
+	mapping = get_json(psprintf("/%s/_mapping", physical), &status, &error);
+	if (error)
+		return error;
+	if (status == 200)
+	{
+		bool		ours = mapping && made_by_flusso(mapping, physical, index_name);
+
+		json_object_put(mapping);
+		if (!ours)
+		{
+			*permanent = true;
+			return psprintf("OpenSearch already has an index named \"%s\" that was not created by flusso; it is left alone", physical);
+		}
+		return NULL;
+	}
+	json_object_put(mapping);
+	http = flusso_os_request("PUT", psprintf("/%s", physical), "application/json", body);
+	if (http->result != CURLE_OK || http->status != 200)
+	{
+		error = answer_problem(http, psprintf("could not create OpenSearch index \"%s\"", physical));
+		*permanent = http->result == CURLE_OK && http->status == 400;
+	}
+	else
+		*created = true;
+	flusso_http_free(http);
+	return error;
+}
+
+static char *
+os_point_alias(const char *alias, const char *physical)
+{
+	long		status;
+	char	   *error = NULL;
+	json_object *current = get_json(psprintf("/_alias/%s", alias), &status, &error);
+	StringInfoData actions;
+	FlussoHttpRequest *http;
+
+	if (error)
+		return error;
+	initStringInfo(&actions);
+	appendStringInfoString(&actions, "{\"actions\":[");
+	if (current && status == 200)
+	{
+		json_object_object_foreach(current, index, val)
+		{
+			(void) val;
+			if (strcmp(index, physical) != 0)
+				appendStringInfo(&actions, "{\"remove\":{\"index\":\"%s\",\"alias\":\"%s\"}},",
+								 index, alias);
+		}
+	}
+	json_object_put(current);
+	appendStringInfo(&actions, "{\"add\":{\"index\":\"%s\",\"alias\":\"%s\",\"is_write_index\":true}}]}",
+					 physical, alias);
+	http = flusso_os_request("POST", "/_aliases", "application/json", actions.data);
+	if (http->result != CURLE_OK || http->status != 200)
+		error = answer_problem(http, psprintf("could not point alias \"%s\" at \"%s\"", alias, physical));
+	flusso_http_free(http);
+	return error;
+}
+
+static char *
+os_drop_index(const char *physical)
+{
+	FlussoHttpRequest *http = flusso_os_request("DELETE", psprintf("/%s", physical), NULL, NULL);
+	char	   *error = NULL;
+
+	if (http->result != CURLE_OK || (http->status != 200 && http->status != 404))
+		error = answer_problem(http, psprintf("could not drop OpenSearch index \"%s\"", physical));
+	flusso_http_free(http);
+	return error;
+}
+
+static void
+os_send(BulkRequest *req)
+{
+	req->done = false;
+	req->whole_retry = false;
+	req->too_large = false;
+	req->failure = NULL;
+	req->http = flusso_os_start("POST", BULK_PATH, "application/x-ndjson",
+								req->body.data, req->body.len);
+	req->http->user = req;
+	req->sent_at = GetCurrentTimestamp();
+	sent++;
+}
+
+/* Fill req's outcome from its finished HTTP request. */
+static void
+classify(BulkRequest *req)
+{
+	FlussoHttpRequest *http = req->http;
+	MemoryContext old = MemoryContextSwitchTo(req->cxt);
+	char	   *problem = NULL;
+
+	req->elapsed_ms = http->elapsed_ms;
+	if (flusso_os_transport_failed(http))
+	{
+		flusso_os_node_failed(http->node);
+		req->whole_retry = true;
+		req->failure = answer_problem(http, "bulk request failed");
+	}
+	else if (http->status == 413)
+		req->too_large = true;
+	else if (http->status == 429 || http->status >= 500)
+	{
+		req->whole_retry = true;
+		req->failure = answer_problem(http, "OpenSearch refused the bulk request");
+	}
+	else if (http->status != 200)
+	{
+		int			i;
+
+		req->failure = answer_problem(http, "OpenSearch rejected the bulk request");
+		for (i = 0; i < req->nitems; i++)
+		{
+			req->items[i].outcome = BULK_ITEM_REJECTED;
+			req->items[i].status = (int) http->status;
+			req->items[i].error = req->failure;
+		}
+	}
+	else if (http->response_truncated ||
+			 !flusso_bulk_parse(http->response, http->response_len, req->items,
+								req->nitems, &problem))
+	{
+		req->whole_retry = true;
+		req->failure = psprintf("unreadable bulk answer: %s",
+								problem ? problem : "it was cut short");
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static void
+collect(void)
+{
+	FlussoHttpRequest *http;
+
+	while ((http = flusso_http_next_done()) != NULL)
+	{
+		BulkRequest *req = (BulkRequest *) http->user;
+
+		classify(req);
+		flusso_http_free(http);
+		req->http = NULL;
+		req->done = true;
+		sent--;
+		req->next = NULL;
+		if (done_tail)
+			done_tail->next = req;
+		else
+			done_head = req;
+		done_tail = req;
+	}
+}
+
+static BulkRequest *
+os_next_done(void)
+{
+	BulkRequest *req;
+
+	collect();
+	req = done_head;
+	if (req)
+	{
+		done_head = req->next;
+		if (done_head == NULL)
+			done_tail = NULL;
+		req->next = NULL;
+	}
+	return req;
+}
+
+static int
+os_in_flight(void)
+{
+	return sent;
+}
+
+static int
+os_wait(long timeout_ms)
+{
+	if (sent == 0)
+		return WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+	return flusso_http_wait(timeout_ms, PG_WAIT_EXTENSION);
+}
+
+static void
+os_abort_all(void)
+{
+	flusso_http_abort_all();
+	done_head = done_tail = NULL;
+	sent = 0;
+}
+
+const FlussoSink flusso_opensearch_sink = {
+	.name = "opensearch",
+	.prepare_index = os_prepare_index,
+	.point_alias = os_point_alias,
+	.drop_index = os_drop_index,
+	.send = os_send,
+	.next_done = os_next_done,
+	.in_flight = os_in_flight,
+	.wait = os_wait,
+	.abort_all = os_abort_all,
+};
+
+const FlussoSink *
+flusso_sink(void)
+{
+	return flusso_os_configured() ? &flusso_opensearch_sink : &flusso_dryrun_sink;
+}
