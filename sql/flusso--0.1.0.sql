@@ -224,3 +224,9 @@ CREATE FUNCTION _no_such_index(name text)
 RETURNS void
 LANGUAGE C STRICT
 AS 'MODULE_PATHNAME', 'flusso_no_such_index';
+
+CREATE FUNCTION documents(name text, OUT id text, OUT document json)
+RETURNS SETOF record
+LANGUAGE C STABLE STRICT
+AS 'MODULE_PATHNAME', 'flusso_documents';
+COMMENT ON FUNCTION documents(text) IS 'every document of the index as the backfill builds it, in key order';

@@ -404,3 +404,67 @@ flusso_no_such_index(PG_FUNCTION_ARGS)
 			 errhint("flusso.indexes lists the indexes.")));
 	PG_RETURN_VOID();
 }
+
+/*
+ * flusso.documents(name): every document of the index, built exactly as the
+ * backfill builds them, in key order.  The consistency checker compares
+ * them with OpenSearch; they can also be exported as they are.
+ */
+PG_FUNCTION_INFO_V1(flusso_documents);
+Datum
+flusso_documents(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext caller = CurrentMemoryContext;
+	IndexDef   *def;
+	char	   *first;
+	char	   *next;
+	Oid		   *types;
+	Datum	   *params;
+	int			nkeys;
+	int			i;
+	uint64		n;
+
+	InitMaterializedSRF(fcinfo, 0);
+	SPI_connect();
+	def = flusso_definition_load(name, false);
+	nkeys = list_length(def->key);
+	first = flusso_sql_backfill(def, true);
+	next = flusso_sql_backfill(def, false);
+	types = palloc(sizeof(Oid) * (nkeys + 1));
+	params = palloc(sizeof(Datum) * (nkeys + 1));
+	for (i = 0; i < nkeys; i++)
+		types[i] = TEXTOID;
+	types[nkeys] = INT4OID;
+	params[0] = Int32GetDatum(1000);
+	if (SPI_execute_with_args(first, 1, &types[nkeys], params, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not build the documents of index \"%s\"", name);
+	while ((n = SPI_processed) > 0)
+	{
+		SPITupleTable *tab = SPI_tuptable;
+		uint64		r;
+
+		for (r = 0; r < n; r++)
+		{
+			Datum		values[2];
+			bool		nulls[2] = {false, false};
+			MemoryContext spi = MemoryContextSwitchTo(caller);
+
+			values[0] = CStringGetTextDatum(SPI_getvalue(tab->vals[r], tab->tupdesc, 1));
+			values[1] = CStringGetTextDatum(SPI_getvalue(tab->vals[r], tab->tupdesc, 2));
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+			MemoryContextSwitchTo(spi);
+		}
+		if (n < 1000)
+			break;
+		for (i = 0; i < nkeys; i++)
+			params[i] = CStringGetTextDatum(SPI_getvalue(tab->vals[n - 1], tab->tupdesc, 3 + i));
+		params[nkeys] = Int32GetDatum(1000);
+		SPI_freetuptable(tab);
+		if (SPI_execute_with_args(next, nkeys + 1, types, params, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not build the documents of index \"%s\"", name);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}

@@ -59,10 +59,14 @@ flusso_index_active(IndexRuntime *ix)
 
 /* ---- compiling ---- */
 
+/* Prepare and keep a plan; SPI leaves us in its own context, so come back. */
 static SPIPlanPtr
 keep_plan(const char *sql, int nargs, Oid *types)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, types);
+
+	MemoryContextSwitchTo(cxt);
 
 	if (plan == NULL)
 		elog(ERROR, "could not prepare a generated statement: %s",

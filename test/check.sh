@@ -85,7 +85,7 @@ if [ -z "$only" ] || [ "$only" = tap ]; then
 	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
 	abs=()
 	for f in "${tap_files[@]}"; do abs+=("$root/$f"); done
-	(cd "$work/tap" && as_pg env \
+	(cd "$work/tap" && as_pg bash -c 'ulimit -c unlimited 2>/dev/null; exec "$@"' - env \
 		PERL5LIB="$root/test/perl:/usr/lib/postgresql/15/lib/pgxs/src/test/perl" \
 		TESTDIR="$work/tap" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
 		PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \

@@ -105,4 +105,53 @@ sub log_lines
 	return grep { /$re/ } split /\n/, slurp_file($node->logfile);
 }
 
+
+# Run the consistency checker for an index; returns its report (a hash).
+sub consistency
+{
+	my ($node, $database, $index) = @_;
+	my $root = $ENV{FLUSSO_ROOT};
+	local $ENV{PGHOST} = $node->host;
+	local $ENV{PGPORT} = $node->port;
+	local $ENV{PGUSER} = $ENV{USER} // 'postgres';
+	my $out = `$root/test/consistency.pl --url $OS_URL --index $index --dbname $database --json 2>&1`;
+	my $report = eval { $json->decode($out) };
+	return $report // { error => $out, missing => -1, stale => -1, extra => -1 };
+}
+
+# Assert that an index matches PostgreSQL exactly (0 missing, stale, extra).
+sub is_consistent
+{
+	my ($node, $database, $index, $what) = @_;
+	my $r = consistency($node, $database, $index);
+	my $ok = Test::More::ok(
+		defined $r->{missing} && $r->{missing} == 0 && $r->{stale} == 0 && $r->{extra} == 0,
+		"$what: $index consistent (" . ($r->{expected} // '?') . " documents)");
+	Test::More::diag(JSON::PP->new->canonical->encode($r)) unless $ok;
+	return $ok;
+}
+
+# flusso.wait_synced() in the given database, true or false.
+sub wait_synced
+{
+	my ($node, $database, $timeout) = @_;
+	$timeout //= '60 s';
+	return $node->safe_psql($database, "SELECT flusso.wait_synced('$timeout')") eq 't';
+}
+
+# One OpenSearch document's _source (realtime GET through the alias), or undef.
+sub os_doc
+{
+	my ($index, $id) = @_;
+	my ($code, $body) = os_request('GET', "/$index/_doc/$id");
+	return $code == 200 ? $body->{_source} : undef;
+}
+
+# Remove indexes left over from an earlier run of a test in this OpenSearch.
+sub os_clean
+{
+	my ($pattern) = @_;
+	os_request('DELETE', "/$pattern?expand_wildcards=all");
+}
+
 1;
