@@ -607,6 +607,23 @@ handle_done(BulkRequest *req)
 	flusso_bulk_free(req);
 }
 
+/* Write what completions left to record: dead letters, index state. */
+static void
+record_outcomes(void)
+{
+	int			i;
+	bool		dirty = E.dead_letters != NIL;
+
+	for (i = 0; i < E.nix && !dirty; i++)
+		dirty = E.ix[i]->dirty;
+	if (!dirty)
+		return;
+	begin_work("flusso: recording outcomes");
+	flush_dead_letters();
+	save_dirty();
+	end_work();
+}
+
 static void
 collect_completions(void)
 {
@@ -614,6 +631,7 @@ collect_completions(void)
 
 	while ((req = E.sink->next_done()) != NULL)
 		handle_done(req);
+	record_outcomes();
 }
 
 static void
@@ -670,7 +688,7 @@ save_progress(IndexRuntime *ix, bool force)
 static void
 maybe_finish_build(IndexRuntime *ix)
 {
-	if (!ix->build_exhausted || ix->chunks != NIL || ix->build_gen == 0)
+	if (!ix->build_exhausted || ix->chunks != NIL || ix->build_gen == 0 || ix->stopped)
 		return;
 	if (flusso_index_finish_build(ix, E.sink))
 		save_progress(ix, true);

@@ -61,7 +61,7 @@ pretty(const char *doc, size_t len)
 	obj = json_tokener_parse(pnstrdup(doc, len));
 	if (obj == NULL)
 		return pnstrdup(doc, len);
-	text = pstrdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+	text = pstrdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
 												  JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(obj);
 	return text;

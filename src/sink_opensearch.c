@@ -92,45 +92,59 @@ check_alias_name(const char *alias, bool *permanent)
 	return problem;
 }
 
+/* Is the answer OpenSearch's "no such index" (and not a passing failure)? */
+static bool
+index_not_found(FlussoHttpRequest *http)
+{
+	return http->result == CURLE_OK && http->status == 404 && http->response &&
+		strstr(http->response, "index_not_found_exception") != NULL;
+}
+
 static char *
 os_prepare_index(const char *physical, const char *body, const char *index_name,
 				 bool *created, bool *permanent)
 {
-	long		status;
 	char	   *error = NULL;
-	json_object *mapping;
 	FlussoHttpRequest *http;
+	json_object *mapping;
+	bool		ours;
 
 	*created = false;
 	*permanent = false;
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
-	mapping = get_json(psprintf("/%s/_mapping", physical), &status, &error);
-	if (error)
-		return error;
-	if (status == 200)
+	http = flusso_os_request("GET", psprintf("/%s/_mapping", physical), NULL, NULL);
+	if (index_not_found(http))
 	{
-		bool		ours = mapping && made_by_flusso(mapping, physical, index_name);
-
-		json_object_put(mapping);
-		if (!ours)
+		flusso_http_free(http);
+		http = flusso_os_request("PUT", psprintf("/%s", physical), "application/json", body);
+		if (http->result == CURLE_OK && http->status == 200)
+			*created = true;
+		else
 		{
-			*permanent = true;
-			return psprintf("OpenSearch already has an index named \"%s\" that was not created by flusso; it is left alone", physical);
+			error = answer_problem(http, psprintf("could not create OpenSearch index \"%s\"", physical));
+			*permanent = http->result == CURLE_OK && http->status == 400 &&
+				strstr(http->response ? http->response : "", "resource_already_exists") == NULL;
 		}
-		return NULL;
+		flusso_http_free(http);
+		return error;
 	}
-	json_object_put(mapping);
-	http = flusso_os_request("PUT", psprintf("/%s", physical), "application/json", body);
 	if (http->result != CURLE_OK || http->status != 200)
 	{
-		error = answer_problem(http, psprintf("could not create OpenSearch index \"%s\"", physical));
-		*permanent = http->result == CURLE_OK && http->status == 400;
+		error = answer_problem(http, psprintf("could not read OpenSearch index \"%s\"", physical));
+		flusso_http_free(http);
+		return error;
 	}
-	else
-		*created = true;
+	mapping = json_tokener_parse(http->response ? http->response : "");
+	ours = mapping && made_by_flusso(mapping, physical, index_name);
+	json_object_put(mapping);
 	flusso_http_free(http);
-	return error;
+	if (!ours)
+	{
+		*permanent = true;
+		return psprintf("OpenSearch already has an index named \"%s\" that was not created by flusso; it is left alone", physical);
+	}
+	return NULL;
 }
 
 static char *

@@ -733,8 +733,9 @@ sync_verdict(XLogRecPtr target, List *names)
 	SyncVerdict verdict = SYNC_DONE;
 	ListCell   *lc;
 
+	/* until the worker has read up to the target, requests may still change things */
 	if (db == NULL || db->pid == 0 || pg_atomic_read_u64(&db->synced_lsn) < target)
-		verdict = SYNC_WAIT;
+		return SYNC_WAIT;
 	LWLockAcquire(flusso_shared->lock, LW_SHARED);
 	foreach(lc, names)
 	{

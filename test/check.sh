@@ -26,7 +26,7 @@ log() { printf '\n=== %s\n' "$*" >&2; }
 cleanup() {
 	[ "${KEEP:-0}" = 1 ] && return
 	pg_cluster_stop "$work/pg" immediate || true
-	test/opensearch/opensearch.sh stop --dir "$work/opensearch" >/dev/null 2>&1 || true
+	as_pg test/opensearch/opensearch.sh stop --dir "$work/opensearch" >/dev/null 2>&1 || true
 }
 
 log "installing dependencies"
@@ -47,7 +47,10 @@ chmod 0777 "$work"
 trap cleanup EXIT
 
 log "starting OpenSearch"
-url=$(test/opensearch/opensearch.sh start --dir "$work/opensearch")
+# built as root, run as postgres: the TAP tests (which run as postgres)
+# stop, kill and restart it to inject faults
+test/opensearch/opensearch.sh build
+url=$(as_pg test/opensearch/opensearch.sh start --dir "$work/opensearch")
 echo "OpenSearch at $url" >&2
 
 log "starting PostgreSQL"

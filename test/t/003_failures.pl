@@ -1,0 +1,121 @@
+# Documents OpenSearch rejects, under each failure policy; OpenSearch down
+# for a while and back; and the dry-run sink.
+use strict;
+use warnings;
+use lib "$ENV{FLUSSO_ROOT}/test/perl";
+use FlussoTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $db = 'fail';
+FlussoTest::os_clean('t3-*');
+my $node = FlussoTest::new_node('failures', database => $db);
+
+$node->safe_psql($db, q{
+	CREATE TABLE things (id int PRIMARY KEY, val text NOT NULL);
+	INSERT INTO things SELECT i, i::text FROM generate_series(1, 50) i;
+	UPDATE things SET val = 'not a number' WHERE id IN (7, 8);
+});
+for my $policy (qw(skip dead_letter stop))
+{
+	(my $name = "t3-$policy") =~ s/_/-/g;
+	$node->safe_psql($db, qq{SELECT flusso.create_index('$name', '{
+		"table": "things", "on_error": "$policy",
+		"opensearch": {"mappings": {"properties": {"val": {"type": "integer"}}}}}')});
+}
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT count(*) FROM flusso.index_status WHERE errors > 0}) == 3
+		}, 'all three saw the rejections'), 'the rejected documents reach every policy');
+
+# skip: counted and logged, the others are written
+my ($skip_errors, $skip_state) = split /\|/, $node->safe_psql($db,
+	q{SELECT errors, state FROM flusso.index_status WHERE name = 't3-skip'});
+is($skip_errors, 2, 'skip: both rejections counted');
+is($skip_state, 'seeded', 'skip: the index goes on');
+ok(defined FlussoTest::os_doc('t3-skip', 9) && !defined FlussoTest::os_doc('t3-skip', 7),
+	'skip: good documents written, rejected ones not');
+like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-skip'}),
+	qr/mapper_parsing_exception/, 'skip: the error names OpenSearch\'s reason');
+
+# dead_letter: kept with the error and the body
+is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters WHERE index_name = 't3-dead-letter'}),
+	'2', 'dead_letter: two dead letters');
+like($node->safe_psql($db, q{SELECT body FROM flusso.dead_letters WHERE index_name = 't3-dead-letter' AND document_id = '7'}),
+	qr/not a number/, 'dead_letter: with the document body');
+
+# stop: the index stops, with the error in status
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT state FROM flusso.index_status WHERE name = 't3-stop'}) eq 'stopped'
+		}, 'stopped'), 'stop: the index is stopped');
+like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-stop'}),
+	qr/document "[78]" of index "t3-stop" rejected/, 'stop: status says which document and why');
+is($node->safe_psql($db, q{SELECT flusso.wait_synced('2 s')}), 'f', 'wait_synced is false while an index is stopped');
+
+# fix the data; each policy recovers its own way
+$node->safe_psql($db, q{UPDATE things SET val = '7' WHERE id = 7; UPDATE things SET val = '8' WHERE id = 8});
+is($node->safe_psql($db, q{SELECT flusso.retry_dead_letters('t3-dead-letter')}), '2',
+	'retry_dead_letters queues both');
+$node->safe_psql($db, q{SELECT flusso.reindex('t3-stop')});
+ok(FlussoTest::wait_synced($node, $db), 'everything synced after the fix');
+is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters}), '0', 'dead letters are gone once sent');
+FlussoTest::is_consistent($node, $db, $_, 'after fixing the data') for qw(t3-skip t3-dead-letter t3-stop);
+
+# --- an oversized document goes to the policy, the pipeline goes on -----------
+$node->safe_psql($db, q{ALTER SYSTEM SET flusso.batch_bytes = '64kB'});
+$node->reload;
+$node->safe_psql($db, q{INSERT INTO things VALUES (1000, repeat('9', 70000)), (1001, '1001')});
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters WHERE document_id = '1000'}) == 1
+		}, 'oversized dead letter'), 'an oversized document becomes a dead letter');
+like($node->safe_psql($db, q{SELECT error FROM flusso.dead_letters WHERE document_id = '1000'}),
+	qr/more than flusso.batch_bytes/, 'with a clear error');
+ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t3-dead-letter', 1001) }, 'next doc'),
+	'and the next document still flows');
+$node->safe_psql($db, q{DELETE FROM things WHERE id = 1000; DELETE FROM flusso.dead_letters});
+like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-stop'}),
+	qr/more than flusso.batch_bytes/, 'under the stop policy it stops the index');
+$node->safe_psql($db, q{SELECT flusso.reindex('t3-stop')});
+$node->safe_psql($db, q{ALTER SYSTEM RESET flusso.batch_bytes});
+$node->reload;
+
+# --- OpenSearch down for a while, then back ---------------------------------------
+my $osdir = $ENV{FLUSSO_OPENSEARCH_DIR};
+my $launcher = "$ENV{FLUSSO_ROOT}/test/opensearch/opensearch.sh";
+system($launcher, 'kill', '1', '--signal', 'KILL', '--dir', $osdir) == 0 or die 'cannot kill OpenSearch';
+my $t0 = time;
+$node->safe_psql($db, q{INSERT INTO things SELECT i, i::text FROM generate_series(2000, 2100) i});
+$node->safe_psql($db, q{UPDATE things SET val = '42' WHERE id BETWEEN 10 AND 20});
+cmp_ok(time - $t0, '<', 5, 'database writes do not wait for OpenSearch');
+ok(FlussoTest::wait_for(sub { FlussoTest::status($node, $db)->{opensearch} eq 'unreachable' }, 'unreachable'),
+	'status shows OpenSearch unreachable');
+cmp_ok(FlussoTest::status($node, $db)->{changes_in_flight}, '>', 0, 'changes wait in flight');
+system($launcher, 'restart', '1', '--dir', $osdir) == 0 or die 'cannot restart OpenSearch';
+ok(FlussoTest::wait_synced($node, $db, '120 s'), 'synced once OpenSearch is back');
+is(FlussoTest::status($node, $db)->{opensearch}, 'reachable', 'status shows it reachable again');
+FlussoTest::is_consistent($node, $db, $_, 'after the outage') for qw(t3-skip t3-dead-letter t3-stop);
+$node->stop;
+
+# --- the dry-run sink: no URL, documents in the log -------------------------------
+my $dry = FlussoTest::new_node('dryrun', database => 'dry', 'flusso.opensearch_url' => "''",
+	'flusso.pretty' => 'on');
+
+$dry->safe_psql('dry', q{CREATE TABLE notes (id int PRIMARY KEY, body text);
+	INSERT INTO notes VALUES (1, 'hello');
+	SELECT flusso.create_index('t3-notes', '{"table": "notes"}')});
+ok(FlussoTest::wait_synced($dry, 'dry'), 'the dry run syncs');
+$dry->safe_psql('dry', q{UPDATE notes SET body = 'changed' WHERE id = 1});
+ok(FlussoTest::wait_synced($dry, 'dry'), 'and streams');
+$dry->safe_psql('dry', q{DELETE FROM notes});
+ok(FlussoTest::wait_synced($dry, 'dry'), 'deletes too');
+is(FlussoTest::status($dry, 'dry')->{opensearch}, 'dry run', 'status says dry run');
+my $log = slurp_file($dry->logfile);
+like($log, qr/flusso dry run: \{"index":\{"_index":"t3-notes_1","_id":"1"/, 'documents are logged');
+like($log, qr/"body": "changed"/, 'pretty-printed');
+like($log, qr/flusso dry run: \{"delete":\{"_index":"t3-notes_1","_id":"1"/, 'deletes are logged');
+
+my ($status) = FlussoTest::os_request('HEAD', '/t3-notes_1');
+is($status, 404, 'nothing reached OpenSearch');
+$dry->stop;
+
+done_testing();
