@@ -86,6 +86,7 @@ typedef struct LeafEntry
 static MemoryContext capture_cxt = NULL;	/* watches, leaves, decoding */
 static MemoryContext round_cxt = NULL;	/* xids, rebuild list */
 static MemoryContext images_cxt = NULL; /* images and their dedup set */
+static MemoryContext scratch_cxt = NULL; /* one change's work, reset after it */
 static List *watched = NIL;		/* of CaptureRel */
 static HTAB *leaves = NULL;
 static Oid	definitions_relid = InvalidOid;
@@ -114,6 +115,8 @@ ensure_contexts(void)
 										  ALLOCSET_DEFAULT_SIZES);
 		images_cxt = AllocSetContextCreate(round_cxt, "flusso images",
 										   ALLOCSET_DEFAULT_SIZES);
+		scratch_cxt = AllocSetContextCreate(TopMemoryContext, "flusso change",
+											ALLOCSET_SMALL_SIZES);
 		flusso_capture_reset_round();
 	}
 }
@@ -311,11 +314,16 @@ value_text(LeafEntry *leaf, int i, HeapTuple tuple, TupleDesc desc)
 	return OutputFunctionCall(&leaf->output[i], d);
 }
 
+/*
+ * Keep an image of a changed row, unless an equal one is kept already.  The
+ * values are computed in scratch memory; only a new image is copied into
+ * the round, so a million changes to the same few keys cost a few images.
+ */
 static void
 add_image(LeafEntry *leaf, Relation rel, HeapTuple tuple)
 {
 	CaptureRel *cr = leaf->rel;
-	MemoryContext old = MemoryContextSwitchTo(images_cxt);
+	MemoryContext old = MemoryContextSwitchTo(scratch_cxt);
 	char	  **values = palloc(sizeof(char *) * cr->ncols);
 	StringInfoData key;
 	bool		any = false;
@@ -332,19 +340,21 @@ add_image(LeafEntry *leaf, Relation rel, HeapTuple tuple)
 		if (values[i])
 			appendStringInfoString(&key, values[i]);
 	}
-	if (any)
+	if (any && imagehash_lookup(images, key.data) == NULL)
 	{
-		ImageEntry *e = imagehash_insert(images, key.data, &found);
+		char	  **kept;
 
-		if (!found)
-		{
-			e->key = key.data;
-			cr->images = lappend(cr->images, values);
-			round.nimages++;
-			images_since_check++;
-		}
+		MemoryContextSwitchTo(images_cxt);
+		kept = palloc(sizeof(char *) * cr->ncols);
+		for (i = 0; i < cr->ncols; i++)
+			kept[i] = values[i] ? pstrdup(values[i]) : NULL;
+		(void) imagehash_insert(images, pstrdup(key.data), &found);
+		cr->images = lappend(cr->images, kept);
+		round.nimages++;
+		images_since_check++;
 	}
 	MemoryContextSwitchTo(old);
+	MemoryContextReset(scratch_cxt);
 }
 
 static bool
