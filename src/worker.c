@@ -241,6 +241,8 @@ flusso_worker_main(Datum main_arg)
 											   ALLOCSET_DEFAULT_SIZES);
 	state.error_backoff_ms = ERROR_BACKOFF_MIN_MS;
 	allow_own_plugin();
+	/* short statements, run many times: JIT compilation only costs here */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	flusso_os_configure();
 	flusso_engine_init();
 

@@ -39,7 +39,6 @@ pg_cluster_start() {
 			echo "max_wal_senders = 10"
 			echo "max_worker_processes = 16"
 			echo "fsync = off"
-			echo "synchronous_commit = off"
 			echo "log_line_prefix = '%m [%p] %b '"
 			echo "log_min_messages = info"
 			for kv in "$@"; do echo "$kv"; done
