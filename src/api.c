@@ -20,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
@@ -30,6 +31,21 @@
 #include "settings.h"
 #include "sqlgen.h"
 #include "status.h"
+
+/*
+ * Generated statements are short and estimated far too costly, so JIT
+ * compilation would cost more than it saves: turn it off for the call.
+ * Returns the GUC nest level to pass to AtEOXact_GUC().
+ */
+static int
+without_jit(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
 
 static char *
 arg_text(FunctionCallInfo fcinfo, int i, const char *what)
@@ -205,6 +221,7 @@ flusso_preview(PG_FUNCTION_ARGS)
 	char	   *id = arg_text(fcinfo, 1, "the document id");
 	char	   *doc;
 	MemoryContext caller = CurrentMemoryContext;
+	int			level = without_jit();
 
 	SPI_connect();
 	doc = build_one(flusso_definition_load(name, false), id);
@@ -216,6 +233,7 @@ flusso_preview(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, level);
 	if (doc == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(doc));
@@ -420,11 +438,14 @@ flusso_documents(PG_FUNCTION_ARGS)
 	IndexDef   *def;
 	char	   *first;
 	char	   *next;
+	SPIPlanPtr	first_plan;
+	SPIPlanPtr	next_plan;
 	Oid		   *types;
 	Datum	   *params;
 	int			nkeys;
 	int			i;
 	uint64		n;
+	int			level = without_jit();
 
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
@@ -437,8 +458,12 @@ flusso_documents(PG_FUNCTION_ARGS)
 	for (i = 0; i < nkeys; i++)
 		types[i] = TEXTOID;
 	types[nkeys] = INT4OID;
+	first_plan = SPI_prepare(first, 1, &types[nkeys]);
+	next_plan = SPI_prepare(next, nkeys + 1, types);
+	if (first_plan == NULL || next_plan == NULL)
+		elog(ERROR, "could not prepare the backfill statements of index \"%s\"", name);
 	params[0] = Int32GetDatum(1000);
-	if (SPI_execute_with_args(first, 1, &types[nkeys], params, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(first_plan, params, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not build the documents of index \"%s\"", name);
 	while ((n = SPI_processed) > 0)
 	{
@@ -462,9 +487,10 @@ flusso_documents(PG_FUNCTION_ARGS)
 			params[i] = CStringGetTextDatum(SPI_getvalue(tab->vals[n - 1], tab->tupdesc, 3 + i));
 		params[nkeys] = Int32GetDatum(1000);
 		SPI_freetuptable(tab);
-		if (SPI_execute_with_args(next, nkeys + 1, types, params, NULL, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_plan(next_plan, params, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not build the documents of index \"%s\"", name);
 	}
 	SPI_finish();
+	AtEOXact_GUC(true, level);
 	return (Datum) 0;
 }

@@ -77,12 +77,62 @@ has_rows_cte(DefNode *node)
 	return node->kind == DEF_ROOT || node->children != NIL;
 }
 
+/* ---- aggregates over the same rows share one scan ---- */
+
+static bool
+is_aggregate(DefNode *node)
+{
+	return node->kind >= DEF_COUNT;
+}
+
+static bool
+same_join(DefJoin *a, DefJoin *b)
+{
+	int			i;
+
+	if (a->ncols != b->ncols)
+		return false;
+	for (i = 0; i < a->ncols; i++)
+		if (strcmp(a->left[i], b->left[i]) != 0 || strcmp(a->right[i], b->right[i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * Sibling aggregates over the same table, joined the same way, are computed
+ * by one grouped scan: the first of them (the leader) emits it, each with
+ * its own FILTER.
+ */
+static DefNode *
+aggregate_leader(DefNode *node)
+{
+	ListCell   *lc;
+
+	if (!is_aggregate(node))
+		return node;
+	foreach(lc, node->parent->children)
+	{
+		DefNode    *c = lfirst(lc);
+
+		if (is_aggregate(c) && c->table.relid == node->table.relid &&
+			c->has_through == node->has_through &&
+			same_join(&c->on, &node->on) &&
+			(!c->has_through || (c->through.relid == node->through.relid &&
+								 same_join(&c->through_parent, &node->through_parent) &&
+								 same_join(&c->through_child, &node->through_child))))
+			return c;
+	}
+	return node;
+}
+
 /* ---- document objects ---- */
 
 static char *
 child_value(DefNode *child)
 {
-	char	   *d = psprintf("\"~a%d\".\"~d\"", child->id);
+	char	   *d = is_aggregate(child) ?
+		psprintf("\"~a%d\".\"~d%d\"", aggregate_leader(child)->id, child->id) :
+		psprintf("\"~a%d\".\"~d\"", child->id);
 
 	switch (child->kind)
 	{
@@ -162,6 +212,8 @@ append_child_joins(StringInfo buf, DefNode *node, const char *alias, const char 
 		DefJoin    *j = parent_join(c);
 		int			i;
 
+		if (aggregate_leader(c) != c)
+			continue;			/* joined with its leader */
 		appendStringInfo(buf, "\n%sLEFT JOIN \"~a%d\" ON ", indent, c->id);
 		for (i = 0; i < j->ncols; i++)
 			appendStringInfo(buf, "%s\"~a%d\".\"~p%d\" = %s", i ? " AND " : "",
@@ -198,7 +250,8 @@ static char *
 node_rows(DefNode *node, const char *indent)
 {
 	const char *alias = qalias(&node->table);
-	char	   *filter = node->filter ?
+	bool		own_filter = node->filter && !is_aggregate(node);
+	char	   *filter = own_filter ?
 		psprintf("\n%s  AND (%s)", indent, flusso_sql_fragment(node->filter)) : "";
 	StringInfoData out;
 	int			i;
@@ -223,7 +276,7 @@ node_rows(DefNode *node, const char *indent)
 						 qcol("\"~l\"", node->through_child.left[i]));
 	appendStringInfo(&out, "\n%s      WHERE %s) AS %s", indent,
 					 restriction(&node->through_parent, "\"~l\"", node->parent->id), alias);
-	if (node->filter)
+	if (own_filter)
 		appendStringInfo(&out, "\n%sWHERE (%s)", indent, flusso_sql_fragment(node->filter));
 	return out.data;
 }
@@ -235,6 +288,14 @@ group_column(DefNode *node, const char *alias, int i)
 	if (node->has_through)
 		return psprintf("%s.\"~p%d\"", alias, i);
 	return qcol(alias, node->on.left[i]);
+}
+
+static char *
+aggregate_filter(DefNode *node)
+{
+	if (node->filter == NULL)
+		return "";
+	return psprintf(" FILTER (WHERE (%s))", flusso_sql_fragment(node->filter));
 }
 
 static char *
@@ -253,15 +314,15 @@ aggregate_value(DefNode *node, const char *alias, const char *indent)
 		case DEF_ONE:
 			return value ? value : object_expr(node, alias, indent);
 		case DEF_COUNT:
-			return pstrdup("count(*)");
+			return psprintf("count(*)%s", aggregate_filter(node));
 		case DEF_SUM:
-			return psprintf("sum(%s)", value);
+			return psprintf("sum(%s)%s", value, aggregate_filter(node));
 		case DEF_MIN:
-			return psprintf("min(%s)", value);
+			return psprintf("min(%s)%s", value, aggregate_filter(node));
 		case DEF_MAX:
-			return psprintf("max(%s)", value);
+			return psprintf("max(%s)%s", value, aggregate_filter(node));
 		case DEF_AVG:
-			return psprintf("avg(%s)", value);
+			return psprintf("avg(%s)%s", value, aggregate_filter(node));
 		case DEF_ROOT:
 			break;
 	}
@@ -287,7 +348,25 @@ append_aggregate(StringInfo buf, DefNode *node)
 					 psprintf("DISTINCT ON (%s) ", groups.data) : "");
 	for (i = 0; i < n; i++)
 		appendStringInfo(buf, "%s AS \"~p%d\", ", group_column(node, alias, i), i);
-	appendStringInfo(buf, "%s AS \"~d\"", aggregate_value(node, alias, "  "));
+	if (is_aggregate(node))
+	{
+		ListCell   *lc;
+		bool		first = true;
+
+		foreach(lc, node->parent->children)
+		{
+			DefNode    *m = lfirst(lc);
+
+			if (is_aggregate(m) && aggregate_leader(m) == node)
+			{
+				appendStringInfo(buf, "%s%s AS \"~d%d\"", first ? "" : ",\n    ",
+								 aggregate_value(m, alias, "  "), m->id);
+				first = false;
+			}
+		}
+	}
+	else
+		appendStringInfo(buf, "%s AS \"~d\"", aggregate_value(node, alias, "  "));
 	if (has_rows_cte(node))
 		appendStringInfo(buf, "\n  FROM \"~r%d\" AS %s", node->id, alias);
 	else
@@ -307,6 +386,8 @@ append_node(StringInfo buf, DefNode *node)
 {
 	ListCell   *lc;
 
+	if (aggregate_leader(node) != node)
+		return;					/* computed with its leader */
 	if (has_rows_cte(node))
 		appendStringInfo(buf, ",\n\"~r%d\" AS (\n  -- %s rows under this batch\n  %s\n)",
 						 node->id, node->path, node_rows(node, "  "));

@@ -41,6 +41,9 @@ if grep -q "warning:" "$work.build.log" || [ ! -f flusso.so ]; then
 fi
 make -s install
 
+# a previous run's servers, if any are left
+pg_cluster_stop "$work/pg" immediate >/dev/null 2>&1 || true
+as_pg test/opensearch/opensearch.sh stop --dir "$work/opensearch" >/dev/null 2>&1 || true
 rm -rf "$work"
 mkdir -p "$work"
 chmod 0777 "$work"
