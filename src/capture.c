@@ -99,6 +99,7 @@ static bool capturing = false;	/* inside flusso_capture_decode() */
 static CaptureRound round;
 static imagehash_hash *images = NULL;
 static TransactionId overflow_xid = InvalidTransactionId;
+static bool txn_had_changes = false;	/* the transaction being replayed */
 static int64 images_since_check = 0;
 
 /* ---- watched relations ---- */
@@ -384,6 +385,7 @@ flusso_capture_change(ReorderBufferTXN *txn, Relation rel, ReorderBufferChange *
 	if (leaf->rel == NULL)
 		return;
 	round.nchanges++;
+	txn_had_changes = true;
 	if (TransactionIdIsValid(overflow_xid) && txn->xid == overflow_xid)
 	{
 		add_rebuild(leaf->rel->relid, round.rebuild_reason);
@@ -414,6 +416,7 @@ flusso_capture_truncate(ReorderBufferTXN *txn, int nrelations, Relation relation
 		if (leaf->rel == NULL)
 			continue;
 		round.nchanges++;
+		txn_had_changes = true;
 		note_xid(txn->xid);
 		add_rebuild(leaf->rel->relid, psprintf("TRUNCATE of %s", get_rel_name(leaf->rel->relid)));
 	}
@@ -422,6 +425,10 @@ flusso_capture_truncate(ReorderBufferTXN *txn, int nrelations, Relation relation
 void
 flusso_capture_commit(ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
+	if (txn_had_changes &&
+		(round.oldest_commit == 0 || txn->xact_time.commit_time < round.oldest_commit))
+		round.oldest_commit = txn->xact_time.commit_time;
+	txn_had_changes = false;
 	if (rbtxn_has_catalog_changes(txn))
 	{
 		round.catalog_changed = true;
@@ -461,15 +468,29 @@ flusso_capture_slot_name(void)
 	return slot_name;
 }
 
-bool
-flusso_capture_slot_exists(void)
+SlotState
+flusso_capture_slot_state(void)
 {
-	bool		exists;
+	ReplicationSlot *s;
+	SlotState	state = SLOT_MISSING;
 
 	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	exists = SearchNamedReplicationSlot(flusso_capture_slot_name(), false) != NULL;
+	s = SearchNamedReplicationSlot(flusso_capture_slot_name(), false);
+	if (s)
+	{
+		SpinLockAcquire(&s->mutex);
+		state = s->data.restart_lsn == InvalidXLogRecPtr &&
+			s->data.invalidated_at != InvalidXLogRecPtr ? SLOT_INVALIDATED : SLOT_OK;
+		SpinLockRelease(&s->mutex);
+	}
 	LWLockRelease(ReplicationSlotControlLock);
-	return exists;
+	return state;
+}
+
+void
+flusso_capture_drop_slot(void)
+{
+	ReplicationSlotDrop(flusso_capture_slot_name(), true);
 }
 
 static void

@@ -50,7 +50,15 @@ typedef struct CaptureRound
 	List	   *rebuild_relids; /* truncated, or too many changes: rebuild */
 	char	   *rebuild_reason;
 	bool		reached_end;	/* decoded everything flushed so far */
+	TimestampTz oldest_commit;	/* commit time of its oldest change, or 0 */
 } CaptureRound;
+
+typedef enum SlotState
+{
+	SLOT_MISSING,
+	SLOT_OK,
+	SLOT_INVALIDATED			/* its WAL was removed (max_slot_wal_keep_size) */
+} SlotState;
 
 /* The relations to watch; relids of flusso's own control tables. */
 extern void flusso_capture_set_watches(List *rels, Oid definitions_relid,
@@ -58,7 +66,8 @@ extern void flusso_capture_set_watches(List *rels, Oid definitions_relid,
 extern CaptureRel *flusso_capture_rel(Oid relid);
 extern List *flusso_capture_rels(void);
 
-extern bool flusso_capture_slot_exists(void);
+extern SlotState flusso_capture_slot_state(void);
+extern void flusso_capture_drop_slot(void);
 extern XLogRecPtr flusso_capture_create_slot(void);
 extern const char *flusso_capture_slot_name(void);
 extern bool flusso_capture_is_open(void);

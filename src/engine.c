@@ -77,6 +77,7 @@ typedef struct LiveBatch
 	int64		documents;
 	FlussoIndexBatchStats *stats;
 	double		flush_ms;
+	TimestampTz oldest_commit;	/* of its oldest change, for lag */
 } LiveBatch;
 
 typedef struct Engine
@@ -102,12 +103,16 @@ typedef struct Engine
 	List	   *dead_letters;	/* rows to insert, in cxt */
 	int			backfill_turn;
 	XLogRecPtr	reload_lsn;		/* a control change waits for the pipeline to drain */
+	TimestampTz lag_warned_at;
+	List	   *requests;		/* reindex requests not handled yet */
 } Engine;
 
 static Engine E;
 
 static void reload(XLogRecPtr lsn);
 static void reset_pipeline(void);
+static void take_requests(void);
+static void report_lag(void);
 
 /* ---- transactions ---- */
 
@@ -572,6 +577,8 @@ handle_done(BulkRequest *req)
 
 	E.in_flight--;
 	note_opensearch(req);
+	if (!req->whole_retry)
+		flusso_observer->on_bulk_latency(req->elapsed_ms);
 	if (req->whole_retry)
 	{
 		schedule_retry(req);
@@ -1038,6 +1045,7 @@ close_round(void)
 	bool		control = round->control_changed;
 
 	b->nchanges = round->nchanges;
+	b->oldest_commit = round->oldest_commit;
 	if (round->nimages > 0)
 		resolve_round(round, b);
 	if (round->rebuild_relids != NIL)
@@ -1105,6 +1113,7 @@ add_index(const char *name, const char *json)
 	MemoryContextSwitchTo(old);
 	flusso_index_load_state(ix);
 	ix->live_def_json = ix->live_def_json ? MemoryContextStrdup(E.cxt, ix->live_def_json) : NULL;
+	ix->build_def_json = ix->build_def_json ? MemoryContextStrdup(E.cxt, ix->build_def_json) : NULL;
 	ix->error = ix->error ? MemoryContextStrdup(E.cxt, ix->error) : NULL;
 	if (ix->build_cursor)
 	{
@@ -1123,15 +1132,20 @@ add_index(const char *name, const char *json)
 
 /* Decide what a freshly loaded index must do, given where the stream stands. */
 static void
-settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded)
+settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	if (ix->def == NULL)
 		return;
 	if (ix->live_gen == 0 && ix->build_gen == 0)
 		flusso_index_start_build(ix, lsn, reloaded ? "new index" : "first start");
-	else if (ix->live_def_json && strcmp(ix->live_def_json, ix->def_json) != 0 &&
-			 ix->build_gen == 0 && !ix->stopped)
+	else if (fresh_slot)
+		flusso_index_start_build(ix, lsn, "the replication slot was lost");
+	else if (ix->build_gen == 0 && !ix->stopped && ix->live_def_json &&
+			 strcmp(ix->live_def_json, ix->def_json) != 0)
 		flusso_index_start_build(ix, lsn, "definition changed");
+	else if (ix->build_gen != 0 && ix->build_def_json &&
+			 strcmp(ix->build_def_json, ix->def_json) != 0)
+		flusso_index_start_build(ix, lsn, "definition changed during the build");
 	else if (ix->build_gen != 0)
 	{
 		Snapshot	snap = GetLatestSnapshot();
@@ -1269,7 +1283,7 @@ sync_status(void)
  * and nothing is in flight (a reload waits for the pipeline to drain).
  */
 static void
-load_definitions(XLogRecPtr lsn, bool reloaded)
+load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	List	   *rows = NIL;
 	ListCell   *lc;
@@ -1285,7 +1299,7 @@ load_definitions(XLogRecPtr lsn, bool reloaded)
 	{
 		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)));
 
-		settle_index(ix, lsn, reloaded);
+		settle_index(ix, lsn, reloaded, fresh_slot);
 	}
 	handle_requests(lsn);
 	save_dirty();
@@ -1309,21 +1323,42 @@ static void
 reload(XLogRecPtr lsn)
 {
 	begin_work("flusso: reloading definitions");
-	load_definitions(lsn, true);
+	load_definitions(lsn, true, false);
 	end_work();
 	set_watches();
 }
 
-static void
+/*
+ * Make sure the slot exists.  A slot that is missing while indexes have
+ * state (a failover, or someone dropped it) or whose WAL was removed
+ * (max_slot_wal_keep_size) cannot tell what changed since: returns true,
+ * and every index is rebuilt.
+ */
+static bool
 ensure_slot(void)
 {
-	if (flusso_capture_slot_exists())
-		return;
+	SlotState	state = flusso_capture_slot_state();
+	char	   *why;
+
+	if (state == SLOT_OK)
+		return false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	flusso_observer->on_activity("creating the replication slot");
+	if (state == SLOT_INVALIDATED)
+		flusso_capture_drop_slot();
 	(void) flusso_capture_create_slot();
 	CommitTransactionCommand();
+	why = state == SLOT_INVALIDATED ?
+		psprintf("replication slot \"%s\" was invalidated: the WAL it needed was removed (max_slot_wal_keep_size)",
+				 flusso_capture_slot_name()) :
+		psprintf("replication slot \"%s\" did not exist (a new server, a failover, or it was dropped)",
+				 flusso_capture_slot_name());
+	ereport(state == SLOT_INVALIDATED ? WARNING : LOG,
+			(errmsg("flusso: %s; it was created again, and every index that was synced is rebuilt", why)));
+	if (state == SLOT_INVALIDATED)
+		flusso_observer->on_error(NULL, why);
+	return true;
 }
 
 static void
@@ -1331,15 +1366,19 @@ load(void)
 {
 	Oid			nsp;
 
+	bool		fresh_slot;
+
 	flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
+	reset_pipeline();
+	flusso_capture_close();
 	E.sink = flusso_sink();
-	ensure_slot();
+	fresh_slot = ensure_slot();
 	flusso_capture_open();
 	begin_work("flusso: loading definitions");
 	nsp = get_namespace_oid("flusso", false);
 	E.definitions_relid = get_relname_relid("definitions", nsp);
 	E.requests_relid = get_relname_relid("requests", nsp);
-	load_definitions(flusso_capture_confirmed(), false);
+	load_definitions(flusso_capture_confirmed(), false, fresh_slot);
 	end_work();
 	set_watches();
 	E.loaded = true;
@@ -1378,11 +1417,92 @@ static void
 poll_lag(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	int64		lag;
+	bool		over;
 
 	if (now < E.next_lag_poll)
 		return;
-	flusso_observer->on_slot_lag(flusso_capture_lag_bytes());
+	lag = flusso_capture_lag_bytes();
+	flusso_observer->on_slot_lag(lag);
+	over = flusso_max_lag_bytes > 0 && lag > (int64) flusso_max_lag_bytes * 1024;
+	flusso_observer->on_lag_warning(over);
+	if (over && TimestampDifferenceExceeds(E.lag_warned_at, now, 60000))
+	{
+		ereport(WARNING,
+				(errmsg("flusso's replication slot \"%s\" holds " INT64_FORMAT " MB of WAL, more than flusso.max_lag_bytes (%d MB)",
+						flusso_capture_slot_name(), lag / (1024 * 1024), flusso_max_lag_bytes / 1024),
+				 errdetail("The slot keeps WAL until flusso catches up; OpenSearch may be down or slow."),
+				 errhint("See flusso.status; raise flusso.max_lag_bytes if this lag is expected.")));
+		E.lag_warned_at = now;
+	}
 	E.next_lag_poll = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
+}
+
+/* The commit time of the oldest change each index (and the database) waits for. */
+static void
+report_lag(void)
+{
+	CaptureRound *round = flusso_capture_round();
+	TimestampTz oldest = round->nimages > 0 ? round->oldest_commit : 0;
+	dlist_iter	it;
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+	{
+		TimestampTz index_oldest = 0;
+
+		dlist_foreach(it, &E.batches)
+		{
+			LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
+
+			if (b->oldest_commit && b->ids[i] != NIL &&
+				(index_oldest == 0 || b->oldest_commit < index_oldest))
+				index_oldest = b->oldest_commit;
+		}
+		flusso_observer->on_index_lag(E.ix[i]->name, index_oldest);
+	}
+	dlist_foreach(it, &E.batches)
+	{
+		LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
+
+		if (b->oldest_commit && (oldest == 0 || b->oldest_commit < oldest))
+			oldest = b->oldest_commit;
+	}
+	flusso_observer->on_lag(oldest);
+}
+
+/* Reindex requests from backends (flusso.reindex), through shared memory. */
+static void
+take_requests(void)
+{
+	ListCell   *lc;
+	List	   *keep = NIL;
+	bool		caught_up = E.reload_lsn == InvalidXLogRecPtr && flusso_capture_round()->reached_end;
+
+	E.requests = list_concat(E.requests, flusso_status_take_requests(MyDatabaseId));
+	if (E.requests == NIL)
+		return;
+	begin_work("flusso: reindex requested");
+	foreach(lc, E.requests)
+	{
+		char	   *req = lfirst(lc);
+		uint32		id = (uint32) strtoul(req, NULL, 10);
+		char	   *name = strchr(req, ' ') + 1;
+		IndexRuntime *ix = find_index(name);
+
+		if (ix && ix->def)
+		{
+			flusso_index_start_build(ix, flusso_capture_round()->end_lsn, "reindex requested");
+			flusso_status_finish_request(id, ix->build_gen, NULL);
+		}
+		else if (ix || caught_up)
+			flusso_status_finish_request(id, 0, ix ? ix->broken : "the index does not exist");
+		else
+			keep = lappend(keep, req);	/* created but not loaded yet */
+	}
+	save_dirty();
+	end_work();
+	E.requests = keep;
 }
 
 /* ---- the engine's entry points ---- */
@@ -1489,10 +1609,13 @@ flusso_engine_step(void)
 	bool		worked = false;
 	LiveBatch  *b;
 
+	if (E.loaded && !flusso_capture_is_open() && flusso_capture_slot_state() != SLOT_OK)
+		E.loaded = false;		/* the slot vanished or was invalidated */
 	if (!E.loaded)
 		load();
 	if (!flusso_capture_is_open())
 		flusso_capture_open();
+	take_requests();
 	collect_completions();
 	send_due_retries();
 	confirm_done_batches();
@@ -1517,6 +1640,7 @@ flusso_engine_step(void)
 		worked = true;
 	collect_completions();
 	confirm_done_batches();
+	report_lag();
 	poll_lag();
 	report_phase();
 	return sleep_time(worked);

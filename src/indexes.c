@@ -207,7 +207,8 @@ flusso_index_load_state(IndexRuntime *ix)
 
 	if (SPI_execute_with_args("SELECT live_definition::text, live_generation, build_generation, "
 							  "build_version, build_cursor, build_done, build_total, paused, "
-							  "stopped, last_error FROM flusso.index_state WHERE name = $1",
+							  "stopped, last_error, build_definition::text "
+							  "FROM flusso.index_state WHERE name = $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.index_state");
 	if (SPI_processed == 0)
@@ -227,15 +228,16 @@ flusso_index_load_state(IndexRuntime *ix)
 	ix->paused = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 	ix->stopped = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
 	ix->error = SPI_getvalue(tup, desc, 10);
+	ix->build_def_json = SPI_getvalue(tup, desc, 11);
 }
 
 void
 flusso_index_save_state(IndexRuntime *ix)
 {
-	Oid			types[11] = {TEXTOID, TEXTOID, INT4OID, INT4OID, LSNOID, TEXTARRAYOID,
-	INT8OID, INT8OID, BOOLOID, BOOLOID, TEXTOID};
-	Datum		values[11];
-	char		nulls[11];
+	Oid			types[12] = {TEXTOID, TEXTOID, INT4OID, INT4OID, LSNOID, TEXTARRAYOID,
+	INT8OID, INT8OID, BOOLOID, BOOLOID, TEXTOID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(ix->name);
@@ -253,17 +255,20 @@ flusso_index_save_state(IndexRuntime *ix)
 	values[9] = BoolGetDatum(ix->stopped);
 	values[10] = ix->error ? CStringGetTextDatum(ix->error) : (Datum) 0;
 	nulls[10] = ix->error ? ' ' : 'n';
+	values[11] = ix->build_def_json ? CStringGetTextDatum(ix->build_def_json) : (Datum) 0;
+	nulls[11] = ix->build_def_json ? ' ' : 'n';
 	if (SPI_execute_with_args("INSERT INTO flusso.index_state AS s (name, live_definition, live_generation, "
 							  "build_generation, build_version, build_cursor, build_done, build_total, "
-							  "paused, stopped, last_error) "
-							  "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+							  "paused, stopped, last_error, build_definition) "
+							  "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb) "
 							  "ON CONFLICT (name) DO UPDATE SET live_definition = EXCLUDED.live_definition, "
 							  "live_generation = EXCLUDED.live_generation, build_generation = EXCLUDED.build_generation, "
 							  "build_version = EXCLUDED.build_version, build_cursor = EXCLUDED.build_cursor, "
 							  "build_done = EXCLUDED.build_done, build_total = EXCLUDED.build_total, "
 							  "paused = EXCLUDED.paused, stopped = EXCLUDED.stopped, "
-							  "last_error = EXCLUDED.last_error, updated_at = now()",
-							  11, types, values, nulls, false, 0) != SPI_OK_INSERT)
+							  "last_error = EXCLUDED.last_error, build_definition = EXCLUDED.build_definition, "
+							  "updated_at = now()",
+							  12, types, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not save flusso.index_state for \"%s\"", ix->name);
 	ix->dirty = false;
 	ix->saved_at = GetCurrentTimestamp();
@@ -317,6 +322,8 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	if (first)
 		ix->live_gen = gen;
 	ix->build_gen = gen;
+	ix->build_def_json = ix->def_json;
+	ix->build_fresh = true;
 	ix->build_version = lsn;
 	ix->build_cursor = ix->next_cursor = NIL;
 	ix->build_done = 0;
@@ -372,11 +379,25 @@ static bool
 prepare(IndexRuntime *ix, const FlussoSink *sink, int gen, bool *created)
 {
 	bool		permanent;
-	char	   *error = sink->prepare_index(flusso_index_physical(ix, gen), ix->body,
-											ix->name, created, &permanent);
+	char	   *physical = flusso_index_physical(ix, gen);
+	char	   *error = sink->prepare_index(physical, ix->body, ix->name, created, &permanent);
 
+	/*
+	 * A generation started in this run must start empty: an index of ours
+	 * left with that name (a dropped index, a restored database) goes.
+	 */
+	if (error == NULL && !*created && gen == ix->build_gen && ix->build_fresh)
+	{
+		ereport(LOG, (errmsg("flusso index \"%s\": dropping a leftover \"%s\" before building it",
+							 ix->name, physical)));
+		error = sink->drop_index(physical);
+		if (error == NULL)
+			error = sink->prepare_index(physical, ix->body, ix->name, created, &permanent);
+	}
 	if (error)
 		flusso_index_set_error(ix, error, permanent);
+	else if (gen == ix->build_gen)
+		ix->build_fresh = false;
 	return error == NULL;
 }
 
@@ -453,7 +474,9 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 	ix->build_gen = 0;
 	ix->build_cursor = ix->next_cursor = NIL;
 	ix->build_version = InvalidXLogRecPtr;
-	ix->live_def_json = ix->def_json;
+	ix->live_def_json = ix->build_def_json ? ix->build_def_json : ix->def_json;
+	ix->build_def_json = NULL;
+	ix->build_fresh = false;
 	ix->dirty = true;
 	flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_SEEDED);
 	flusso_observer->on_generations(ix->name, ix->live_gen, 0);

@@ -44,6 +44,7 @@ typedef struct IndexRuntime
 
 	/* durable, in flusso.index_state */
 	char	   *live_def_json;	/* what the live generation was built from */
+	char	   *build_def_json; /* what the build generation is built from */
 	int			live_gen;		/* the alias points here; 0 none */
 	int			build_gen;		/* being filled; 0 none; = live_gen at first */
 	XLogRecPtr	build_version;
@@ -63,6 +64,7 @@ typedef struct IndexRuntime
 	bool		build_exhausted;
 	List	   *drop_gens;		/* generations to drop in the sink */
 	bool		rebuild_needed; /* the live generation vanished remotely */
+	bool		build_fresh;	/* the build generation was started this run */
 	bool		dirty;			/* durable state changed; save it */
 	TimestampTz saved_at;
 } IndexRuntime;

@@ -73,6 +73,10 @@ typedef struct FlussoObserver
 	void		(*on_generations) (const char *index, int live, int building);
 	void		(*on_error) (const char *index, const char *message);
 	void		(*on_slot_lag) (int64 bytes);
+	void		(*on_lag_warning) (bool over);
+	void		(*on_lag) (TimestampTz oldest_unacked);	/* 0: nothing waits */
+	void		(*on_index_lag) (const char *index, TimestampTz oldest_unacked);
+	void		(*on_bulk_latency) (double ms);
 	void		(*on_opensearch) (FlussoReachability state, const char *version,
 								  const char *error);
 } FlussoObserver;

@@ -44,6 +44,7 @@ int			flusso_retry_max_interval = 30000;
 bool		flusso_pretty = false;
 bool		flusso_manage_replica_identity = false;
 int			flusso_capture_memory = 65536;
+int			flusso_max_lag_bytes = 1024 * 1024;
 
 static const struct config_enum_entry on_error_options[] = {
 	{"stop", FLUSSO_ON_ERROR_STOP, false},
@@ -283,6 +284,11 @@ define_pipeline_settings(void)
 							"Memory the capture stage may use for changes not yet resolved.",
 							"Past it, captured changes spill to a temporary file.",
 							&flusso_capture_memory, 65536, 1024, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.max_lag_bytes",
+							"WAL the replication slot may hold before status warns.",
+							"Past it, flusso.status shows lag_warning and the log says so; 0 turns the warning off.",
+							&flusso_max_lag_bytes, 1024 * 1024, 0, INT_MAX / 2,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("flusso.lag_poll_interval",
 							"How often the replication slot's lag is sampled.",

@@ -38,6 +38,7 @@ extern int	flusso_retry_max_interval;
 extern bool flusso_pretty;
 extern bool flusso_manage_replica_identity;
 extern int	flusso_capture_memory;
+extern int	flusso_max_lag_bytes;
 
 extern void flusso_define_settings(void);
 

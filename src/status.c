@@ -46,6 +46,9 @@
 #include "status.h"
 
 FlussoShared *flusso_shared = NULL;
+const double flusso_latency_bounds_ms[FLUSSO_LATENCY_BUCKETS - 1] = {
+	5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
 const FlussoObserver *flusso_observer = &flusso_status_observer;
 
 /* The slot of the worker running in this process, if any. */
@@ -82,6 +85,8 @@ init_db_slot(FlussoDbSlot *slot)
 	pg_atomic_init_u64(&slot->synced_lsn, 0);
 	pg_atomic_init_u64(&slot->flush_count, 0);
 	pg_atomic_init_u64(&slot->flush_us_total, 0);
+	for (int b = 0; b < FLUSSO_LATENCY_BUCKETS; b++)
+		pg_atomic_init_u64(&slot->latency_buckets[b], 0);
 }
 
 static void
@@ -294,8 +299,8 @@ flusso_status_forget_db(Oid dboid)
 
 /* ---- index slots ---- */
 
-static FlussoIndexSlot *
-find_index_slot(Oid dboid, const char *name)
+FlussoIndexSlot *
+flusso_status_find_index(Oid dboid, const char *name)
 {
 	int			i;
 
@@ -314,7 +319,7 @@ find_index_slot(Oid dboid, const char *name)
 static FlussoIndexSlot *
 claim_index_slot(Oid dboid, const char *name)
 {
-	FlussoIndexSlot *slot = find_index_slot(dboid, name);
+	FlussoIndexSlot *slot = flusso_status_find_index(dboid, name);
 	int			i;
 
 	Assert(LWLockHeldByMeInMode(flusso_shared->lock, LW_EXCLUSIVE));
@@ -344,7 +349,7 @@ flusso_status_forget_index(Oid dboid, const char *name)
 	FlussoIndexSlot *slot;
 
 	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = find_index_slot(dboid, name);
+	slot = flusso_status_find_index(dboid, name);
 	if (slot)
 		slot->in_use = false;
 	LWLockRelease(flusso_shared->lock);
@@ -410,9 +415,6 @@ obs_batch_committed(const FlussoBatchStats *stats)
 	pg_atomic_fetch_add_u64(&my_db_slot->changes_committed, stats->changes);
 	pg_atomic_fetch_add_u64(&my_db_slot->documents_built, stats->documents);
 	pg_atomic_fetch_add_u64(&my_db_slot->batches, 1);
-	pg_atomic_fetch_add_u64(&my_db_slot->flush_count, 1);
-	pg_atomic_fetch_add_u64(&my_db_slot->flush_us_total,
-							(uint64) (stats->flush_ms * 1000.0));
 	if (stats->acked_lsn > pg_atomic_read_u64(&my_db_slot->synced_lsn))
 		pg_atomic_write_u64(&my_db_slot->synced_lsn, stats->acked_lsn);
 
@@ -420,7 +422,7 @@ obs_batch_committed(const FlussoBatchStats *stats)
 	for (i = 0; i < stats->nindexes; i++)
 	{
 		const FlussoIndexBatchStats *is = &stats->indexes[i];
-		FlussoIndexSlot *slot = find_index_slot(MyDatabaseId, is->index);
+		FlussoIndexSlot *slot = flusso_status_find_index(MyDatabaseId, is->index);
 
 		if (slot == NULL)
 			continue;
@@ -474,10 +476,52 @@ obs_generations(const char *index, int live, int building)
 	slot = claim_index_slot(MyDatabaseId, index);
 	if (slot)
 	{
+		if (building != 0 && building != slot->build_generation)
+			slot->build_started_at = GetCurrentTimestamp();
 		slot->live_generation = live;
 		slot->build_generation = building;
 	}
 	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_lag_warning(bool over)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	my_db_slot->lag_warning = over;
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_lag(TimestampTz oldest)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	my_db_slot->oldest_unacked = oldest;
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_index_lag(const char *index, TimestampTz oldest)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = flusso_status_find_index(MyDatabaseId, index);
+	if (slot)
+		slot->oldest_unacked = oldest;
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_bulk_latency(double ms)
+{
+	int			b = 0;
+
+	while (b < FLUSSO_LATENCY_BUCKETS - 1 && ms > flusso_latency_bounds_ms[b])
+		b++;
+	pg_atomic_fetch_add_u64(&my_db_slot->latency_buckets[b], 1);
+	pg_atomic_fetch_add_u64(&my_db_slot->flush_count, 1);
+	pg_atomic_fetch_add_u64(&my_db_slot->flush_us_total, (uint64) (ms * 1000.0));
 }
 
 static void
@@ -536,284 +580,109 @@ const FlussoObserver flusso_status_observer = {
 	.on_generations = obs_generations,
 	.on_error = obs_error,
 	.on_slot_lag = obs_slot_lag,
+	.on_lag_warning = obs_lag_warning,
+	.on_lag = obs_lag,
+	.on_index_lag = obs_index_lag,
+	.on_bulk_latency = obs_bulk_latency,
 	.on_opensearch = obs_opensearch,
 };
 
-/* ---- SQL-callable status functions ---- */
 
-static const char *
-phase_name(FlussoPhase phase)
+/* ---- requests from backends to a worker ---- */
+
+uint32
+flusso_status_post_request(Oid dboid, const char *name, bool wait)
 {
-	static const char *const names[] = {"starting", "backfilling", "live", "stopped"};
-
-	return names[phase];
-}
-
-const char *
-flusso_index_phase_name(FlussoIndexPhase phase)
-{
-	static const char *const names[] = {
-		"pending", "backfilling", "seeded", "paused", "stopped"
-	};
-
-	return names[phase];
-}
-
-static const char *
-reachability_name(FlussoReachability state)
-{
-	static const char *const names[] = {
-		"unknown", "dry run", "reachable", "unreachable"
-	};
-
-	return names[state];
-}
-
-#define STATUS_COLS 22
-
-static void
-db_status_row(FlussoDbSlot *s, Datum *values, bool *nulls)
-{
-	uint64		captured = pg_atomic_read_u64(&s->changes_captured);
-	uint64		committed = pg_atomic_read_u64(&s->changes_committed);
-	uint64		lag = pg_atomic_read_u64(&s->slot_lag_bytes);
-	uint64		flushes = pg_atomic_read_u64(&s->flush_count);
-	uint64		synced = pg_atomic_read_u64(&s->synced_lsn);
-	int			i = 0;
-
-	values[i++] = CStringGetTextDatum(s->dbname);
-	values[i++] = CStringGetTextDatum(phase_name(s->phase));
-	values[i++] = CStringGetTextDatum(s->activity);
-	values[i] = TimestampTzGetDatum(s->started_at);
-	nulls[i++] = s->pid == 0;
-	if (s->pid != 0)
-		values[i] = DirectFunctionCall2(timestamp_mi,
-										TimestampTzGetDatum(GetCurrentTimestamp()),
-										TimestampTzGetDatum(s->started_at));
-	nulls[i++] = s->pid == 0;
-	values[i++] = Int64GetDatum((int64) captured);
-	values[i++] = Int64GetDatum((int64) committed);
-	values[i++] = Int64GetDatum((int64) (captured > committed ? captured - committed : 0));
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->documents_built));
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->batches));
-	values[i] = Int64GetDatum((int64) lag);
-	nulls[i++] = lag == PG_UINT64_MAX;
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
-	values[i] = CStringGetTextDatum(s->last_error);
-	nulls[i++] = s->last_error[0] == '\0';
-	values[i] = TimestampTzGetDatum(s->last_error_at);
-	nulls[i++] = s->last_error_at == 0;
-	values[i] = Int32GetDatum(s->pid);
-	nulls[i++] = s->pid == 0;
-	values[i] = LSNGetDatum(synced);
-	nulls[i++] = synced == 0;
-	values[i] = Float8GetDatum(flushes ? pg_atomic_read_u64(&s->flush_us_total) / 1000.0 / flushes : 0);
-	nulls[i++] = flushes == 0;
-	values[i++] = CStringGetTextDatum(reachability_name(s->os_state));
-	values[i] = CStringGetTextDatum(s->os_version);
-	nulls[i++] = s->os_version[0] == '\0';
-	values[i] = CStringGetTextDatum(s->os_error);
-	nulls[i++] = s->os_error[0] == '\0';
-	values[i] = TimestampTzGetDatum(s->os_checked_at);
-	nulls[i++] = s->os_checked_at == 0;
-	values[i] = BoolGetDatum(s->tls_verify);
-	nulls[i++] = s->os_checked_at == 0;
-	Assert(i == STATUS_COLS);
-}
-
-PG_FUNCTION_INFO_V1(flusso_status);
-Datum
-flusso_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	uint32		id = 0;
 	int			i;
 
-	flusso_status_require_preload();
-	InitMaterializedSRF(fcinfo, 0);
-	LWLockAcquire(flusso_shared->lock, LW_SHARED);
-	for (i = 0; i < flusso_shared->ndbs; i++)
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < FLUSSO_MAX_REQUESTS; i++)
 	{
-		FlussoDbSlot *s = &flusso_shared->dbs[i];
-		Datum		values[STATUS_COLS];
-		bool		nulls[STATUS_COLS] = {0};
+		FlussoRequestSlot *r = &flusso_shared->requests[i];
 
-		if (!s->in_use)
+		if (r->in_use)
 			continue;
-		db_status_row(s, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		memset(r, 0, sizeof(*r));
+		r->in_use = true;
+		r->waited = wait;
+		r->dboid = dboid;
+		strlcpy(r->name, name, NAMEDATALEN);
+		r->id = id = ++flusso_shared->next_request_id;
+		break;
 	}
 	LWLockRelease(flusso_shared->lock);
-	return (Datum) 0;
-}
-
-#define INDEX_STATUS_COLS 13
-
-static void
-index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
-{
-	FlussoDbSlot *db = find_db_slot(s->dboid);
-	int			i = 0;
-
-	values[i] = CStringGetTextDatum(db ? db->dbname : "");
-	nulls[i++] = db == NULL;
-	values[i++] = CStringGetTextDatum(s->name);
-	values[i++] = CStringGetTextDatum(flusso_index_phase_name(s->phase));
-	values[i] = Int32GetDatum(s->live_generation);
-	nulls[i++] = s->live_generation == 0;
-	values[i] = Int32GetDatum(s->build_generation);
-	nulls[i++] = s->build_generation == 0;
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->upserted));
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->deleted));
-	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
-	values[i++] = Int64GetDatum(s->backfill_done);
-	values[i] = Int64GetDatum(s->backfill_total);
-	nulls[i++] = s->backfill_total <= 0 && s->backfill_done == 0;
-	values[i] = Float8GetDatum(s->build_generation == 0 ? 100.0 :
-							   s->backfill_total > 0 ?
-							   Min(99.9, 100.0 * s->backfill_done / s->backfill_total) : 0.0);
-	nulls[i++] = false;
-	values[i] = CStringGetTextDatum(s->last_error);
-	nulls[i++] = s->last_error[0] == '\0';
-	values[i] = TimestampTzGetDatum(s->last_error_at);
-	nulls[i++] = s->last_error_at == 0;
-	Assert(i == INDEX_STATUS_COLS);
-}
-
-PG_FUNCTION_INFO_V1(flusso_index_status);
-Datum
-flusso_index_status(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			i;
-
-	flusso_status_require_preload();
-	InitMaterializedSRF(fcinfo, 0);
-	LWLockAcquire(flusso_shared->lock, LW_SHARED);
-	for (i = 0; i < flusso_shared->nindexes; i++)
-	{
-		FlussoIndexSlot *s = &flusso_shared->indexes[i];
-		Datum		values[INDEX_STATUS_COLS];
-		bool		nulls[INDEX_STATUS_COLS] = {0};
-
-		if (!s->in_use)
-			continue;
-		index_status_row(s, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	LWLockRelease(flusso_shared->lock);
-	return (Datum) 0;
-}
-
-/* ---- waiting for the worker ---- */
-
-/* The end of the last WAL record written so far (not the next page's header). */
-static XLogRecPtr
-last_record_end(void)
-{
-	XLogRecPtr	lsn = GetXLogInsertRecPtr();
-
-	if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD && lsn % wal_segment_size != SizeOfXLogLongPHD)
-		lsn -= SizeOfXLogShortPHD;
-	else if (lsn % wal_segment_size == SizeOfXLogLongPHD)
-		lsn -= SizeOfXLogLongPHD;
-	return lsn;
-}
-
-typedef enum SyncVerdict
-{
-	SYNC_WAIT,
-	SYNC_DONE,
-	SYNC_NEVER					/* an index is stopped or paused */
-} SyncVerdict;
-
-static SyncVerdict
-sync_verdict(XLogRecPtr target, List *names)
-{
-	FlussoDbSlot *db = flusso_status_db(MyDatabaseId);
-	SyncVerdict verdict = SYNC_DONE;
-	ListCell   *lc;
-
-	/* until the worker has read up to the target, requests may still change things */
-	if (db == NULL || db->pid == 0 || pg_atomic_read_u64(&db->synced_lsn) < target)
-		return SYNC_WAIT;
-	LWLockAcquire(flusso_shared->lock, LW_SHARED);
-	foreach(lc, names)
-	{
-		FlussoIndexSlot *s = find_index_slot(MyDatabaseId, lfirst(lc));
-
-		if (s && (s->phase == FLUSSO_INDEX_STOPPED || s->phase == FLUSSO_INDEX_PAUSED))
-		{
-			verdict = SYNC_NEVER;
-			break;
-		}
-		if (s == NULL || s->phase != FLUSSO_INDEX_SEEDED || s->build_generation != 0)
-			verdict = SYNC_WAIT;
-	}
-	LWLockRelease(flusso_shared->lock);
-	return verdict;
-}
-
-static List *
-definition_names(void)
-{
-	List	   *names = NIL;
-	uint64		i;
-	MemoryContext caller = CurrentMemoryContext;
-
-	SPI_connect();
-	if (SPI_execute("SELECT name FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read flusso.definitions");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-
-		names = lappend(names, pstrdup(name));
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
-	return names;
-}
-
-/*
- * flusso.wait_synced(timeout): true once everything committed before the
- * call is acknowledged by OpenSearch in every index of this database (and
- * no index is still being built); false on timeout, or at once when an
- * index is stopped or paused.
- */
-PG_FUNCTION_INFO_V1(flusso_wait_synced);
-Datum
-flusso_wait_synced(PG_FUNCTION_ARGS)
-{
-	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
-	int64		timeout_ms = (timeout->time +
-							  (timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	XLogRecPtr	target;
-	List	   *names;
-
-	flusso_status_require_preload();
-	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	if (id == 0)
 		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("flusso.wait_synced() cannot wait for changes of its own transaction"),
-				 errdetail("This transaction has written and not committed; flusso only sees committed changes."),
-				 errhint("Call flusso.wait_synced() after COMMIT.")));
-	names = definition_names();
-	target = last_record_end();
-	XLogFlush(target);
-	flusso_wake_worker(MyDatabaseId);
-	for (;;)
-	{
-		SyncVerdict v = sync_verdict(target, names);
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many flusso requests are waiting"),
+				 errhint("Try again once the sync worker has handled them.")));
+	return id;
+}
 
-		if (v != SYNC_WAIT)
-			PG_RETURN_BOOL(v == SYNC_DONE);
-		if (GetCurrentTimestamp() >= deadline)
-			PG_RETURN_BOOL(false);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+/* The worker takes its database's new requests: a list of "id name" strings. */
+List *
+flusso_status_take_requests(Oid dboid)
+{
+	List	   *taken = NIL;
+	int			i;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < FLUSSO_MAX_REQUESTS; i++)
+	{
+		FlussoRequestSlot *r = &flusso_shared->requests[i];
+
+		if (r->in_use && !r->taken && r->dboid == dboid)
+		{
+			r->taken = true;
+			taken = lappend(taken, psprintf("%u %s", r->id, r->name));
+		}
 	}
+	LWLockRelease(flusso_shared->lock);
+	return taken;
+}
+
+void
+flusso_status_finish_request(uint32 id, int generation, const char *error)
+{
+	int			i;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < FLUSSO_MAX_REQUESTS; i++)
+	{
+		FlussoRequestSlot *r = &flusso_shared->requests[i];
+
+		if (r->in_use && r->id == id)
+		{
+			r->in_use = r->waited;	/* nobody waits: free it now */
+			r->handled = true;
+			r->generation = generation;
+			strlcpy(r->error, error ? error : "", sizeof(r->error));
+		}
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+/* Has the request been handled?  If so, its outcome, and the slot is freed. */
+bool
+flusso_status_request_result(uint32 id, int *generation, char **error)
+{
+	bool		handled = false;
+	int			i;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < FLUSSO_MAX_REQUESTS; i++)
+	{
+		FlussoRequestSlot *r = &flusso_shared->requests[i];
+
+		if (r->in_use && r->id == id && r->handled)
+		{
+			handled = true;
+			*generation = r->generation;
+			*error = r->error[0] ? pstrdup(r->error) : NULL;
+			r->in_use = false;
+		}
+	}
+	LWLockRelease(flusso_shared->lock);
+	return handled;
 }

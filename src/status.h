@@ -16,6 +16,10 @@
 #define FLUSSO_ERROR_LEN		1024
 #define FLUSSO_ACTIVITY_LEN		128
 #define FLUSSO_VERSION_LEN		32
+#define FLUSSO_LATENCY_BUCKETS	12	/* upper bounds below, then +Inf */
+#define FLUSSO_MAX_REQUESTS		32
+
+extern const double flusso_latency_bounds_ms[FLUSSO_LATENCY_BUCKETS - 1];
 
 /* Status of one database's sync worker; kept across worker restarts. */
 typedef struct FlussoDbSlot
@@ -30,6 +34,8 @@ typedef struct FlussoDbSlot
 	char		activity[FLUSSO_ACTIVITY_LEN];
 	char		last_error[FLUSSO_ERROR_LEN];
 	TimestampTz last_error_at;
+	TimestampTz oldest_unacked; /* commit time of the oldest change waiting */
+	bool		lag_warning;	/* slot lag is past flusso.max_lag_bytes */
 	FlussoReachability os_state;
 	char		os_version[FLUSSO_VERSION_LEN];
 	char		os_error[FLUSSO_ERROR_LEN];
@@ -47,6 +53,7 @@ typedef struct FlussoDbSlot
 	pg_atomic_uint64 synced_lsn;	/* everything before is acknowledged */
 	pg_atomic_uint64 flush_count;	/* acknowledged bulk requests */
 	pg_atomic_uint64 flush_us_total;	/* their summed latency */
+	pg_atomic_uint64 latency_buckets[FLUSSO_LATENCY_BUCKETS];	/* not cumulative */
 } FlussoDbSlot;
 
 /* Status of one index of one database. */
@@ -61,6 +68,8 @@ typedef struct FlussoIndexSlot
 	int			build_generation;	/* 0 unless a build is running */
 	int64		backfill_done;
 	int64		backfill_total;
+	TimestampTz build_started_at;
+	TimestampTz oldest_unacked;
 	char		last_error[FLUSSO_ERROR_LEN];
 	TimestampTz last_error_at;
 
@@ -69,6 +78,20 @@ typedef struct FlussoIndexSlot
 	pg_atomic_uint64 deleted;
 	pg_atomic_uint64 errors;
 } FlussoIndexSlot;
+
+/* A request a backend made to a worker and may wait on (reindex). */
+typedef struct FlussoRequestSlot
+{
+	bool		in_use;
+	bool		taken;			/* the worker has it */
+	bool		waited;			/* the caller waits for the outcome */
+	bool		handled;
+	Oid			dboid;
+	char		name[NAMEDATALEN];
+	uint32		id;
+	int			generation;		/* the generation it started */
+	char		error[256];
+} FlussoRequestSlot;
 
 typedef struct FlussoShared
 {
@@ -81,6 +104,8 @@ typedef struct FlussoShared
 	int			nindexes;
 	FlussoDbSlot *dbs;			/* ndbs entries, in this segment */
 	FlussoIndexSlot *indexes;	/* nindexes entries, in this segment */
+	uint32		next_request_id;
+	FlussoRequestSlot requests[FLUSSO_MAX_REQUESTS];
 } FlussoShared;
 
 extern FlussoShared *flusso_shared;
@@ -91,6 +116,7 @@ extern void flusso_status_require_preload(void);
 
 extern FlussoDbSlot *flusso_status_attach_worker(Oid dboid, const char *dbname);
 extern FlussoDbSlot *flusso_status_db(Oid dboid);
+extern FlussoIndexSlot *flusso_status_find_index(Oid dboid, const char *name);
 extern void flusso_status_set_launcher(void);
 extern void flusso_wake_worker(Oid dboid);
 extern void flusso_wake_launcher(void);
@@ -101,6 +127,12 @@ extern void flusso_status_hold(Oid dboid, int ms);
 extern void flusso_status_forget_db(Oid dboid);
 
 extern const char *flusso_index_phase_name(FlussoIndexPhase phase);
+
+/* requests (reindex) from backends to a worker */
+extern uint32 flusso_status_post_request(Oid dboid, const char *name, bool wait);
+extern List *flusso_status_take_requests(Oid dboid);
+extern void flusso_status_finish_request(uint32 id, int generation, const char *error);
+extern bool flusso_status_request_result(uint32 id, int *generation, char **error);
 
 extern const FlussoObserver flusso_status_observer;
 

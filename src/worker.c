@@ -20,6 +20,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "executor/spi.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -49,6 +50,8 @@ typedef struct WorkerState
 	char		dbname[NAMEDATALEN];
 	bool		extension_present;
 	bool		said_waiting;	/* logged "waiting for CREATE EXTENSION" */
+	bool		said_version;	/* logged that the SQL objects are too old */
+	TimestampTz next_extension_check;
 	TimestampTz next_ping;
 	int			error_backoff_ms;
 	MemoryContext step_context; /* reset after every step */
@@ -56,23 +59,73 @@ typedef struct WorkerState
 
 static WorkerState state;
 
-static bool
-extension_installed(void)
+/* The installed version of the extension in this database, or NULL. */
+static char *
+installed_version(void)
 {
-	bool		present;
+	char	   *version = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	present = OidIsValid(get_extension_oid(FLUSSO_EXTENSION_NAME, true));
+	if (OidIsValid(get_extension_oid(FLUSSO_EXTENSION_NAME, true)))
+	{
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'flusso'",
+						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			version = MemoryContextStrdup(TopMemoryContext,
+										  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		PopActiveSnapshot();
+		SPI_finish();
+	}
 	CommitTransactionCommand();
-	return present;
+	return version;
+}
+
+/* The SQL objects must be those of this library's version. */
+static bool
+version_matches(const char *version)
+{
+	if (strcmp(version, FLUSSO_VERSION) == 0)
+	{
+		state.said_version = false;
+		return true;
+	}
+	if (!state.said_version)
+		ereport(WARNING,
+				(errmsg("flusso in database \"%s\" is at version %s, the library at %s; syncing waits",
+						state.dbname, version, FLUSSO_VERSION),
+				 errhint("Run ALTER EXTENSION flusso UPDATE in database \"%s\".", state.dbname)));
+	state.said_version = true;
+	flusso_observer->on_phase(FLUSSO_PHASE_STOPPED);
+	flusso_observer->on_activity(psprintf("waiting for ALTER EXTENSION flusso UPDATE (installed %s, library %s)",
+										  version, FLUSSO_VERSION));
+	return false;
+}
+
+static bool
+extension_installed(void)
+{
+	char	   *version = installed_version();
+	bool		usable = version != NULL && version_matches(version);
+
+	if (version)
+		pfree(version);
+	return usable;
 }
 
 /* Follow CREATE / DROP EXTENSION; returns whether the extension is there. */
 static bool
 check_extension(void)
 {
-	bool		present = extension_installed();
+	TimestampTz now = GetCurrentTimestamp();
+	bool		present;
+
+	/* while syncing, look again at most twice a second (and after errors) */
+	if (state.extension_present && now < state.next_extension_check)
+		return true;
+	state.next_extension_check = TimestampTzPlusMilliseconds(now, 500);
+	present = extension_installed();
 
 	if (present && !state.extension_present)
 	{
@@ -86,11 +139,11 @@ check_extension(void)
 							 state.dbname)));
 		flusso_engine_stop();
 	}
-	else if (!present && !state.said_waiting)
+	else if (!present && !state.said_waiting && !state.said_version)
 		ereport(LOG,
 				(errmsg("flusso sync worker waits for CREATE EXTENSION flusso in database \"%s\"",
 						state.dbname)));
-	if (!present)
+	if (!present && !state.said_version)
 	{
 		state.said_waiting = true;
 		flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
@@ -164,6 +217,7 @@ recover_from_error(void)
 	MemoryContextSwitchTo(ecxt);
 
 	flusso_observer->on_error(NULL, edata->message);
+	state.next_extension_check = 0;	/* the extension may be gone */
 	ereport(LOG,
 			(errmsg("flusso sync worker step failed: %s", flusso_redact(edata->message)),
 			 edata->detail ? errdetail_internal("%s", flusso_redact(edata->detail)) : 0,

@@ -72,9 +72,11 @@ like($node->safe_psql($db, q{SELECT error FROM flusso.dead_letters WHERE documen
 	qr/more than flusso.batch_bytes/, 'with a clear error');
 ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t3-dead-letter', 1001) }, 'next doc'),
 	'and the next document still flows');
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-stop'})
+			  =~ /more than flusso.batch_bytes/
+		}, 'stop error'), 'under the stop policy it stops the index');
 $node->safe_psql($db, q{DELETE FROM things WHERE id = 1000; DELETE FROM flusso.dead_letters});
-like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-stop'}),
-	qr/more than flusso.batch_bytes/, 'under the stop policy it stops the index');
 $node->safe_psql($db, q{SELECT flusso.reindex('t3-stop')});
 $node->safe_psql($db, q{ALTER SYSTEM RESET flusso.batch_bytes});
 $node->reload;

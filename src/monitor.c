@@ -1,0 +1,658 @@
+/*-------------------------------------------------------------------------
+ *
+ * monitor.c
+ *	  The SQL functions that read flusso's shared state: the status views,
+ *	  metrics, wait_synced, and requests to the worker that a caller waits on.
+ *
+ * Everything here runs in ordinary backends.  It reads shared memory
+ * under FlussoShared->lock in LW_SHARED mode and copies what it shows; it
+ * writes only the request slots (under LW_EXCLUSIVE), never a worker's
+ * status.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "flusso.h"
+#include "settings.h"
+#include "status.h"
+
+/* ---- SQL-callable status functions ---- */
+
+static const char *
+phase_name(FlussoPhase phase)
+{
+	static const char *const names[] = {"starting", "backfilling", "live", "stopped"};
+
+	return names[phase];
+}
+
+const char *
+flusso_index_phase_name(FlussoIndexPhase phase)
+{
+	static const char *const names[] = {
+		"pending", "backfilling", "seeded", "paused", "stopped"
+	};
+
+	return names[phase];
+}
+
+static const char *
+reachability_name(FlussoReachability state)
+{
+	static const char *const names[] = {
+		"unknown", "dry run", "reachable", "unreachable"
+	};
+
+	return names[state];
+}
+
+#define STATUS_COLS 24
+
+/* Seconds since a commit still waiting for OpenSearch (0 when none waits). */
+static double
+lag_seconds(TimestampTz oldest)
+{
+	if (oldest == 0)
+		return 0.0;
+	return Max(0.0, (GetCurrentTimestamp() - oldest) / 1000000.0);
+}
+
+static void
+db_status_row(FlussoDbSlot *s, Datum *values, bool *nulls)
+{
+	uint64		captured = pg_atomic_read_u64(&s->changes_captured);
+	uint64		committed = pg_atomic_read_u64(&s->changes_committed);
+	uint64		lag = pg_atomic_read_u64(&s->slot_lag_bytes);
+	uint64		flushes = pg_atomic_read_u64(&s->flush_count);
+	uint64		synced = pg_atomic_read_u64(&s->synced_lsn);
+	int			i = 0;
+
+	values[i++] = CStringGetTextDatum(s->dbname);
+	values[i++] = CStringGetTextDatum(phase_name(s->phase));
+	values[i++] = CStringGetTextDatum(s->activity);
+	values[i] = TimestampTzGetDatum(s->started_at);
+	nulls[i++] = s->pid == 0;
+	if (s->pid != 0)
+		values[i] = DirectFunctionCall2(timestamp_mi,
+										TimestampTzGetDatum(GetCurrentTimestamp()),
+										TimestampTzGetDatum(s->started_at));
+	nulls[i++] = s->pid == 0;
+	values[i++] = Int64GetDatum((int64) captured);
+	values[i++] = Int64GetDatum((int64) committed);
+	values[i++] = Int64GetDatum((int64) (captured > committed ? captured - committed : 0));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->documents_built));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->batches));
+	values[i] = Int64GetDatum((int64) lag);
+	nulls[i++] = lag == PG_UINT64_MAX;
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
+	values[i] = CStringGetTextDatum(s->last_error);
+	nulls[i++] = s->last_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->last_error_at);
+	nulls[i++] = s->last_error_at == 0;
+	values[i] = Int32GetDatum(s->pid);
+	nulls[i++] = s->pid == 0;
+	values[i] = LSNGetDatum(synced);
+	nulls[i++] = synced == 0;
+	values[i] = Float8GetDatum(flushes ? pg_atomic_read_u64(&s->flush_us_total) / 1000.0 / flushes : 0);
+	nulls[i++] = flushes == 0;
+	values[i++] = CStringGetTextDatum(reachability_name(s->os_state));
+	values[i] = CStringGetTextDatum(s->os_version);
+	nulls[i++] = s->os_version[0] == '\0';
+	values[i] = CStringGetTextDatum(s->os_error);
+	nulls[i++] = s->os_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->os_checked_at);
+	nulls[i++] = s->os_checked_at == 0;
+	values[i] = BoolGetDatum(s->tls_verify);
+	nulls[i++] = s->os_checked_at == 0;
+	values[i] = Float8GetDatum(lag_seconds(s->oldest_unacked));
+	nulls[i++] = s->pid == 0;
+	values[i++] = BoolGetDatum(s->lag_warning);
+	Assert(i == STATUS_COLS);
+}
+
+PG_FUNCTION_INFO_V1(flusso_status);
+Datum
+flusso_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	flusso_status_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	for (i = 0; i < flusso_shared->ndbs; i++)
+	{
+		FlussoDbSlot *s = &flusso_shared->dbs[i];
+		Datum		values[STATUS_COLS];
+		bool		nulls[STATUS_COLS] = {0};
+
+		if (!s->in_use)
+			continue;
+		db_status_row(s, values, nulls);
+		/* an older version of the SQL objects asks for fewer columns */
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(flusso_shared->lock);
+	return (Datum) 0;
+}
+
+#define INDEX_STATUS_COLS 15
+
+/* Time left for a running build, from its pace so far; (Datum) 0 if unknown. */
+static Datum
+eta(FlussoIndexSlot *s)
+{
+	double		elapsed;
+	double		left;
+	Interval   *iv;
+
+	if (s->build_generation == 0 || s->backfill_done <= 0 || s->build_started_at == 0)
+		return (Datum) 0;
+	elapsed = (GetCurrentTimestamp() - s->build_started_at) / 1000000.0;
+	left = Max(0, s->backfill_total - s->backfill_done) * elapsed / s->backfill_done;
+	iv = palloc0(sizeof(Interval));
+	iv->time = (int64) (left * 1000000.0);
+	return IntervalPGetDatum(iv);
+}
+
+static void
+index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
+{
+	FlussoDbSlot *db = flusso_status_db(s->dboid);
+	int			i = 0;
+
+	values[i] = CStringGetTextDatum(db ? db->dbname : "");
+	nulls[i++] = db == NULL;
+	values[i++] = CStringGetTextDatum(s->name);
+	values[i++] = CStringGetTextDatum(flusso_index_phase_name(s->phase));
+	values[i] = Int32GetDatum(s->live_generation);
+	nulls[i++] = s->live_generation == 0;
+	values[i] = Int32GetDatum(s->build_generation);
+	nulls[i++] = s->build_generation == 0;
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->upserted));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->deleted));
+	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
+	values[i++] = Int64GetDatum(s->backfill_done);
+	values[i] = Int64GetDatum(s->backfill_total);
+	nulls[i++] = s->backfill_total <= 0 && s->backfill_done == 0;
+	values[i] = Float8GetDatum(s->build_generation == 0 ? 100.0 :
+							   s->backfill_total > 0 ?
+							   Min(99.9, 100.0 * s->backfill_done / s->backfill_total) : 0.0);
+	nulls[i++] = false;
+	values[i] = CStringGetTextDatum(s->last_error);
+	nulls[i++] = s->last_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->last_error_at);
+	nulls[i++] = s->last_error_at == 0;
+	values[i++] = Float8GetDatum(lag_seconds(s->oldest_unacked));
+	values[i] = eta(s);
+	nulls[i] = values[i] == (Datum) 0;
+	i++;
+	Assert(i == INDEX_STATUS_COLS);
+}
+
+PG_FUNCTION_INFO_V1(flusso_index_status);
+Datum
+flusso_index_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	flusso_status_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		FlussoIndexSlot *s = &flusso_shared->indexes[i];
+		Datum		values[INDEX_STATUS_COLS];
+		bool		nulls[INDEX_STATUS_COLS] = {0};
+
+		if (!s->in_use)
+			continue;
+		index_status_row(s, values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(flusso_shared->lock);
+	return (Datum) 0;
+}
+
+/* ---- waiting for the worker ---- */
+
+/* The end of the last WAL record written so far (not the next page's header). */
+static XLogRecPtr
+last_record_end(void)
+{
+	XLogRecPtr	lsn = GetXLogInsertRecPtr();
+
+	if (lsn % XLOG_BLCKSZ == SizeOfXLogShortPHD && lsn % wal_segment_size != SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogShortPHD;
+	else if (lsn % wal_segment_size == SizeOfXLogLongPHD)
+		lsn -= SizeOfXLogLongPHD;
+	return lsn;
+}
+
+typedef enum SyncVerdict
+{
+	SYNC_WAIT,
+	SYNC_DONE,
+	SYNC_NEVER					/* an index is stopped or paused */
+} SyncVerdict;
+
+static SyncVerdict
+sync_verdict(XLogRecPtr target, List *names)
+{
+	FlussoDbSlot *db = flusso_status_db(MyDatabaseId);
+	SyncVerdict verdict = SYNC_DONE;
+	ListCell   *lc;
+
+	/* until the worker has read up to the target, requests may still change things */
+	if (db == NULL || db->pid == 0 || pg_atomic_read_u64(&db->synced_lsn) < target)
+		return SYNC_WAIT;
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	foreach(lc, names)
+	{
+		FlussoIndexSlot *s = flusso_status_find_index(MyDatabaseId, lfirst(lc));
+
+		if (s && (s->phase == FLUSSO_INDEX_STOPPED || s->phase == FLUSSO_INDEX_PAUSED))
+		{
+			verdict = SYNC_NEVER;
+			break;
+		}
+		if (s == NULL || s->phase != FLUSSO_INDEX_SEEDED || s->build_generation != 0)
+			verdict = SYNC_WAIT;
+	}
+	LWLockRelease(flusso_shared->lock);
+	return verdict;
+}
+
+static List *
+definition_names(void)
+{
+	List	   *names = NIL;
+	uint64		i;
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	if (SPI_execute("SELECT name FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.definitions");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		names = lappend(names, pstrdup(name));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return names;
+}
+
+/*
+ * flusso.wait_synced(timeout): true once everything committed before the
+ * call is acknowledged by OpenSearch in every index of this database (and
+ * no index is still being built); false on timeout, or at once when an
+ * index is stopped or paused.
+ */
+PG_FUNCTION_INFO_V1(flusso_wait_synced);
+Datum
+flusso_wait_synced(PG_FUNCTION_ARGS)
+{
+	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	int64		timeout_ms = (timeout->time +
+							  (timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	XLogRecPtr	target;
+	List	   *names;
+
+	flusso_status_require_preload();
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("flusso.wait_synced() cannot wait for changes of its own transaction"),
+				 errdetail("This transaction has written and not committed; flusso only sees committed changes."),
+				 errhint("Call flusso.wait_synced() after COMMIT.")));
+	names = definition_names();
+	target = last_record_end();
+	XLogFlush(target);
+	flusso_wake_worker(MyDatabaseId);
+	for (;;)
+	{
+		SyncVerdict v = sync_verdict(target, names);
+
+		if (v != SYNC_WAIT)
+			PG_RETURN_BOOL(v == SYNC_DONE);
+		if (GetCurrentTimestamp() >= deadline)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* ---- reindex ---- */
+
+static bool
+index_defined(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		found;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT 1 FROM flusso.definitions WHERE name = $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.definitions");
+	found = SPI_processed > 0;
+	SPI_finish();
+	return found;
+}
+
+/* Wait until the index's generation g is live and nothing is being built. */
+static void
+wait_for_generation(const char *name, int g)
+{
+	for (;;)
+	{
+		FlussoIndexSlot *s;
+		bool		done = false;
+		bool		stopped = false;
+
+		LWLockAcquire(flusso_shared->lock, LW_SHARED);
+		s = flusso_status_find_index(MyDatabaseId, name);
+		if (s)
+		{
+			done = s->live_generation >= g && s->build_generation == 0;
+			stopped = s->phase == FLUSSO_INDEX_STOPPED;
+		}
+		LWLockRelease(flusso_shared->lock);
+		if (done)
+			return;
+		if (stopped)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("index \"%s\" stopped while it was being rebuilt", name),
+					 errhint("flusso.index_status shows why.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 50, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * flusso.reindex(name, wait): rebuild the index into a new generation, fill
+ * it while live changes keep flowing to both, then swap the alias.  The
+ * request goes to the worker through shared memory, so it is seen at once
+ * (even inside a transaction); with wait, the call returns after the swap.
+ */
+PG_FUNCTION_INFO_V1(flusso_reindex);
+Datum
+flusso_reindex(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bool		wait = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	uint32		id;
+	int			generation = 0;
+	char	   *error = NULL;
+
+	flusso_status_require_preload();
+	if (!index_defined(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("index \"%s\" does not exist", name),
+				 errhint("flusso.indexes lists the indexes.")));
+	id = flusso_status_post_request(MyDatabaseId, name, wait);
+	flusso_wake_worker(MyDatabaseId);
+	if (!wait)
+		PG_RETURN_VOID();
+	while (!flusso_status_request_result(id, &generation, &error))
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 50, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (error)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("could not reindex \"%s\": %s", name, error)));
+	wait_for_generation(name, generation);
+	PG_RETURN_VOID();
+}
+
+/* ---- metrics ---- */
+
+static void
+metric_head(StringInfo out, const char *name, const char *type, const char *help)
+{
+	appendStringInfo(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static char *
+label(const char *value)
+{
+	StringInfoData out;
+	const char *p;
+
+	initStringInfo(&out);
+	for (p = value; *p; p++)
+	{
+		if (*p == '\\' || *p == '"')
+			appendStringInfoChar(&out, '\\');
+		if (*p == '\n')
+			appendStringInfoString(&out, "\\n");
+		else
+			appendStringInfoChar(&out, *p);
+	}
+	return out.data;
+}
+
+typedef struct DbMetric
+{
+	const char *name;
+	const char *type;
+	const char *help;
+} DbMetric;
+
+static const DbMetric db_metrics[] = {
+	{"flusso_up", "gauge", "1 when the sync worker runs."},
+	{"flusso_changes_captured_total", "counter", "Row changes of indexed tables decoded."},
+	{"flusso_changes_committed_total", "counter", "Captured changes whose documents OpenSearch acknowledged."},
+	{"flusso_changes_in_flight", "gauge", "Captured changes not yet acknowledged."},
+	{"flusso_documents_built_total", "counter", "Documents built for live changes."},
+	{"flusso_batches_total", "counter", "Batches acknowledged."},
+	{"flusso_errors_total", "counter", "Errors met."},
+	{"flusso_slot_lag_bytes", "gauge", "WAL the replication slot holds (sampled)."},
+	{"flusso_lag_seconds", "gauge", "Age of the oldest committed change not yet acknowledged."},
+	{"flusso_lag_warning", "gauge", "1 when the slot lag is past flusso.max_lag_bytes."},
+	{"flusso_opensearch_reachable", "gauge", "1 when OpenSearch answered the last check."},
+	{"flusso_uptime_seconds", "gauge", "Seconds since the sync worker started."},
+};
+
+static double
+db_metric_value(FlussoDbSlot *s, int m)
+{
+	uint64		captured = pg_atomic_read_u64(&s->changes_captured);
+	uint64		committed = pg_atomic_read_u64(&s->changes_committed);
+	uint64		lag = pg_atomic_read_u64(&s->slot_lag_bytes);
+
+	switch (m)
+	{
+		case 0:
+			return s->pid != 0;
+		case 1:
+			return captured;
+		case 2:
+			return committed;
+		case 3:
+			return captured > committed ? captured - committed : 0;
+		case 4:
+			return pg_atomic_read_u64(&s->documents_built);
+		case 5:
+			return pg_atomic_read_u64(&s->batches);
+		case 6:
+			return pg_atomic_read_u64(&s->errors);
+		case 7:
+			return lag == PG_UINT64_MAX ? 0 : lag;
+		case 8:
+			return lag_seconds(s->oldest_unacked);
+		case 9:
+			return s->lag_warning;
+		case 10:
+			return s->os_state == FLUSSO_OS_REACHABLE;
+		default:
+			return s->pid ? (GetCurrentTimestamp() - s->started_at) / 1000000.0 : 0;
+	}
+}
+
+static void
+append_db_metrics(StringInfo out)
+{
+	int			m;
+	int			i;
+
+	for (m = 0; m < (int) lengthof(db_metrics); m++)
+	{
+		metric_head(out, db_metrics[m].name, db_metrics[m].type, db_metrics[m].help);
+		for (i = 0; i < flusso_shared->ndbs; i++)
+		{
+			FlussoDbSlot *s = &flusso_shared->dbs[i];
+
+			if (s->in_use)
+				appendStringInfo(out, "%s{database=\"%s\"} %.17g\n", db_metrics[m].name,
+								 label(s->dbname), db_metric_value(s, m));
+		}
+	}
+}
+
+static void
+append_latency_histogram(StringInfo out)
+{
+	const char *name = "flusso_bulk_request_duration_seconds";
+	int			i;
+
+	metric_head(out, name, "histogram", "Time from sending a bulk request to its answer.");
+	for (i = 0; i < flusso_shared->ndbs; i++)
+	{
+		FlussoDbSlot *s = &flusso_shared->dbs[i];
+		char	   *db;
+		uint64		cumulative = 0;
+		int			b;
+
+		if (!s->in_use)
+			continue;
+		db = label(s->dbname);
+		for (b = 0; b < FLUSSO_LATENCY_BUCKETS; b++)
+		{
+			cumulative += pg_atomic_read_u64(&s->latency_buckets[b]);
+			if (b < FLUSSO_LATENCY_BUCKETS - 1)
+				appendStringInfo(out, "%s_bucket{database=\"%s\",le=\"%g\"} " UINT64_FORMAT "\n",
+								 name, db, flusso_latency_bounds_ms[b] / 1000.0, cumulative);
+			else
+				appendStringInfo(out, "%s_bucket{database=\"%s\",le=\"+Inf\"} " UINT64_FORMAT "\n",
+								 name, db, cumulative);
+		}
+		appendStringInfo(out, "%s_sum{database=\"%s\"} %.6f\n", name, db,
+						 pg_atomic_read_u64(&s->flush_us_total) / 1000000.0);
+		appendStringInfo(out, "%s_count{database=\"%s\"} " UINT64_FORMAT "\n", name, db,
+						 pg_atomic_read_u64(&s->flush_count));
+	}
+}
+
+static const DbMetric index_metrics[] = {
+	{"flusso_index_documents_upserted_total", "counter", "Documents written."},
+	{"flusso_index_documents_deleted_total", "counter", "Documents deleted."},
+	{"flusso_index_errors_total", "counter", "Documents OpenSearch rejected, and other errors."},
+	{"flusso_index_generation", "gauge", "The live generation (the alias points at it)."},
+	{"flusso_index_building_generation", "gauge", "The generation being built, 0 when none."},
+	{"flusso_index_backfill_ratio", "gauge", "Progress of the running build, 0 to 1 (1 when none runs)."},
+	{"flusso_index_lag_seconds", "gauge", "Age of the oldest committed change to this index not yet acknowledged."},
+};
+
+static double
+index_metric_value(FlussoIndexSlot *s, int m)
+{
+	switch (m)
+	{
+		case 0:
+			return pg_atomic_read_u64(&s->upserted);
+		case 1:
+			return pg_atomic_read_u64(&s->deleted);
+		case 2:
+			return pg_atomic_read_u64(&s->errors);
+		case 3:
+			return s->live_generation;
+		case 4:
+			return s->build_generation;
+		case 5:
+			return s->build_generation == 0 ? 1.0 :
+				s->backfill_total > 0 ? Min(1.0, (double) s->backfill_done / s->backfill_total) : 0.0;
+		default:
+			return lag_seconds(s->oldest_unacked);
+	}
+}
+
+static void
+append_index_metrics(StringInfo out)
+{
+	int			m;
+	int			i;
+
+	for (m = 0; m < (int) lengthof(index_metrics); m++)
+	{
+		metric_head(out, index_metrics[m].name, index_metrics[m].type, index_metrics[m].help);
+		for (i = 0; i < flusso_shared->nindexes; i++)
+		{
+			FlussoIndexSlot *s = &flusso_shared->indexes[i];
+			FlussoDbSlot *db;
+
+			if (!s->in_use || (db = flusso_status_db(s->dboid)) == NULL)
+				continue;
+			appendStringInfo(out, "%s{database=\"%s\",index=\"%s\"} %.17g\n",
+							 index_metrics[m].name, label(db->dbname), label(s->name),
+							 index_metric_value(s, m));
+		}
+	}
+	metric_head(out, "flusso_index_state", "gauge", "1 for the state the index is in.");
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		FlussoIndexSlot *s = &flusso_shared->indexes[i];
+		FlussoDbSlot *db;
+
+		if (s->in_use && (db = flusso_status_db(s->dboid)) != NULL)
+			appendStringInfo(out, "flusso_index_state{database=\"%s\",index=\"%s\",state=\"%s\"} 1\n",
+							 label(db->dbname), label(s->name), flusso_index_phase_name(s->phase));
+	}
+}
+
+/* flusso.metrics(): every status figure in the Prometheus text format. */
+PG_FUNCTION_INFO_V1(flusso_metrics);
+Datum
+flusso_metrics(PG_FUNCTION_ARGS)
+{
+	StringInfoData out;
+
+	flusso_status_require_preload();
+	initStringInfo(&out);
+	LWLockAcquire(flusso_shared->lock, LW_SHARED);
+	append_db_metrics(&out);
+	append_latency_histogram(&out);
+	append_index_metrics(&out);
+	LWLockRelease(flusso_shared->lock);
+	PG_RETURN_TEXT_P(cstring_to_text(out.data));
+}
