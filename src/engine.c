@@ -112,6 +112,7 @@ static Engine E;
 static void reload(XLogRecPtr lsn);
 static void reset_pipeline(void);
 static void take_requests(void);
+static void rebuild_vanished(void);
 static void report_lag(void);
 
 /* ---- transactions ---- */
@@ -143,6 +144,36 @@ static bool
 room(void)
 {
 	return E.in_flight + E.nretries < flusso_queue_capacity;
+}
+
+/* Is some index's build able to send a chunk now? */
+static bool
+build_waiting(void)
+{
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+	{
+		IndexRuntime *ix = E.ix[i];
+
+		if (flusso_index_active(ix) && ix->build_gen != 0 && !ix->build_exhausted &&
+			ix->nwait == 0 && ix->remote_ready)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Live changes come first, but while a build waits they leave it one place
+ * in the queue, so a rebuild finishes even under a constant live load.
+ */
+static bool
+room_for_live(void)
+{
+	int			reserve = flusso_queue_capacity > 1 && E.reload_lsn == InvalidXLogRecPtr &&
+		build_waiting() ? 1 : 0;
+
+	return E.in_flight + E.nretries < flusso_queue_capacity - reserve;
 }
 
 static IndexRuntime *
@@ -539,6 +570,22 @@ owner_done_one(BulkRequest *req)
 	((LiveBatch *) req->owner)->flush_ms += req->elapsed_ms;
 }
 
+/*
+ * An item that failed because its physical index is gone: the generation
+ * was dropped after a swap (nothing to do), or someone deleted the index
+ * (rebuild it).  Either way the item itself is settled.
+ */
+static void
+settle_missing_index(IndexRuntime *ix, BulkItem *item)
+{
+	if (item->generation == ix->live_gen || item->generation == ix->build_gen)
+	{
+		ix->remote_ready = false;
+		ix->rebuild_needed = true;
+	}
+	item->outcome = BULK_ITEM_OK;
+}
+
 static void
 count_items(BulkRequest *req)
 {
@@ -551,6 +598,9 @@ count_items(BulkRequest *req)
 
 		if (ix == NULL || item->outcome == BULK_ITEM_RETRY)
 			continue;
+		if (item->outcome == BULK_ITEM_REJECTED && item->status == 404 &&
+			item->error && strstr(item->error, "index_not_found_exception"))
+			settle_missing_index(ix, item);
 		if (item->outcome == BULK_ITEM_REJECTED)
 			reject(ix, item->generation, item->id, item->error,
 				   req->body.data + item->doc, item->is_delete ? 0 : item->end - item->doc - 1);
@@ -1062,6 +1112,13 @@ pipeline_idle(void)
 	return E.in_flight == 0 && E.nretries == 0 && unbuilt_batch() == NULL;
 }
 
+/*
+ * A round closes at this many images (four batches' worth): when changes
+ * pile up, a larger round folds more changes to the same documents into
+ * one build; memory stays bounded by flusso.capture_memory.
+ */
+#define ROUND_IMAGES (4 * flusso_batch_size)
+
 /* Decode more WAL; close the round when it is ready.  True if work was done. */
 static bool
 decode_step(void)
@@ -1070,14 +1127,14 @@ decode_step(void)
 	int64		before = round->nchanges;
 	TimestampTz now;
 
-	flusso_capture_decode(flusso_batch_size);
+	flusso_capture_decode(ROUND_IMAGES);
 	if (round->nchanges > before)
 		flusso_observer->on_changes_captured(round->nchanges - before);
 	now = GetCurrentTimestamp();
 	if (round->nimages > 0 && E.round_started == 0)
 		E.round_started = now;
 	if (round->control_changed || round->rebuild_relids != NIL ||
-		round->nimages >= flusso_batch_size ||
+		round->nimages >= ROUND_IMAGES ||
 		(round->reached_end && round->nimages > 0 &&
 		 (pipeline_idle() || TimestampDifferenceExceeds(E.round_started, now, flusso_flush_interval))))
 	{
@@ -1139,7 +1196,7 @@ settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 	if (ix->live_gen == 0 && ix->build_gen == 0)
 		flusso_index_start_build(ix, lsn, reloaded ? "new index" : "first start");
 	else if (fresh_slot)
-		flusso_index_start_build(ix, lsn, "the replication slot was lost");
+		flusso_index_start_build(ix, lsn, "the replication slot was missing or invalidated, so changes may have been missed");
 	else if (ix->build_gen == 0 && !ix->stopped && ix->live_def_json &&
 			 strcmp(ix->live_def_json, ix->def_json) != 0)
 		flusso_index_start_build(ix, lsn, "definition changed");
@@ -1349,15 +1406,14 @@ ensure_slot(void)
 		flusso_capture_drop_slot();
 	(void) flusso_capture_create_slot();
 	CommitTransactionCommand();
-	why = state == SLOT_INVALIDATED ?
-		psprintf("replication slot \"%s\" was invalidated: the WAL it needed was removed (max_slot_wal_keep_size)",
-				 flusso_capture_slot_name()) :
-		psprintf("replication slot \"%s\" did not exist (a new server, a failover, or it was dropped)",
-				 flusso_capture_slot_name());
-	ereport(state == SLOT_INVALIDATED ? WARNING : LOG,
-			(errmsg("flusso: %s; it was created again, and every index that was synced is rebuilt", why)));
 	if (state == SLOT_INVALIDATED)
+	{
+		why = psprintf("replication slot \"%s\" was invalidated: the WAL it needed was removed (max_slot_wal_keep_size)",
+					   flusso_capture_slot_name());
+		ereport(WARNING,
+				(errmsg("flusso: %s; it was created again, and every index is rebuilt", why)));
 		flusso_observer->on_error(NULL, why);
+	}
 	return true;
 }
 
@@ -1469,6 +1525,32 @@ report_lag(void)
 			oldest = b->oldest_commit;
 	}
 	flusso_observer->on_lag(oldest);
+}
+
+/* Indexes whose live generation vanished from OpenSearch are rebuilt. */
+static void
+rebuild_vanished(void)
+{
+	int			i;
+	bool		any = false;
+
+	for (i = 0; i < E.nix; i++)
+		any |= E.ix[i]->rebuild_needed && flusso_index_active(E.ix[i]);
+	if (!any)
+		return;
+	begin_work("flusso: rebuilding a vanished index");
+	for (i = 0; i < E.nix; i++)
+	{
+		IndexRuntime *ix = E.ix[i];
+
+		if (!ix->rebuild_needed || !flusso_index_active(ix))
+			continue;
+		ix->rebuild_needed = false;
+		flusso_index_start_build(ix, flusso_capture_round()->end_lsn,
+								 "its index disappeared from OpenSearch");
+	}
+	save_dirty();
+	end_work();
 }
 
 /* Reindex requests from backends (flusso.reindex), through shared memory. */
@@ -1616,6 +1698,7 @@ flusso_engine_step(void)
 	if (!flusso_capture_is_open())
 		flusso_capture_open();
 	take_requests();
+	rebuild_vanished();
 	collect_completions();
 	send_due_retries();
 	confirm_done_batches();
@@ -1625,7 +1708,7 @@ flusso_engine_step(void)
 		E.reload_lsn = InvalidXLogRecPtr;
 		worked = true;
 	}
-	while (room())
+	while (room_for_live())
 	{
 		if ((b = unbuilt_batch()) != NULL)
 		{

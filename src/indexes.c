@@ -453,7 +453,18 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 {
 	int			old = ix->live_gen;
 
-	if (ix->build_gen != ix->live_gen)
+	if (ix->build_gen == ix->live_gen)
+	{
+		/* a first build: the alias points here already; make it all searchable */
+		char	   *error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->live_gen));
+
+		if (error)
+		{
+			flusso_index_set_error(ix, error, false);
+			return false;
+		}
+	}
+	else
 	{
 		char	   *error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->build_gen));
 

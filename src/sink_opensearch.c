@@ -158,6 +158,16 @@ os_point_alias(const char *alias, const char *physical)
 
 	if (error)
 		return error;
+	/* searches through the alias must find every document at once */
+	http = flusso_os_request("POST", psprintf("/%s/_refresh", physical), NULL, NULL);
+	if (http->result != CURLE_OK || http->status != 200)
+		error = answer_problem(http, psprintf("could not refresh \"%s\" before pointing the alias at it", physical));
+	flusso_http_free(http);
+	if (error)
+	{
+		json_object_put(current);
+		return error;
+	}
 	initStringInfo(&actions);
 	appendStringInfoString(&actions, "{\"actions\":[");
 	if (current && status == 200)

@@ -188,23 +188,36 @@ def cmd_procmon(a):
                     group_of[p] = g
                     stack.extend(children.get(p, []))
 
-            # specific classification first (by command line, cached), then
-            # the subtrees of the roots; a process keeps its first group
+            # the subtrees of our roots (postmaster, OpenSearch, Redis, run.sh);
+            # within them, some processes are told apart by their command
+            # line (cached): the flusso worker, pgbench and the load
+            # generator, PGSync.  A process keeps its first group.
+            ours = {}
+            for rpid, name in roots.items():
+                stack = [rpid] if rpid in procs else []
+                while stack:
+                    p = stack.pop()
+                    if p in ours:
+                        continue
+                    ours[p] = name
+                    stack.extend(children.get(p, []))
             for pid in procs:
                 if pid not in special:
                     c = read_cmdline(pid)
                     words = c.split(" ")
                     cl = None
-                    if c.startswith("postgres: flusso sync"):
-                        cl = "flusso_worker"
-                    elif c.startswith("postgres: flusso"):
-                        cl = "flusso_other"
-                    elif words[0].endswith("pgbench") or (
-                            any(w.endswith("bench.py") for w in words[:3]) and
-                            any(w in ("live", "probe", "sentinel") for w in words[:4])):
-                        cl = "loadgen"
-                    elif venv and venv + "/bin/" in c and not any(w.endswith("bench.py") for w in words[:3]):
+                    if venv and venv + "/bin/" in c and not any(w.endswith("bench.py") for w in words[:3]):
                         cl = "pgsync"
+                    elif pid in ours and ours[pid] == "postgres":
+                        if c.startswith("postgres: flusso sync"):
+                            cl = "flusso_worker"
+                        elif c.startswith("postgres: flusso"):
+                            cl = "flusso_other"
+                    elif pid in ours and ours[pid] == "harness":
+                        if words[0].endswith("pgbench") or (
+                                any(w.endswith("bench.py") for w in words[:3]) and
+                                any(w in ("live", "probe", "sentinel") for w in words[:4])):
+                            cl = "loadgen"
                     special[pid] = cl
                 if special[pid]:
                     mark(pid, special[pid])
@@ -297,13 +310,39 @@ def cmd_cpu(a):
 
 # ---------------------------------------------------------------- backlog
 
+def pgsync_status(path):
+    """(notifications received, queued in Redis, documents written) from the
+    last status line PGSync's daemon prints every LOG_INTERVAL:
+    'Sync DB:INDEX Xlog: [0] => Db: [22,409] => Redis: [21,409] => OpenSearch: [528]...'"""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        if line.startswith("Sync ") and "OpenSearch: [" in line and line.endswith("..."):
+            nums = []
+            for part in line.split("[")[1:]:
+                nums.append(int(part.split("]")[0].replace(",", "")))
+            if len(nums) >= 4:
+                return nums[1], nums[2], nums[3]
+    return None
+
+
 class Backlog:
-    """The tool's backlog, in row changes (flusso) or queued payloads (pgsync)."""
+    """The tool's own progress: flusso.status.changes_committed (row changes
+    acknowledged by OpenSearch) or the documents PGSync's daemon reports as
+    written (its status line).  backlog = row changes committed by the load
+    minus those."""
 
     def __init__(self, a):
         self.tool = a.tool
         self.conn = pg_connect(a.dsn)
         self.redis = None
+        self.log = getattr(a, "pgsync_log", None)
         if self.tool == "pgsync":
             import redis
             self.redis = redis.Redis(host="127.0.0.1", port=a.redis_port)
@@ -313,7 +352,13 @@ class Backlog:
     def done_count(self):
         if self.tool == "flusso":
             return int(pg_one(self.conn, "SELECT changes_committed FROM flusso.status WHERE database = current_database()")[0])
-        return 0
+        st = None
+        for _ in range(50):
+            st = pgsync_status(self.log)
+            if st:
+                break
+            time.sleep(0.1)
+        return st[2] if st else 0
 
     def slot_lag(self):
         row = pg_one(self.conn, "SELECT coalesce(max(pg_current_wal_lsn() - confirmed_flush_lsn), 0)::bigint "
@@ -321,12 +366,11 @@ class Backlog:
         return int(row[0])
 
     def sample(self, produced):
-        """(backlog in changes, processed changes, slot lag bytes)"""
+        """(backlog in changes, processed changes, slot lag bytes or Redis queue)"""
+        done = self.done_count() - self.base
         if self.tool == "flusso":
-            done = self.done_count() - self.base
             return max(0, produced - done), done, self.slot_lag()
-        q = self.redis.llen(self.key)
-        return q, max(0, produced - q), self.slot_lag()
+        return max(0, produced - done), done, self.redis.llen(self.key)
 
 
 def cmd_backlog(a):
@@ -337,7 +381,9 @@ def cmd_backlog(a):
         out({"in_flight": row[0], "captured": row[1], "committed": row[2], "documents_built": row[3],
              "slot_lag_bytes": b.slot_lag()})
     else:
-        out({"queue": b.redis.llen(b.key), "slot_lag_bytes": b.slot_lag()})
+        st = pgsync_status(b.log)
+        out({"queue": b.redis.llen(b.key), "received": st and st[0], "written": st and st[2],
+             "slot_lag_bytes": b.slot_lag()})
 
 
 # ---------------------------------------------------------------- live load
@@ -411,7 +457,7 @@ def cmd_live(a):
             gate.set()
         if now >= next_rec:
             series.append({"t": round(now - t0, 2), "produced": produced, "backlog": bl,
-                           "processed": done, "slot_lag_bytes": lag})
+                           "processed": done, "lag": lag})
             next_rec += 1.0
         time.sleep(a.poll)
     stop.set()
@@ -423,7 +469,7 @@ def cmd_live(a):
         produced = state["produced"]
     bl, done, lag = backlog.sample(produced)
     series.append({"t": round(t1 - t0, 2), "produced": produced, "backlog": bl, "processed": done,
-                   "slot_lag_bytes": lag})
+                   "lag": lag})
     dur = t1 - t0
 
     # rates per 10 s window of what the tool processed (produced - backlog)
@@ -432,13 +478,13 @@ def cmd_live(a):
         s0 = nearest(series, k)
         s1 = nearest(series, min(k + 10, dur))
         if s1["t"] > s0["t"]:
-            windows.append(round(((s1["produced"] - s1["backlog"]) - (s0["produced"] - s0["backlog"]))
-                                 / (s1["t"] - s0["t"]), 1))
+            windows.append(round((s1["processed"] - s0["processed"]) / (s1["t"] - s0["t"]), 1))
     out({"tool": a.tool, "seconds": round(dur, 2), "commits": state["commits"], "changes": produced,
          "errors": state["errors"], "backlog_end": bl, "backlog_max": max_backlog,
-         "slot_lag_max_bytes": max_lag, "gate_closed": state["waits"],
+         "lag_max": max_lag, "lag_unit": "slot bytes" if a.tool == "flusso" else "Redis queue",
+         "gate_closed": state["waits"],
          "commit_rate": round(state["commits"] / dur, 1),
-         "processed_rate": round((produced - bl) / dur, 1),
+         "processed_rate": round(done / dur, 1), "processed": done,
          "window_rates": windows, "limit": a.limit, "rows_per_kind": rows,
          "t_start": t0, "t_end": t1, "series": series})
 
@@ -566,6 +612,49 @@ def cmd_sentinel(a):
         sys.exit(1)
 
 
+def cmd_pgsync_drain(a):
+    """Wait until PGSync caught up: its Redis queue is empty and every change
+    it received is written (received - written back at its idle value, or
+    written not moving for 15 s with an empty queue), then a marker committed
+    now must become readable.  PGSync's two workers take 1,000 queued changes
+    at a time each, so a marker alone can overtake older changes."""
+    import redis
+    r = redis.Redis(host="127.0.0.1", port=a.redis_port)
+    t0 = time.monotonic()
+    deadline = t0 + a.timeout
+    last_written, since = None, time.monotonic()
+    ok = False
+    while time.monotonic() < deadline:
+        st = pgsync_status(a.pgsync_log)
+        q = r.llen(a.redis_key)
+        if st:
+            received, _, written = st
+            if written != last_written:
+                last_written, since = written, time.monotonic()
+            if q == 0 and (received - written <= a.base or time.monotonic() - since > 15):
+                ok = True
+                break
+        time.sleep(0.2)
+    res = {"caught_up": ok, "status": pgsync_status(a.pgsync_log), "queue": r.llen(a.redis_key)}
+    if ok:
+        conn = pg_connect(a.dsn, autocommit=False)
+        marker = "S%s" % uuid.uuid4().hex[:12]
+        commit_marker(conn.cursor(), conn, "root", a.id, None, marker)
+        t = time.monotonic()
+        lat, _ = wait_visible(OS(a.url), a.index, a.id, marker, 0.005, max(1, deadline - t), t)
+        ok = lat is not None
+    res.update({"drained": ok, "seconds": round(time.monotonic() - t0, 3)})
+    out(res)
+    if not ok:
+        sys.exit(1)
+
+
+def cmd_pgsync_lag(a):
+    st = pgsync_status(a.pgsync_log)
+    out({"received": st and st[0], "queued": st and st[1], "written": st and st[2],
+         "lag": st and st[0] - st[2]})
+
+
 # ---------------------------------------------------------------- verify
 
 def cmd_verify(a):
@@ -653,6 +742,7 @@ def main():
         p.add_argument("--tool", choices=["flusso", "pgsync"], required=True)
         p.add_argument("--redis-port", type=int, default=0)
         p.add_argument("--redis-key", default="")
+        p.add_argument("--pgsync-log", default="", help="PGSync daemon's stdout (its status lines)")
 
     p = sub.add_parser("backlog")
     tool_args(p)
@@ -689,6 +779,22 @@ def main():
     p.add_argument("--id", type=int, required=True)
     p.add_argument("--timeout", type=float, default=600)
     p.set_defaults(fn=cmd_sentinel)
+
+    p = sub.add_parser("pgsync-drain")
+    p.add_argument("--dsn", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--index", required=True)
+    p.add_argument("--id", type=int, required=True)
+    p.add_argument("--pgsync-log", required=True)
+    p.add_argument("--redis-port", type=int, required=True)
+    p.add_argument("--redis-key", required=True)
+    p.add_argument("--base", type=int, default=0, help="received - written when PGSync is idle")
+    p.add_argument("--timeout", type=float, default=300)
+    p.set_defaults(fn=cmd_pgsync_drain)
+
+    p = sub.add_parser("pgsync-lag")
+    p.add_argument("--pgsync-log", required=True)
+    p.set_defaults(fn=cmd_pgsync_lag)
 
     p = sub.add_parser("verify")
     p.add_argument("--dsn", required=True)

@@ -40,7 +40,7 @@
 # Env: BENCH_DIR (default /tmp/flusso-bench), OPENSEARCH_HEAP (default 2g),
 #      BENCH_LIVE_SECONDS (60), BENCH_LATENCY_SECONDS (20), BENCH_IDLE_SECONDS (60),
 #      BENCH_RATES ("100 1000 5000"), BENCH_FOOTPRINT_ROWS (2000000),
-#      BENCH_PGSYNC_WINDOW (180: how long PGSync's footprint is watched),
+#      BENCH_PGSYNC_WINDOW (60: how long PGSync is watched after the big UPDATE),
 #      BENCH_DRAIN_MAX (300: longest wait for a tool to catch up),
 #      PGSYNC_VERSION (7.3.0)
 set -euo pipefail
@@ -78,14 +78,14 @@ LAT_S=${BENCH_LATENCY_SECONDS:-20}
 IDLE_S=${BENCH_IDLE_SECONDS:-60}
 RATES=${BENCH_RATES:-100 1000 5000}
 FOOT_ROWS=${BENCH_FOOTPRINT_ROWS:-2000000}
-PGSYNC_WINDOW=${BENCH_PGSYNC_WINDOW:-180}
+PGSYNC_WINDOW=${BENCH_PGSYNC_WINDOW:-60}
 DRAIN_MAX=${BENCH_DRAIN_MAX:-300}
 PGSYNC_VERSION=${PGSYNC_VERSION:-7.3.0}
 export OPENSEARCH_HEAP=${OPENSEARCH_HEAP:-2g}
 PROBE_RATE=20          # latency probes per second (part of each fixed rate)
-PROBE_IDLE_RATE=10     # probes per second of the "probe only" step
+PROBE_IDLE_RATE=5      # probes per second of the "probe only" step
 FLUSSO_LIMIT=20000     # live phase: backlog (row changes) at which the load pauses
-PGSYNC_LIMIT=4000      # the same for PGSync (queued payloads; it pops 2 x 1000 at a time)
+PGSYNC_LIMIT=100       # the same for PGSync (changes not yet written; it works through them in groups of 5)
 
 venv=$dir/venv
 py=$venv/bin/python
@@ -128,6 +128,9 @@ cleanup() {
 	local rc=$?
 	set +e
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+	done
 	[ -f "$dir/pgsync.pid" ] && kill "$(cat "$dir/pgsync.pid")" 2>/dev/null && rm -f "$dir/pgsync.pid"
 	if [ "$keep" = 1 ] && [ $rc = 0 ]; then
 		echo "servers left running (--keep): PostgreSQL port ${port:-?}, OpenSearch ${url:-?}, Redis ${rport:-?}" >&2
@@ -197,7 +200,7 @@ setup() {
 		note "Redis port $rport"
 	fi
 
-	bench procmon --out "$logs/procmon.jsonl" --interval 0.5 --venv "$venv" \
+	"$py" "$here/bench.py" procmon --out "$logs/procmon.jsonl" --interval 0.5 --venv "$venv" \
 		--root "postgres:$(head -n 1 "$dir/pg/data/postmaster.pid")" \
 		--root "opensearch:$(cat "$dir/opensearch/node1.pid")" \
 		${rport:+--root "redis:$(cat "$dir/redis/redis.pid")"} \
@@ -317,19 +320,18 @@ idle_cpu() {
 drain() {
 	local tool=$1 index=$2 t0 left
 	t0=$(now)
+	# flusso: wait_synced, then a marker committed now must become readable;
+	# PGSync: see bench.py pgsync-drain
 	if [ "$tool" = flusso ]; then
 		sql -c "SELECT flusso.wait_synced('${DRAIN_MAX} s')" >/dev/null
-	else
-		local deadline=$((SECONDS + DRAIN_MAX))
-		while :; do
-			left=$(redis-cli -p "$rport" llen "$qkey")
-			[ "$left" = 0 ] && break
-			[ $SECONDS -ge $deadline ] && { note "PGSync still has $left queued changes after ${DRAIN_MAX} s"; echo "-1"; return; }
-			sleep 0.2
-		done
-	fi
-	if ! bench sentinel --dsn "$(dsn)" --url "$url" --index "$index" --id "$SENTINEL" \
-		--timeout "$DRAIN_MAX" >>"$logs/sentinel.log" 2>&1; then
+		if ! bench sentinel --dsn "$(dsn)" --url "$url" --index "$index" --id "$SENTINEL" \
+			--timeout "$DRAIN_MAX" >>"$logs/sentinel.log" 2>&1; then
+			echo "-1"
+			return
+		fi
+	elif ! bench pgsync-drain --dsn "$(dsn)" --url "$url" --index "$index" --id "$SENTINEL" \
+		--pgsync-log "$logs/pgsync-daemon.log" --redis-port "$rport" --redis-key "$qkey" \
+		--base "${pgsync_base:-0}" --timeout "$DRAIN_MAX" >>"$logs/sentinel.log" 2>&1; then
 		echo "-1"
 		return
 	fi
@@ -343,6 +345,7 @@ live_phase() {
 	drain "$tool" "$index" >/dev/null
 	t0=$(now)
 	bench live --dsn "$(dsn)" --tool "$tool" ${rport:+--redis-port "$rport"} ${qkey:+--redis-key "$qkey"} \
+		--pgsync-log "$logs/pgsync-daemon.log" \
 		--seconds "$LIVE_S" --n "$LOAD_N" --items "$ITEMS" --limit "$limit" >"$logs/live-$tool.json"
 	t_end=$(now)
 	dr=$(drain "$tool" "$index")
@@ -351,7 +354,8 @@ live_phase() {
 	bench verify --dsn "$(dsn)" --url "$url" --index "$index" --sample 500 >"$logs/verify-live-$tool.json" || echo '{}' >"$logs/verify-live-$tool.json"
 	jq --argjson drain "$dr" --argjson cpu "$(cpu_of "$t0" "$t_end")" --slurpfile v "$logs/verify-live-$tool.json" \
 		'del(.series) + {drain_s: $drain, verify: $v[0], cpu: $cpu,
-		  sustained_per_s: (if $drain >= 0 then .changes / (.seconds + $drain) else null end)}' \
+		  drained: ($drain >= 0),
+		  sustained_per_s: (if $drain >= 0 then .changes / (.seconds + $drain) else .processed_rate end)}' \
 		"$logs/live-$tool.json" | put "live.$tool"
 	note "$(jq -r '"\(.changes) row changes in \(.commits) commits over \(.seconds) s; processed \(.processed_rate)/s during the load; max backlog \(.backlog_max)"' "$logs/live-$tool.json"); drained $dr s after; verify: $(jq -c '{checked, mismatches}' "$logs/verify-live-$tool.json")"
 }
@@ -361,6 +365,14 @@ latency_phase() {
 	local tool=$1 index=$2 sustained rate bg t0 dr pgb behind=0
 	sustained=$(jq -r ".live.$tool.sustained_per_s // 0" "$results")
 	log "$tool latency: probes commit a marker and poll GET /$index/_doc/id (every 5 ms) until it shows"
+	if [ "$(jq -r ".live.$tool.drain_s" "$results")" = -1 ]; then
+		for rate in probe $RATES; do
+			jq -n --arg why "not run: $tool had not caught up with the live phase after ${DRAIN_MAX} s" '{skipped: $why}' |
+				put "latency.$tool.r$rate"
+		done
+		note "skipped: $tool had not caught up with the live phase"
+		return
+	fi
 	for rate in probe $RATES; do
 		if [ "$rate" != probe ]; then
 			if [ "$behind" = 1 ]; then
@@ -378,7 +390,8 @@ latency_phase() {
 		t0=$(now)
 		local prate=$PROBE_RATE bgpid=""
 		if [ "$rate" = probe ]; then
-			prate=$PROBE_IDLE_RATE
+			# at most half of what the tool sustained, so that it measures latency, not a queue
+			prate=$(awk -v r="$PROBE_IDLE_RATE" -v s="$sustained" 'BEGIN { x = s / 2; if (x > r) x = r; if (x < 0.2) x = 0.2; printf "%.2f", x }')
 		else
 			bg=$((rate - PROBE_RATE))
 			"$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c 4 -j 2 -R "$bg" -T "$LAT_S" \
@@ -494,7 +507,9 @@ pgsync_backfill() {
 		>"$logs/pgsync-daemon.log" 2>&1 &
 	echo $! >"$dir/pgsync.pid"
 	for _ in $(seq 300); do grep -q "^Sync " "$logs/pgsync-daemon.log" 2>/dev/null && break; sleep 0.2; done
-	sleep 2
+	sleep 3
+	pgsync_base=$(bench pgsync-lag --pgsync-log "$logs/pgsync-daemon.log" | jq -r '.lag // 0')
+	note "PGSync daemon up: $(bench pgsync-lag --pgsync-log "$logs/pgsync-daemon.log")"
 }
 
 pgsync_pids() { pgrep -f "$venv/bin/(pgsync|bootstrap|parallel_sync)" | tr '\n' ' '; }
@@ -510,9 +525,10 @@ pgsync_footprint() {
 	t0=$(now)
 	sql -c "UPDATE order_items SET qty = qty + 1 WHERE id <= $rows" >/dev/null
 	t1=$(now)
-	# finished when a marker committed after the UPDATE shows (PGSync keeps commit order)
-	if bench sentinel --dsn "$(dsn)" --url "$url" --index users_pgsync --id "$SENTINEL" \
-		--timeout "$PGSYNC_WINDOW" >>"$logs/sentinel.log" 2>&1; then
+	# finished when PGSync caught up (bench.py pgsync-drain) within the window
+	if bench pgsync-drain --dsn "$(dsn)" --url "$url" --index users_pgsync --id "$SENTINEL" \
+		--pgsync-log "$logs/pgsync-daemon.log" --redis-port "$rport" --redis-key "$qkey" \
+		--base "${pgsync_base:-0}" --timeout "$PGSYNC_WINDOW" >>"$logs/sentinel.log" 2>&1; then
 		finished=true
 	fi
 	t2=$(now)

@@ -1,0 +1,120 @@
+# Zero-downtime reindex under live load (a searcher never sees the index
+# shrink), reindex that waits, alter_index, pause and resume, and a crash in
+# the middle of a reindex.
+use strict;
+use warnings;
+use lib "$ENV{FLUSSO_ROOT}/test/perl";
+use FlussoTest;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $db = 'ops';
+my $ix = 't5-users';
+my $root = $ENV{FLUSSO_ROOT};
+FlussoTest::os_clean('t5-*');
+
+# OpenSearch behind the fault proxy, so a rebuild can be slowed down at will
+my $proxydir = "$ENV{TESTDIR}/t5-proxy";
+my $proxy = `$root/test/faultproxy/faultproxy.sh start --upstream $FlussoTest::OS_URL --dir $proxydir`;
+chomp $proxy;
+like($proxy, qr{^http://}, 'fault proxy started');
+my $node = FlussoTest::new_node('reindex', database => $db,
+	'flusso.opensearch_url' => "'$proxy'", 'flusso.batch_size' => '100');
+$node->command_ok(['psql', '-X', '-q', '-v', 'n=1000', '-d', $db, '-f', "$root/test/bench/dataset.sql"],
+	'load a dataset');
+my $def = slurp_file("$root/test/bench/users_index.json");
+$node->safe_psql($db, "SELECT flusso.create_index('$ix', \$\$$def\$\$)");
+ok(FlussoTest::wait_synced($node, $db), 'backfilled');
+my $rows = $node->safe_psql($db, "SELECT count(*) FROM flusso.document_ids('$ix')");
+
+sub faults { system("$root/test/faultproxy/faultproxy.sh", 'faults', '--dir', $proxydir, $_[0]) == 0 or die 'faults' }
+sub count_alias
+{
+	my ($code, $body) = FlussoTest::os_request('GET', "/$ix/_count");
+	return ($code, ref $body ? $body->{count} : undef);
+}
+sub status_of { $node->safe_psql($db, "SELECT $_[0] FROM flusso.index_status WHERE name = '$ix'") }
+
+# an update-only load: the number of documents stays the same
+my $connstr = $node->connstr($db);
+my $updates = q{DO $$ DECLARE t timestamptz := clock_timestamp() + interval '15 s'; i int := 0; BEGIN
+	WHILE clock_timestamp() < t LOOP i := i + 1;
+		UPDATE users SET name = 'u' || i WHERE id = 1 + (i * 7) % 900;
+		UPDATE order_items SET qty = qty + 1 WHERE id = 1 + (i * 13) % 14000;
+		COMMIT; PERFORM pg_sleep(0.002); END LOOP; END $$};
+
+# --- reindex under live load, with a searcher on the alias -----------------------
+faults('{"delay_ms": 30, "only_bulk": true}');
+my $load = IPC::Run::start(['psql', '-X', '-q', '-d', $connstr, '-c', $updates]);
+$node->safe_psql($db, "SELECT flusso.reindex('$ix')");
+ok(FlussoTest::wait_for(sub { status_of('building_generation') ne '' }, 'building'), 'the reindex starts');
+my ($searches, $failed, $low, $min) = (0, 0, 0, 1e9);
+my $t_end = time + 120;
+while (time < $t_end && status_of('building_generation') ne '')
+{
+	my ($code, $count) = count_alias();
+	$searches++;
+	if ($code != 200) { $failed++; next }
+	$min = $count if $count < $min;
+	$low++ if $count < $rows;
+	like(status_of('backfill_percent'), qr/^\d/, 'progress shows') if $searches == 1;
+	usleep(20_000);
+}
+faults('{}');
+$load->finish;
+cmp_ok($searches, '>', 10, "the searcher ran $searches searches during the reindex");
+is($failed, 0, 'no search failed');
+is($low, 0, "the alias never held fewer than $rows documents (lowest count $min)");
+is(status_of('generation'), '2', 'the alias points at generation 2');
+ok(FlussoTest::wait_synced($node, $db), 'synced after the swap');
+is((FlussoTest::os_request('HEAD', "/$ix\_1"))[0], 404, 'the old generation is gone');
+FlussoTest::is_consistent($node, $db, $ix, 'after a reindex under load');
+my $s = FlussoTest::status($node, $db);
+cmp_ok($s->{changes_committed}, '>', 0, 'counters were not reset by the reindex');
+
+# --- reindex(wait => true) returns after the swap ----------------------------------
+$node->safe_psql($db, "SELECT flusso.reindex('$ix', wait => true)");
+is(status_of('generation'), '3', 'reindex(wait => true) returns once the new generation is live');
+is(status_of('building_generation'), '', 'and nothing is being built');
+
+# --- alter_index: the new definition through a zero-downtime reindex ----------------
+(my $altered = $def) =~ s/"columns": \["id", "name", "email",/"columns": ["id", "name", "email", "company_id",/;
+$node->safe_psql($db, "SELECT flusso.alter_index('$ix', \$\$$altered\$\$)");
+ok(FlussoTest::wait_synced($node, $db), 'the altered index is rebuilt');
+is(status_of('generation'), '4', 'into generation 4');
+ok(exists FlussoTest::os_doc($ix, 1)->{company_id}, 'documents have the new field');
+FlussoTest::is_consistent($node, $db, $ix, 'after alter_index');
+
+# --- pause and resume ----------------------------------------------------------------
+$node->safe_psql($db, "SELECT flusso.pause('$ix')");
+ok(FlussoTest::wait_for(sub { status_of('state') eq 'paused' }, 'paused'), 'pause');
+$node->safe_psql($db, q{UPDATE users SET name = 'while paused' WHERE id = 3});
+is($node->safe_psql($db, q{SELECT flusso.wait_synced('2 s')}), 'f', 'wait_synced is false while paused');
+isnt(FlussoTest::os_doc($ix, 3)->{name}, 'while paused', 'a paused index does not change');
+$node->safe_psql($db, "SELECT flusso.resume('$ix')");
+ok(FlussoTest::wait_synced($node, $db), 'resume');
+is(FlussoTest::os_doc($ix, 3)->{name}, 'while paused', 'changes made while paused are applied on resume');
+FlussoTest::is_consistent($node, $db, $ix, 'after pause and resume');
+
+# --- a crash in the middle of a reindex ------------------------------------------------
+faults('{"delay_ms": 100, "only_bulk": true}');
+my $gen = status_of('generation');
+$node->safe_psql($db, "SELECT flusso.reindex('$ix')");
+ok(FlussoTest::wait_for(sub { status_of('backfill_rows_done') > 100 }, 'halfway'), 'the reindex is under way');
+my $pid = FlussoTest::worker_pid($node, $db);
+kill 'KILL', $pid;
+ok(FlussoTest::wait_for(sub { my $p = FlussoTest::worker_pid($node, $db); $p ne '' && $p ne $pid }, 'back'),
+	'the worker is back after kill -9');
+my (undef, $alias) = FlussoTest::os_request('GET', "/_alias/$ix");
+ok(exists $alias->{"$ix\_$gen"}, 'the alias still points at the complete generation');
+faults('{}');
+ok(FlussoTest::wait_synced($node, $db, '120 s'), 'the reindex completes after the crash');
+is(status_of('generation'), $gen + 1, 'the rebuilt generation is live');
+FlussoTest::is_consistent($node, $db, $ix, 'after a crash during a reindex');
+
+$node->stop;
+system("$root/test/faultproxy/faultproxy.sh", 'stop', '--dir', $proxydir);
+done_testing();
