@@ -109,3 +109,28 @@ AS $$
     INSERT INTO @extschema@.requests (name, action) VALUES ($1, 'resume');
 $$;
 COMMENT ON FUNCTION @extschema@.resume(text) IS 'resume a paused or stopped index: it is rebuilt with no downtime';
+
+-- Privileges.  Changing what is synced, and reading definitions, documents
+-- and dead letters, is for superusers and the extension owner unless
+-- granted (the README shows the GRANTs).  Status and metrics are for
+-- pg_monitor; wait_synced is for everybody.
+REVOKE ALL ON FUNCTION
+    @extschema@.create_index(text, jsonb),
+    @extschema@.alter_index(text, jsonb),
+    @extschema@.drop_index(text, boolean),
+    @extschema@.reindex(text, boolean),
+    @extschema@.pause(text),
+    @extschema@.resume(text),
+    @extschema@.retry_dead_letters(text),
+    @extschema@.preview(text, text),
+    @extschema@.explain(text),
+    @extschema@.index_body(text),
+    @extschema@.document_ids(text),
+    @extschema@.documents(text),
+    @extschema@.affected_documents(text, regclass, jsonb, jsonb)
+FROM PUBLIC;
+ALTER FUNCTION @extschema@.pause(text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.resume(text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION @extschema@.retry_dead_letters(text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON @extschema@.definitions, @extschema@.indexes, @extschema@.dead_letters,
+    @extschema@.index_state, @extschema@.requests FROM PUBLIC;

@@ -18,6 +18,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -115,6 +116,20 @@ store_definition(IndexDef *def, const char *json, bool create)
 		elog(ERROR, "could not store the definition of index \"%s\"", def->name);
 }
 
+/* Whoever defines an index must be able to read every table it reads. */
+static void
+check_caller_access(IndexDef *def)
+{
+	char	   *problem = superuser() ? NULL : flusso_def_access(def, GetUserId());
+
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to index \"%s\": %s", def->name, problem),
+				 errdetail("An index makes the rows of its tables searchable in OpenSearch."),
+				 errhint("The role that defines an index must be able to read every table the index reads.")));
+}
+
 static Datum
 define_index(FunctionCallInfo fcinfo, bool create)
 {
@@ -136,11 +151,14 @@ define_index(FunctionCallInfo fcinfo, bool create)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("index \"%s\" does not exist", name),
 				 errhint("Use flusso.create_index to create it.")));
+	def = flusso_definition_compile(name, json, true);
+	check_caller_access(def);
+	prepare_generated(def);
+	flusso_catalog_owner_enter();
 	if (create)
 		check_index_count();
-	def = flusso_definition_compile(name, json, true);
-	prepare_generated(def);
 	store_definition(def, json, create);
+	flusso_catalog_owner_leave();
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -169,6 +187,7 @@ flusso_drop_index(PG_FUNCTION_ARGS)
 	Datum		values[2] = {CStringGetTextDatum(name), BoolGetDatum(drop_remote)};
 
 	SPI_connect();
+	flusso_catalog_owner_enter();
 	if (SPI_execute_with_args("DELETE FROM flusso.definitions WHERE name = $1",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from flusso.definitions");
@@ -182,6 +201,7 @@ flusso_drop_index(PG_FUNCTION_ARGS)
 	if (SPI_execute_with_args("INSERT INTO flusso.requests (name, action) VALUES ($1, $2)",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the drop of index \"%s\"", name);
+	flusso_catalog_owner_leave();
 	SPI_finish();
 	PG_RETURN_VOID();
 }

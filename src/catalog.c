@@ -13,12 +13,50 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 #include "definition.h"
+
+static Oid	owner_saved_user;
+static int	owner_saved_sec;
+
+static Oid
+catalog_owner(void)
+{
+	Oid			nsp = get_namespace_oid("flusso", false);
+	Oid			relid = get_relname_relid("definitions", nsp);
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for flusso.definitions");
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Not nested.  An error in between is fine: aborting restores the user. */
+void
+flusso_catalog_owner_enter(void)
+{
+	GetUserIdAndSecContext(&owner_saved_user, &owner_saved_sec);
+	SetUserIdAndSecContext(catalog_owner(), owner_saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+flusso_catalog_owner_leave(void)
+{
+	SetUserIdAndSecContext(owner_saved_user, owner_saved_sec);
+}
 
 IndexDef *
 flusso_definition_compile(const char *name, const char *json, bool report_warnings)
@@ -39,9 +77,13 @@ flusso_definition_json(const char *name)
 	Datum		values[1] = {CStringGetTextDatum(name)};
 	bool		isnull;
 	Datum		d;
+	int			rc;
 
-	if (SPI_execute_with_args("SELECT definition::text FROM flusso.definitions WHERE name = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+	flusso_catalog_owner_enter();
+	rc = SPI_execute_with_args("SELECT definition::text FROM flusso.definitions WHERE name = $1",
+							   1, argtypes, values, NULL, true, 1);
+	flusso_catalog_owner_leave();
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.definitions");
 	if (SPI_processed == 0)
 		return NULL;

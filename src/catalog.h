@@ -10,6 +10,13 @@
 
 #include "definition.h"
 
+/*
+ * Run as the owner of flusso's tables (the extension's owner) while reading
+ * or writing them on behalf of a role that may only call the functions.
+ */
+extern void flusso_catalog_owner_enter(void);
+extern void flusso_catalog_owner_leave(void);
+
 /* Parse and check a definition given as JSON text; raises on error. */
 extern IndexDef *flusso_definition_compile(const char *name, const char *json,
 										   bool report_warnings);

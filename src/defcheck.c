@@ -37,6 +37,8 @@
 #include "parser/parse_oper.h"
 #include "parser/parser.h"
 #include "parser/scanner.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -748,4 +750,36 @@ flusso_def_check(IndexDef *def, bool report)
 	check_key(def);
 	check_node(def, def->root);
 	check_replica_identity(def, report);
+}
+
+static char *
+table_access(const DefTable *t, Oid role)
+{
+	Oid			nsp = get_rel_namespace(t->relid);
+
+	if (pg_namespace_aclcheck(nsp, role, ACL_USAGE) != ACLCHECK_OK)
+		return psprintf("role \"%s\" has no USAGE on schema %s",
+						GetUserNameFromId(role, false), quote_identifier(t->schema));
+	if (pg_class_aclcheck(t->relid, role, ACL_SELECT) != ACLCHECK_OK)
+		return psprintf("role \"%s\" has no SELECT on table %s",
+						GetUserNameFromId(role, false), qualified(t));
+	return NULL;
+}
+
+char *
+flusso_def_access(IndexDef *def, Oid role)
+{
+	ListCell   *lc;
+
+	foreach(lc, flusso_def_nodes(def))
+	{
+		DefNode    *node = lfirst(lc);
+		char	   *problem = table_access(&node->table, role);
+
+		if (problem == NULL && node->has_through)
+			problem = table_access(&node->through, role);
+		if (problem)
+			return problem;
+	}
+	return NULL;
 }

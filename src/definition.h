@@ -118,4 +118,10 @@ extern void flusso_def_raise(const DefError *err);
 /* the node list in pre-order */
 extern List *flusso_def_nodes(IndexDef *def);
 
+/*
+ * Can role read every table the definition reads?  NULL if so, else a
+ * message naming the first table (or schema) it cannot.
+ */
+extern char *flusso_def_access(IndexDef *def, Oid role);
+
 #endif							/* FLUSSO_DEFINITION_H */

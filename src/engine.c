@@ -806,15 +806,52 @@ run_backfill_plan(IndexRuntime *ix)
 	ListCell   *lc;
 	int			i = 0;
 
+	int			rc;
+
 	if (ix->next_cursor == NIL)
-	{
 		values[0] = Int32GetDatum(flusso_batch_size);
-		return SPI_execute_plan(ix->backfill_first_plan, values, NULL, true, 0);
+	else
+	{
+		foreach(lc, ix->next_cursor)
+			values[i++] = CStringGetTextDatum(lfirst(lc));
+		values[i] = Int32GetDatum(flusso_batch_size);
 	}
-	foreach(lc, ix->next_cursor)
-		values[i++] = CStringGetTextDatum(lfirst(lc));
-	values[i] = Int32GetDatum(flusso_batch_size);
-	return SPI_execute_plan(ix->backfill_next_plan, values, NULL, true, 0);
+	flusso_index_role_enter();
+	rc = SPI_execute_plan(ix->next_cursor == NIL ? ix->backfill_first_plan : ix->backfill_next_plan,
+						  values, NULL, true, 0);
+	flusso_index_role_leave();
+	return rc;
+}
+
+typedef struct ChunkArgs
+{
+	IndexRuntime *ix;
+	BackfillChunk *chunk;
+	Builder    *bld;
+	MemoryContext cxt;
+} ChunkArgs;
+
+static void
+build_chunk(void *arg)
+{
+	ChunkArgs  *a = arg;
+	IndexRuntime *ix = a->ix;
+	uint64		r;
+
+	if (run_backfill_plan(ix) != SPI_OK_SELECT)
+		elog(ERROR, "backfill statement failed");
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		char	   *doc = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+
+		builder_add(a->bld, ix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), doc,
+					ix->build_version, true);
+		if (r == SPI_processed - 1)
+			a->chunk->last_key = ix->next_cursor = row_key(ix, tup, SPI_tuptable->tupdesc, a->cxt);
+	}
+	a->chunk->rows = (int64) SPI_processed;
+	ix->build_exhausted = SPI_processed < (uint64) flusso_batch_size;
 }
 
 static void
@@ -823,25 +860,20 @@ backfill_chunk(IndexRuntime *ix)
 	MemoryContext cxt = GetMemoryChunkContext(ix);
 	BackfillChunk *chunk = MemoryContextAllocZero(cxt, sizeof(BackfillChunk));
 	Builder		bld = {BULK_BACKFILL, chunk, E.batches_cxt, NIL, NULL};
-	uint64		r;
+	ChunkArgs	args = {ix, chunk, &bld, cxt};
+	char	   *error;
 
 	chunk->index = ix;
 	chunk->generation = ix->build_gen;
 	begin_work("flusso: backfill");
-	if (run_backfill_plan(ix) != SPI_OK_SELECT)
-		elog(ERROR, "backfill statement of index \"%s\" failed", ix->name);
-	for (r = 0; r < SPI_processed; r++)
+	if (!flusso_guard(build_chunk, &args, &error))
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		char	   *doc = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
-
-		builder_add(&bld, ix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), doc,
-					ix->build_version, true);
-		if (r == SPI_processed - 1)
-			chunk->last_key = ix->next_cursor = row_key(ix, tup, SPI_tuptable->tupdesc, cxt);
+		flusso_index_set_error(ix, psprintf("backfilling index \"%s\" failed: %s", ix->name, error), true);
+		save_dirty();
+		end_work();
+		pfree(chunk);
+		return;
 	}
-	chunk->rows = (int64) SPI_processed;
-	ix->build_exhausted = SPI_processed < (uint64) flusso_batch_size;
 	flush_dead_letters();
 	save_dirty();
 	end_work();
@@ -878,8 +910,12 @@ static int
 run_build_plan(IndexRuntime *ix, List *ids)
 {
 	Datum	   *params = flusso_keyset_params(ids, ix->nkeys);
+	int			rc;
 
-	return SPI_execute_plan(ix->build_plan, params, NULL, true, 0);
+	flusso_index_role_enter();
+	rc = SPI_execute_plan(ix->build_plan, params, NULL, true, 0);
+	flusso_index_role_leave();
+	return rc;
 }
 
 typedef struct BuildArgs
@@ -971,7 +1007,9 @@ resolve_guarded(void *arg)
 {
 	ResolveArgs *a = arg;
 
+	flusso_index_role_enter();
 	flusso_resolve(a->watch, a->plan, a->images, a->keys, a->ix->nkeys);
+	flusso_index_role_leave();
 }
 
 static List *
@@ -1346,6 +1384,7 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 	ListCell   *lc;
 	uint64		i;
 
+	flusso_index_resolve_role();
 	if (SPI_execute("SELECT name, definition::text FROM flusso.definitions ORDER BY name", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.definitions");
 	for (i = 0; i < SPI_processed; i++)

@@ -181,6 +181,7 @@ _PG_init(void)
 	prev_process_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = process_utility;
 	RegisterXactCallback(xact_callback, NULL);
+	flusso_install_log_redaction();
 
 	flusso_register_launcher();
 }

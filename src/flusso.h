@@ -30,5 +30,7 @@ extern PGDLLEXPORT void flusso_worker_main(Datum main_arg);
 
 /* redact.c: remove credentials from text that may reach a log or a view */
 extern char *flusso_redact(const char *text);
+extern void flusso_redact_secret(const char *secret);
+extern void flusso_install_log_redaction(void);
 
 #endif							/* FLUSSO_H */

@@ -32,6 +32,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/procarray.h"
 #include "utils/array.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
@@ -44,6 +45,41 @@
 #include "settings.h"
 #include "sqlgen.h"
 #include "status.h"
+
+Oid			flusso_sync_role = InvalidOid;
+char	   *flusso_sync_role_problem = NULL;
+static Oid	saved_user;
+static int	saved_sec;
+
+/* Look flusso.role up (inside a transaction). */
+void
+flusso_index_resolve_role(void)
+{
+	flusso_sync_role = InvalidOid;
+	flusso_sync_role_problem = NULL;
+	if (flusso_role == NULL || flusso_role[0] == '\0')
+		return;
+	flusso_sync_role = get_role_oid(flusso_role, true);
+	if (!OidIsValid(flusso_sync_role))
+		flusso_sync_role_problem = MemoryContextStrdup(TopMemoryContext,
+													   psprintf("flusso.role \"%s\" does not exist", flusso_role));
+}
+
+void
+flusso_index_role_enter(void)
+{
+	if (!OidIsValid(flusso_sync_role))
+		return;
+	GetUserIdAndSecContext(&saved_user, &saved_sec);
+	SetUserIdAndSecContext(flusso_sync_role, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+}
+
+void
+flusso_index_role_leave(void)
+{
+	if (OidIsValid(flusso_sync_role))
+		SetUserIdAndSecContext(saved_user, saved_sec);
+}
 
 char *
 flusso_index_physical(IndexRuntime *ix, int generation)
@@ -154,7 +190,13 @@ flusso_index_compile(IndexRuntime *ix, const char *json, MemoryContext cxt)
 	ix->def_json = MemoryContextStrdup(cxt, json);
 	if (flusso_guard(compile, &args, &error))
 	{
+		char	   *problem = flusso_sync_role_problem ? flusso_sync_role_problem :
+			OidIsValid(flusso_sync_role) ? flusso_def_access(ix->def, flusso_sync_role) : NULL;
+
 		ix->broken = NULL;
+		if (problem && !ix->stopped)
+			flusso_index_set_error(ix, psprintf("index \"%s\" cannot be read: %s; grant it, then run flusso.resume('%s')",
+												ix->name, problem, ix->name), true);
 		return;
 	}
 	flusso_index_free(ix);
@@ -292,7 +334,12 @@ count_rows(IndexRuntime *ix)
 {
 	bool		isnull;
 
-	if (SPI_execute(flusso_sql_count(ix->def), true, 1) != SPI_OK_SELECT)
+	int			rc;
+
+	flusso_index_role_enter();
+	rc = SPI_execute(flusso_sql_count(ix->def), true, 1);
+	flusso_index_role_leave();
+	if (rc != SPI_OK_SELECT)
 		return 0;
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

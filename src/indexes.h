@@ -69,6 +69,16 @@ typedef struct IndexRuntime
 	TimestampTz saved_at;
 } IndexRuntime;
 
+/*
+ * The role generated statements run as (flusso.role), InvalidOid for the
+ * worker's own superuser; enter and leave it around each execution.
+ */
+extern Oid	flusso_sync_role;
+extern char *flusso_sync_role_problem;
+extern void flusso_index_role_enter(void);
+extern void flusso_index_role_leave(void);
+extern void flusso_index_resolve_role(void);
+
 /* The physical OpenSearch index of a generation. */
 extern char *flusso_index_physical(IndexRuntime *ix, int generation);
 

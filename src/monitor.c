@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "catalog.h"
 #include "flusso.h"
 #include "settings.h"
 #include "status.h"
@@ -287,8 +288,10 @@ definition_names(void)
 	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
+	flusso_catalog_owner_enter();
 	if (SPI_execute("SELECT name FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.definitions");
+	flusso_catalog_owner_leave();
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -349,15 +352,10 @@ flusso_wait_synced(PG_FUNCTION_ARGS)
 static bool
 index_defined(const char *name)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(name)};
 	bool		found;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT 1 FROM flusso.definitions WHERE name = $1",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read flusso.definitions");
-	found = SPI_processed > 0;
+	found = flusso_definition_json(name) != NULL;
 	SPI_finish();
 	return found;
 }

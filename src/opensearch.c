@@ -46,8 +46,10 @@ flusso_os_configure(void)
 	}
 	current_node = 0;
 	options.user = flusso_opensearch_user;
-	options.password = flusso_opensearch_password;
+	options.password = flusso_opensearch_secret();
 	options.ca_file = flusso_opensearch_ca_file;
+	options.client_cert = flusso_opensearch_client_cert;
+	options.client_key = flusso_opensearch_client_key;
 	options.tls_verify = flusso_opensearch_tls_verify;
 	options.timeout_ms = flusso_request_timeout;
 	MemoryContextSwitchTo(old);

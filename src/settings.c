@@ -15,9 +15,11 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <sys/stat.h>
 
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "storage/fd.h"
 #include "utils/guc.h"
 
 #include "flusso.h"
@@ -28,6 +30,10 @@ char	   *flusso_opensearch_url = NULL;
 char	   *flusso_opensearch_user = NULL;
 char	   *flusso_opensearch_password = NULL;
 char	   *flusso_opensearch_ca_file = NULL;
+char	   *flusso_opensearch_password_file = NULL;
+char	   *flusso_opensearch_client_cert = NULL;
+char	   *flusso_opensearch_client_key = NULL;
+char	   *flusso_role = NULL;
 bool		flusso_opensearch_tls_verify = true;
 char	   *flusso_slot_name = NULL;
 int			flusso_batch_size = 1000;
@@ -211,6 +217,85 @@ check_slot_name(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* A file setting must name a readable file (empty: not used). */
+static bool
+check_readable_file(char **newval, void **extra, GucSource source)
+{
+	struct stat st;
+
+	if (**newval == '\0')
+		return true;
+	if (stat(*newval, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		GUC_check_errdetail("\"%s\" is not a readable file: %m.", *newval);
+		return false;
+	}
+	return true;
+}
+
+/* The password file must exist and be readable by its owner only. */
+static bool
+check_password_file(char **newval, void **extra, GucSource source)
+{
+	struct stat st;
+
+	if (**newval == '\0')
+		return true;
+	if (stat(*newval, &st) != 0 || !S_ISREG(st.st_mode))
+	{
+		GUC_check_errdetail("\"%s\" is not a readable file: %m.", *newval);
+		return false;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		GUC_check_errdetail("\"%s\" is readable by its group or by others (mode %04o).",
+							*newval, (unsigned int) (st.st_mode & 07777));
+		GUC_check_errhint("Run chmod 600 on it: a password file must be readable by its owner only.");
+		return false;
+	}
+	return true;
+}
+
+static const char *
+show_password(void)
+{
+	return flusso_opensearch_password && flusso_opensearch_password[0] ? "********" : "";
+}
+
+static const char *
+show_url(void)
+{
+	return flusso_opensearch_url ? flusso_redact(flusso_opensearch_url) : "";
+}
+
+char *
+flusso_opensearch_secret(void)
+{
+	FILE	   *f;
+	char		buf[1024];
+	size_t		n;
+
+	if (flusso_opensearch_password_file == NULL || flusso_opensearch_password_file[0] == '\0')
+		return pstrdup(flusso_opensearch_password ? flusso_opensearch_password : "");
+	f = AllocateFile(flusso_opensearch_password_file, "r");
+	if (f == NULL)
+	{
+		ereport(WARNING,
+				(errcode_for_file_access(),
+				 errmsg("could not open flusso.opensearch_password_file \"%s\": %m",
+						flusso_opensearch_password_file),
+				 errhint("Requests to OpenSearch go without a password until it can be read.")));
+		return pstrdup("");
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	FreeFile(f);
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	flusso_redact_secret(buf);
+	return pstrdup(buf);
+}
+
 static void
 define_connection_settings(void)
 {
@@ -224,21 +309,35 @@ define_connection_settings(void)
 							   "With several URLs, requests fail over to the next node.",
 							   &flusso_opensearch_url, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
-							   check_opensearch_url, NULL, NULL);
+							   check_opensearch_url, NULL, show_url);
 	DefineCustomStringVariable("flusso.opensearch_user",
 							   "User name for HTTP basic authentication to OpenSearch.",
 							   NULL, &flusso_opensearch_user, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("flusso.opensearch_password",
 							   "Password for HTTP basic authentication to OpenSearch.",
-							   NULL, &flusso_opensearch_password, "", PGC_SIGHUP,
+							   "flusso.opensearch_password_file is the safer way to give it.",
+							   &flusso_opensearch_password, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
+							   NULL, NULL, show_password);
+	DefineCustomStringVariable("flusso.opensearch_password_file",
+							   "File holding the password for OpenSearch (readable by its owner only).",
+							   "It takes precedence over flusso.opensearch_password.",
+							   &flusso_opensearch_password_file, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, check_password_file, NULL, NULL);
+	DefineCustomStringVariable("flusso.opensearch_client_cert",
+							   "Client certificate for mutual TLS with OpenSearch (PEM).",
+							   NULL, &flusso_opensearch_client_cert, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, check_readable_file, NULL, NULL);
+	DefineCustomStringVariable("flusso.opensearch_client_key",
+							   "Private key of the client certificate (PEM).",
+							   NULL, &flusso_opensearch_client_key, "", PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY, check_readable_file, NULL, NULL);
 	DefineCustomStringVariable("flusso.opensearch_ca_file",
 							   "File of CA certificates that verify OpenSearch's TLS certificate.",
 							   "Empty means the system's default CA store.",
 							   &flusso_opensearch_ca_file, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+							   GUC_SUPERUSER_ONLY, check_readable_file, NULL, NULL);
 	DefineCustomBoolVariable("flusso.opensearch_tls_verify",
 							 "Verify OpenSearch's TLS certificate and host name.",
 							 NULL, &flusso_opensearch_tls_verify, true,
@@ -315,6 +414,10 @@ define_pipeline_settings(void)
 static void
 define_definition_settings(void)
 {
+	DefineCustomStringVariable("flusso.role",
+							   "Role the sync worker reads the indexed tables as.",
+							   "Empty: the bootstrap superuser.  The role needs SELECT on every table an index reads.",
+							   &flusso_role, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("flusso.max_indexes",
 							"Largest number of indexes, over all databases, whose status is kept.",
 							NULL, &flusso_max_indexes, 64, 1, 10000,

@@ -22,6 +22,10 @@ extern char *flusso_opensearch_url;
 extern char *flusso_opensearch_user;
 extern char *flusso_opensearch_password;
 extern char *flusso_opensearch_ca_file;
+extern char *flusso_opensearch_password_file;
+extern char *flusso_opensearch_client_cert;
+extern char *flusso_opensearch_client_key;
+extern char *flusso_role;
 extern bool flusso_opensearch_tls_verify;
 extern char *flusso_slot_name;
 extern int	flusso_batch_size;
@@ -41,6 +45,9 @@ extern int	flusso_capture_memory;
 extern int	flusso_max_lag_bytes;
 
 extern void flusso_define_settings(void);
+
+/* The password: flusso.opensearch_password, or read from the password file. */
+extern char *flusso_opensearch_secret(void);
 
 /* "a, b" -> list of palloc'd, trimmed, non-empty strings */
 extern List *flusso_split_list(const char *value);
