@@ -575,6 +575,20 @@ flusso_capture_close(void)
 	InvalidateSystemCaches();
 }
 
+/*
+ * A record larger than the reader's decode buffer is palloc'd in the
+ * current context and freed by the next read: it must outlive the step.
+ */
+static XLogRecord *
+read_record(XLogReaderState *reader, char **errm)
+{
+	MemoryContext old = MemoryContextSwitchTo(capture_cxt);
+	XLogRecord *record = XLogReadRecord(reader, errm);
+
+	MemoryContextSwitchTo(old);
+	return record;
+}
+
 void
 flusso_capture_decode(int max_images)
 {
@@ -589,7 +603,7 @@ flusso_capture_decode(int max_images)
 		while (reader->EndRecPtr < end_of_wal)
 		{
 			char	   *errm = NULL;
-			XLogRecord *record = XLogReadRecord(reader, &errm);
+			XLogRecord *record = read_record(reader, &errm);
 
 			if (errm)
 				elog(ERROR, "could not read WAL for logical decoding: %s", errm);

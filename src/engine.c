@@ -249,7 +249,12 @@ column_pos(CaptureRel *cr, const char *column)
 	return cr->ncols++;
 }
 
-/* Tell capture which tables and columns the active indexes read. */
+/*
+ * Tell capture which tables and columns the indexes read.  Stopped and
+ * paused indexes are watched too (their changes are dropped when resolved):
+ * a reindex or resume may bring them back between two reloads, and from
+ * that point on no change of theirs may be missing.
+ */
 static void
 set_watches(void)
 {
@@ -262,7 +267,7 @@ set_watches(void)
 		IndexRuntime *ix = E.ix[i];
 		ListCell   *lc;
 
-		if (!flusso_index_active(ix))
+		if (ix->def == NULL)
 			continue;
 		foreach(lc, ix->watches)
 		{
@@ -1114,7 +1119,7 @@ start_rebuilds(CaptureRound *round)
 		ListCell   *lc;
 		bool		hit = false;
 
-		if (!flusso_index_active(ix))
+		if (ix->def == NULL)
 			continue;
 		foreach(lc, ix->watches)
 			hit |= list_member_oid(round->rebuild_relids, ((FlussoWatch *) lfirst(lc))->relid);
@@ -1231,7 +1236,9 @@ settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	if (ix->def == NULL)
 		return;
-	if (ix->live_gen == 0 && ix->build_gen == 0)
+	if (ix->stopped && ix->live_gen == 0 && ix->build_gen == 0)
+		;						/* stopped before it started: resume builds it */
+	else if (ix->live_gen == 0 && ix->build_gen == 0)
 		flusso_index_start_build(ix, lsn, reloaded ? "new index" : "first start");
 	else if (fresh_slot)
 		flusso_index_start_build(ix, lsn, "the replication slot was missing or invalidated, so changes may have been missed");
@@ -1355,6 +1362,8 @@ forget_indexes(void)
 {
 	int			i;
 
+	/* capture's watch list lives in E.cxt: drop it before the memory goes */
+	flusso_capture_set_watches(NIL, E.definitions_relid, E.requests_relid);
 	for (i = 0; i < E.nix; i++)
 		flusso_index_free(E.ix[i]);
 	E.ix = NULL;
@@ -1676,8 +1685,13 @@ flusso_engine_stop(void)
 	E.marker_lsn = E.reload_lsn = InvalidXLogRecPtr;
 }
 
+/*
+ * After a reload.  A new sink starts over; new connection settings drop
+ * the requests in flight and every kept-alive connection (their batches
+ * are sent again: nothing was confirmed for them).
+ */
 void
-flusso_engine_settings_changed(void)
+flusso_engine_settings_changed(bool connection_changed)
 {
 	if (E.loaded && E.sink != flusso_sink())
 	{
@@ -1685,6 +1699,13 @@ flusso_engine_settings_changed(void)
 		flusso_engine_after_error();
 		E.loaded = false;
 	}
+	else if (connection_changed)
+	{
+		ereport(LOG, (errmsg("flusso reconnects to OpenSearch with the new connection settings")));
+		flusso_engine_after_error();
+	}
+	if (connection_changed)
+		flusso_http_reset();
 }
 
 void

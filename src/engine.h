@@ -18,7 +18,7 @@ extern void flusso_engine_start(void);
 extern void flusso_engine_stop(void);
 
 /* Settings were reloaded. */
-extern void flusso_engine_settings_changed(void);
+extern void flusso_engine_settings_changed(bool connection_changed);
 
 /* One unit of work; returns how long the worker may sleep, in ms. */
 extern long flusso_engine_step(void);

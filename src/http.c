@@ -118,10 +118,13 @@ write_cb(char *data, size_t size, size_t nmemb, void *userp)
 void
 flusso_http_init(void)
 {
+	static bool global_done = false;
+
 	if (multi != NULL)
 		return;
-	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+	if (!global_done && curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "could not initialize libcurl");
+	global_done = true;
 	multi = curl_multi_init();
 	if (multi == NULL)
 		elog(ERROR, "could not create a libcurl multi handle");
@@ -469,6 +472,25 @@ flusso_http_abort_all(void)
 		if (live_requests[i] != NULL)
 			flusso_http_free(live_requests[i]);
 	done_head = done_tail = NULL;
+}
+
+/*
+ * Forget every request and every kept-alive connection: after a change of
+ * URL, credentials or TLS settings, no connection opened under the old
+ * ones may carry another request.
+ */
+void
+flusso_http_reset(void)
+{
+	flusso_http_abort_all();
+	if (multi != NULL)
+		curl_multi_cleanup(multi);
+	multi = NULL;
+	nsockets = 0;
+	sockets_changed = true;
+	curl_timer_ms = -1;
+	in_flight = 0;
+	flusso_http_init();
 }
 
 char *

@@ -78,6 +78,7 @@ extern void flusso_http_free(FlussoHttpRequest *req);
 
 /* Abandon every request in flight (after an error). */
 extern void flusso_http_abort_all(void);
+extern void flusso_http_reset(void);
 
 /* A one-line description of a failed request, for logs and status. */
 extern char *flusso_http_describe_failure(const FlussoHttpRequest *req);

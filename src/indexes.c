@@ -329,19 +329,39 @@ flusso_index_delete_state(const char *name)
 
 /* ---- builds ---- */
 
-static int64
-count_rows(IndexRuntime *ix)
+typedef struct CountArgs
 {
-	bool		isnull;
+	IndexRuntime *ix;
+	int64		count;
+} CountArgs;
 
+static void
+count(void *arg)
+{
+	CountArgs  *a = arg;
+	bool		isnull;
 	int			rc;
 
 	flusso_index_role_enter();
-	rc = SPI_execute(flusso_sql_count(ix->def), true, 1);
+	rc = SPI_execute(flusso_sql_count(a->ix->def), true, 1);
 	flusso_index_role_leave();
-	if (rc != SPI_OK_SELECT)
+	if (rc == SPI_OK_SELECT && SPI_processed == 1)
+		a->count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * The estimate shown while a build runs.  Failing to count (a table the
+ * sync role may not read) is not fatal here: the backfill reports it.
+ */
+static int64
+count_rows(IndexRuntime *ix)
+{
+	CountArgs	args = {ix, 0};
+	char	   *error;
+
+	if (!flusso_guard(count, &args, &error))
 		return 0;
-	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return args.count;
 }
 
 /* Remember the transactions running now: the build waits for them. */

@@ -26,12 +26,20 @@ static List *nodes = NIL;		/* base URLs without a trailing slash */
 static int	current_node = 0;
 static FlussoHttpOptions options;
 
-void
+/*
+ * Read the connection settings.  Returns true when they differ from the
+ * ones in use (URL, credentials, TLS files or verification): connections
+ * opened under the old ones must not be reused.
+ */
+bool
 flusso_os_configure(void)
 {
+	static char *signature = NULL;
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	List	   *urls = flusso_split_list(flusso_opensearch_url);
+	List	   *urls = flusso_split_list(flusso_opensearch_url_full);
 	ListCell   *lc;
+	char	   *now;
+	bool		changed;
 
 	list_free_deep(nodes);
 	nodes = NIL;
@@ -46,13 +54,25 @@ flusso_os_configure(void)
 	}
 	current_node = 0;
 	options.user = flusso_opensearch_user;
+	if (options.password)
+		pfree((char *) options.password);
 	options.password = flusso_opensearch_secret();
 	options.ca_file = flusso_opensearch_ca_file;
 	options.client_cert = flusso_opensearch_client_cert;
 	options.client_key = flusso_opensearch_client_key;
 	options.tls_verify = flusso_opensearch_tls_verify;
 	options.timeout_ms = flusso_request_timeout;
+	now = psprintf("%s|%s|%s|%s|%s|%s|%d", flusso_opensearch_url_full,
+				   options.user ? options.user : "", options.password,
+				   options.ca_file ? options.ca_file : "",
+				   options.client_cert ? options.client_cert : "",
+				   options.client_key ? options.client_key : "", (int) options.tls_verify);
+	changed = signature != NULL && strcmp(signature, now) != 0;
+	if (signature)
+		pfree(signature);
+	signature = now;
 	MemoryContextSwitchTo(old);
+	return changed;
 }
 
 bool

@@ -12,7 +12,7 @@
 #include "observer.h"
 
 /* Re-read the flusso.opensearch_* settings (at start and after SIGHUP). */
-extern void flusso_os_configure(void);
+extern bool flusso_os_configure(void);
 
 /* Is a URL set?  Without one the sink is a dry run. */
 extern bool flusso_os_configured(void);

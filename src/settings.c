@@ -27,6 +27,7 @@
 
 char	   *flusso_database = NULL;
 char	   *flusso_opensearch_url = NULL;
+const char *flusso_opensearch_url_full = "";
 char	   *flusso_opensearch_user = NULL;
 char	   *flusso_opensearch_password = NULL;
 char	   *flusso_opensearch_ca_file = NULL;
@@ -166,6 +167,38 @@ url_is_valid(const char *url, const char **why)
 	return true;
 }
 
+/*
+ * The URL may carry "user:password@".  What PostgreSQL stores, and every
+ * view shows (pg_settings' setting, reset_val and boot_val alike), is the
+ * URL with the password masked; the full one travels as the setting's
+ * extra and reaches the worker through the assign hook.
+ */
+static bool
+keep_url_secret(char **newval, void **extra)
+{
+	char	   *shown = flusso_redact(*newval);
+	char	   *full = strdup(*newval);	/* GUC frees values and extras with free() */
+	char	   *masked;
+
+	if (full == NULL)
+		return false;
+	*extra = full;
+	if (strcmp(shown, *newval) == 0)
+		return true;
+	masked = strdup(shown);
+	if (masked == NULL)
+		return false;
+	free(*newval);
+	*newval = masked;
+	return true;
+}
+
+static void
+assign_opensearch_url(const char *newval, void *extra)
+{
+	flusso_opensearch_url_full = extra ? (const char *) extra : "";
+}
+
 static bool
 check_opensearch_url(char **newval, void **extra, GucSource source)
 {
@@ -186,7 +219,7 @@ check_opensearch_url(char **newval, void **extra, GucSource source)
 			return false;
 		}
 	}
-	return true;
+	return keep_url_secret(newval, extra);
 }
 
 /* Slot names follow PostgreSQL's rule: [a-z0-9_], at most NAMEDATALEN-1. */
@@ -262,12 +295,6 @@ show_password(void)
 	return flusso_opensearch_password && flusso_opensearch_password[0] ? "********" : "";
 }
 
-static const char *
-show_url(void)
-{
-	return flusso_opensearch_url ? flusso_redact(flusso_opensearch_url) : "";
-}
-
 char *
 flusso_opensearch_secret(void)
 {
@@ -309,7 +336,7 @@ define_connection_settings(void)
 							   "With several URLs, requests fail over to the next node.",
 							   &flusso_opensearch_url, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
-							   check_opensearch_url, NULL, show_url);
+							   check_opensearch_url, assign_opensearch_url, NULL);
 	DefineCustomStringVariable("flusso.opensearch_user",
 							   "User name for HTTP basic authentication to OpenSearch.",
 							   NULL, &flusso_opensearch_user, "", PGC_SIGHUP,

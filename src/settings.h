@@ -19,6 +19,7 @@ typedef enum FlussoOnError
 
 extern char *flusso_database;
 extern char *flusso_opensearch_url;
+extern const char *flusso_opensearch_url_full;	/* with its password */
 extern char *flusso_opensearch_user;
 extern char *flusso_opensearch_password;
 extern char *flusso_opensearch_ca_file;

@@ -197,9 +197,8 @@ reload_settings(void)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	allow_own_plugin();
-	flusso_os_configure();
+	flusso_engine_settings_changed(flusso_os_configure());
 	state.next_ping = 0;
-	flusso_engine_settings_changed();
 }
 
 /* Record an error caught at step level, clean up, and back off. */

@@ -89,8 +89,22 @@ def build(r):
                      num(g(r, "backfill.pgsync.bootstrap_s"), 1), num(g(r, "backfill.pgsync.sync_s"), 1))
                      if g(r, "backfill.pgsync") else ""),
                  num(g(r, "raw.searchable_s"), 1), "–", "–"))
+    def per_cpu(key, groups):
+        c = g(r, key + ".cpu.cpu_s")
+        docs = g(r, key + ".docs")
+        if not c or not docs:
+            return None
+        used = sum(c.get(x, 0) for x in groups)
+        return docs / used if used else None
+
+    pc_f = per_cpu("backfill.flusso", ["flusso_worker", "flusso_other", "postgres", "opensearch"])
+    pc_p = per_cpu("backfill.pgsync", ["pgsync", "postgres", "opensearch", "redis"])
+    pc_r = per_cpu("raw", ["opensearch", "harness"])
+    rows.append(("Backfill, documents per CPU-second of its own processes (incl. PostgreSQL, OpenSearch; "
+                 "independent of other load on the machine)", num(pc_f), num(pc_p), num(pc_r),
+                 ratio(pc_f, pc_r), ratio(pc_f, pc_p, 1)))
     rows.append(("Backfill docs/s, flusso's full definition (`users_index.json`: + filter, expression, order_by, count, sum)",
-                 num(bf_full), "cannot express it", "–", ratio(bf_full, raw), "–"))
+                 num(bf_full), "cannot express it", "–", "–", "–"))
     rows.append(("`flusso.documents()` alone (the SQL build, no OpenSearch), docs/s", num(g(r, "export.docs_per_s")),
                  "–", "–", "–", "–"))
     rows.append(("Live: row changes/s sustained (load + catch-up, lag bounded)", num(lv_f), num(lv_p), "–", "–",
@@ -107,14 +121,19 @@ def build(r):
                        ("r1000", "1,000 commits/s"), ("r5000", "5,000 commits/s")]:
         rows.append(("Latency p50 / p95 / p99 (ms), " + label, lat(g(r, "latency.flusso." + key)),
                      lat(g(r, "latency.pgsync." + key)), "–", "–", "–"))
+    anon = g(r, "footprint.flusso.cpu.mem_peak_kb.flusso_worker.RssAnon")
+    shm = g(r, "footprint.flusso.after.RssShmem")
     rows.append(("Peak RSS in one {:,}-row UPDATE (MB, VmHWM)".format(g(r, "footprint.flusso.rows", 0) or 0),
-                 num(fp_f, 1) + " (worker)",
+                 num(fp_f, 1) + " (worker{})".format(
+                     "; private peak {:.0f} MB, shared buffers touched {:.0f} MB".format(anon / 1024, shm / 1024)
+                     if anon and shm else ""),
                  (num(fp_p, 1) + " (PGSync) + {} (Redis){}".format(
                      num(g(r, "footprint.pgsync.redis_vmhwm_mb"), 1),
                      "" if g(r, "footprint.pgsync.finished") else
                      "; not finished after {} s".format(num(g(r, "footprint.pgsync.watched_after_commit_s"))))
                   if g(r, "footprint.pgsync") else "–"), "–", "–", "–"))
-    rows.append(("Time to sync that UPDATE after its commit (s)", num(g(r, "footprint.flusso.sync_after_commit_s"), 1),
+    rows.append(("Time to sync that UPDATE after its commit (s)", num(g(r, "footprint.flusso.sync_after_commit_s"), 1) +
+                 (" (handled as {})".format(g(r, "footprint.flusso.handled_as")) if g(r, "footprint.flusso.handled_as") else ""),
                  ("> {} (queue left: {:,})".format(num(g(r, "footprint.pgsync.watched_after_commit_s")),
                                                    g(r, "footprint.pgsync.queue_left") or 0)
                   if g(r, "footprint.pgsync") and not g(r, "footprint.pgsync.finished") else
@@ -186,8 +205,9 @@ def settings_md(r):
     shown = {k: fs[k] for k in sorted(fs) if k in ("flusso.batch_size", "flusso.batch_bytes", "flusso.queue_capacity",
                                                    "flusso.flush_interval", "flusso.capture_memory",
                                                    "flusso.lag_poll_interval")}
-    out.append("- flusso {} at commit {}: every setting at its default ({})".format(
-        "", m.get("commit"), ", ".join("`{} = {}`".format(k, v) for k, v in shown.items())).replace("flusso  at", "flusso at"))
+    out.append("- flusso at commit {}{}: every setting at its default ({})".format(
+        m.get("commit"), " plus uncommitted changes to " + m["uncommitted"].strip() if (m.get("uncommitted") or "").strip() else "",
+        ", ".join("`{} = {}`".format(k, v) for k, v in shown.items())))
     ps = m.get("pgsync_settings") or {}
     out.append("- PGSync settings (environment): " + ", ".join("`{}={}`".format(k, v) for k, v in sorted(ps.items())
                                                               if k != "mode"))
@@ -223,11 +243,14 @@ def details_md(r):
                            num(s.get("commit_p50_ms"), 2), s.get("commit_rate") or 0, s.get("drain_s")))
     f = g(r, "footprint.flusso")
     if f:
-        out.append("- flusso footprint: UPDATE of {:,} rows took {} s; {:,} changes captured, {:,} documents built, "
-                   "synced {} s after the commit; worker VmHWM {:,} kB (RssAnon {:,} kB, RssShmem {:,} kB at the end; "
+        out.append("- flusso footprint: UPDATE of {:,} rows took {} s; {:,} changes captured, handled as {} "
+                   "({:,} documents built live, {:,} rebuilt), synced {} s after the commit; worker VmHWM {:,} kB "
+                   "(peak RssAnon sampled twice a second {:,} kB; at the end RssAnon {:,} kB, RssShmem {:,} kB; "
                    "before: VmRSS {:,} kB)".format(
-                       f["rows"], f["update_s"], f["changes_captured"], f["documents_built"], f["sync_after_commit_s"],
-                       f["after"]["VmHWM"], f["after"]["RssAnon"], f["after"]["RssShmem"], f["before"]["VmRSS"]))
+                       f["rows"], f["update_s"], f["changes_captured"], f.get("handled_as", "?"), f["documents_built"],
+                       f.get("rebuilt_documents") or 0, f["sync_after_commit_s"], f["after"]["VmHWM"],
+                       g(f, "cpu.mem_peak_kb.flusso_worker.RssAnon", 0), f["after"]["RssAnon"],
+                       f["after"]["RssShmem"], f["before"]["VmRSS"]))
     p = g(r, "footprint.pgsync")
     if p:
         out.append("- PGSync footprint: UPDATE of {:,} rows took {} s (its triggers fire per row); watched {} s after "
@@ -310,11 +333,14 @@ def main():
         "bound, so the commit rate settles at what the tool sustains without its lag growing. Sustained = row "
         "changes / (load time + catch-up time until a marker committed afterwards is readable). Each row change "
         "changes one document. Then 500 updated documents are compared with PostgreSQL.",
-        "- Latency: `pgbench -R` commits single-row updates (root or child) at the fixed rate minus 20/s, and "
-        "`bench.py probe` commits 20 markers/s (alternately in `users.name` and in an `order_items.sku`) and polls "
-        "realtime `GET /index/_doc/id` every 5 ms until the marker shows; the delay is counted from the moment the "
-        "commit returned. The probe-only step runs 10 probes/s and nothing else. A rate above 1.5× what the tool "
-        "sustained in the live phase is not run (it would only measure a growing queue).",
+        "- Latency: `bench.py probe` commits markers (alternately in `users.name` and in an `order_items.sku` of "
+        "users the load does not touch); one poller fetches every pending document with one realtime `_mget` every "
+        "5 ms until its marker shows; the delay is counted from the moment the commit returned. 'Probes only' runs "
+        "right after the idle phase, with nothing else writing, at 5 markers/s or, for a tool slower than that, at a "
+        "fifth of 1 / the delay of a first marker (at least 0.1/s, for up to 60 s). At the fixed rates, `pgbench -R` "
+        "commits single-row updates (root or child) at the rate minus 20/s and the probe adds 20 markers/s; a rate "
+        "above 1.5x what the tool sustained in the live phase is not run (it would only measure a growing queue). "
+        "Before each step the tool has caught up and OpenSearch and PostgreSQL are quiet (merges done, at most 30 s).",
         "- Footprint: `echo 5 > /proc/PID/clear_refs` resets the peak, then one `UPDATE order_items SET qty = qty + 1 "
         "WHERE id <= 2000000`; VmHWM of the flusso worker (its pid from `flusso.status`) after flusso acknowledged it, "
         "or of PGSync's processes (and Redis) after at most the watch window. Note that a PostgreSQL backend's RSS "

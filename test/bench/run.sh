@@ -85,7 +85,7 @@ export OPENSEARCH_HEAP=${OPENSEARCH_HEAP:-2g}
 PROBE_RATE=20          # latency probes per second (part of each fixed rate)
 PROBE_IDLE_RATE=5      # probes per second of the "probe only" step
 FLUSSO_LIMIT=20000     # live phase: backlog (row changes) at which the load pauses
-PGSYNC_LIMIT=100       # the same for PGSync (changes not yet written; it works through them in groups of 5)
+PGSYNC_LIMIT=20        # the same for PGSync (changes not yet written; it works through them in groups of 5)
 
 venv=$dir/venv
 py=$venv/bin/python
@@ -163,6 +163,7 @@ setup() {
 		rm -f "$results"
 	fi
 	trap cleanup EXIT
+	trap 'exit 143' TERM INT
 
 	log "installing dependencies, building flusso"
 	test/install-deps.sh --bench
@@ -170,7 +171,9 @@ setup() {
 	make -s install >>"$logs/build.log" 2>&1
 	test/opensearch/opensearch.sh build
 
-	if ! [ -x "$py" ] || ! "$venv/bin/pip" show pgsync 2>/dev/null | grep -qx "Version: $PGSYNC_VERSION"; then
+	local have=""
+	[ -x "$py" ] && have=$("$venv/bin/pip" show pgsync 2>/dev/null | sed -n 's/^Version: //p')
+	if [ "$have" != "$PGSYNC_VERSION" ]; then
 		log "installing PGSync $PGSYNC_VERSION into $venv"
 		rm -rf "$venv"
 		/usr/bin/python3 -m venv "$venv"
@@ -188,7 +191,9 @@ setup() {
 		"flusso.database = '$DB'" \
 		"flusso.opensearch_url = '$url'" \
 		"max_wal_size = '8GB'" \
-		"checkpoint_timeout = '30min'"
+		"checkpoint_timeout = '30min'" \
+		"log_autovacuum_min_duration = 0" \
+		"log_checkpoints = on"
 	note "PostgreSQL port $port (psql -h 127.0.0.1 -p $port -U postgres $DB)"
 
 	if [ "$pgsync" = 1 ] && [ "$scale_only" = 0 ]; then
@@ -220,8 +225,9 @@ record_meta() {
 		--arg pg "$pgv" --arg pgsync "$pgsyncv" --arg redis "$redisv" --arg heap "$OPENSEARCH_HEAP" \
 		--arg n "$N" --arg cmd "test/bench/run.sh${argv[*]:+ ${argv[*]}}" --arg date "$(date -u +%Y-%m-%dT%H:%MZ)" \
 		--arg kernel "$(uname -r)" --arg commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+		--arg dirty "$(git -C "$root" status --porcelain -- src sql Makefile flusso.control 2>/dev/null | awk '{ print $2 }' | tr '\n' ' ')" \
 		--arg py "$("$py" --version 2>&1)" \
-		'{date: $date, n: ($n|tonumber), command: $cmd, commit: $commit,
+		'{date: $date, n: ($n|tonumber), command: $cmd, commit: $commit, uncommitted: $dirty,
 		  machine: {cpu: $cpu, cores: ($cores|tonumber), ram_gib: ($ram|tonumber), kernel: $kernel},
 		  versions: {postgresql: $pg, opensearch: $os, pgsync: $pgsync, redis: $redis, python: $py},
 		  opensearch_heap: $heap}' | put meta
@@ -360,64 +366,80 @@ live_phase() {
 	note "$(jq -r '"\(.changes) row changes in \(.commits) commits over \(.seconds) s; processed \(.processed_rate)/s during the load; max backlog \(.backlog_max)"' "$logs/live-$tool.json"); drained $dr s after; verify: $(jq -c '{checked, mismatches}' "$logs/verify-live-$tool.json")"
 }
 
-# latency TOOL INDEX: probe-only step, then each fixed commit rate the tool can take
-latency_phase() {
-	local tool=$1 index=$2 sustained rate bg t0 dr pgb behind=0
-	sustained=$(jq -r ".live.$tool.sustained_per_s // 0" "$results")
-	log "$tool latency: probes commit a marker and poll GET /$index/_doc/id (every 5 ms) until it shows"
-	if [ "$(jq -r ".live.$tool.drain_s" "$results")" = -1 ]; then
-		for rate in probe $RATES; do
-			jq -n --arg why "not run: $tool had not caught up with the live phase after ${DRAIN_MAX} s" '{skipped: $why}' |
-				put "latency.$tool.r$rate"
-		done
-		note "skipped: $tool had not caught up with the live phase"
-		return
+# wait_quiet: until OpenSearch and PostgreSQL are quiet (< 0.25 core over
+# 2 s, e.g. merges after a write-heavy phase), at most 30 s
+wait_quiet() {
+	local t0 busy
+	t0=$SECONDS
+	while [ $((SECONDS - t0)) -lt 30 ]; do
+		sleep 2
+		busy=$(bench cpu "$logs/procmon.jsonl" --since "$(awk -v t="$(now)" 'BEGIN { printf "%.3f", t - 2 }')" |
+			jq '((.cores.opensearch // 0) + (.cores.postgres // 0) + (.cores.flusso_worker // 0) + (.cores.pgsync // 0))')
+		awk -v b="$busy" 'BEGIN { exit !(b < 0.25) }' && return 0
+	done
+	note "not quiet after 30 s (busy $busy cores); going on"
+}
+
+# latency_step TOOL INDEX RATE ("probe": markers alone, at a rate the tool
+# takes easily; otherwise RATE commits/s in all, pgbench making up the rest)
+latency_step() {
+	local tool=$1 index=$2 rate=$3 t0 dr pgb prate=$PROBE_RATE psecs=$LAT_S bgpid=""
+	drain "$tool" "$index" >/dev/null
+	wait_quiet
+	t0=$(now)
+	if [ "$rate" = probe ]; then
+		# one marker first; then at most PROBE_IDLE_RATE/s and at most a fifth of 1/its delay
+		local first
+		first=$(bench sentinel --dsn "$(dsn)" --url "$url" --index "$index" --id "$SENTINEL" --timeout 120 | jq -r '.visible_s // 1')
+		prate=$(awk -v r="$PROBE_IDLE_RATE" -v l="$first" 'BEGIN { x = 0.2 / (l > 0.001 ? l : 0.001); if (x > r) x = r; if (x < 0.1) x = 0.1; printf "%.2f", x }')
+		psecs=$(awk -v d="$LAT_S" -v r="$prate" 'BEGIN { x = 6 / r; if (x > 60) x = 60; if (x < d) x = d; printf "%d", x }')
+	else
+		"$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c 4 -j 2 -R "$((rate - PROBE_RATE))" -T "$LAT_S" \
+			-f "$here/latency_load.sql" -D n="$LOAD_N" -D items="$ITEMS" "$DB" >"$logs/pgbench-$tool-$rate.log" 2>&1 &
+		bgpid=$!
+		pids+=($bgpid)
 	fi
-	for rate in probe $RATES; do
-		if [ "$rate" != probe ]; then
-			if [ "$behind" = 1 ]; then
-				jq -n --arg why "not run: $tool fell behind at a lower rate" '{skipped: $why}' | put "latency.$tool.r$rate"
-				continue
-			fi
-			if awk -v r="$rate" -v s="$sustained" 'BEGIN { exit !(r > 1.5 * s) }'; then
-				jq -n --arg why "not run: above 1.5 x the $(printf %.0f "$sustained") changes/s $tool sustained" '{skipped: $why}' |
-					put "latency.$tool.r$rate"
-				note "$rate commits/s: skipped (sustained only $sustained changes/s)"
-				continue
-			fi
+	bench probe --dsn "$(dsn)" --url "$url" --index "$index" --rate "$prate" --seconds "$psecs" \
+		--first-user "$PROBE_FIRST" --users 500 --timeout 30 --samples "$logs/probes-$tool-$rate.json" \
+		>"$logs/probe-$tool-$rate.json"
+	pgb=0
+	if [ -n "$bgpid" ]; then
+		wait "$bgpid" || true
+		pgb=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logs/pgbench-$tool-$rate.log" | head -n 1)
+		pgb=${pgb:-0}
+	fi
+	dr=$(drain "$tool" "$index")
+	jq --argjson bg "$pgb" --argjson drain "$dr" --arg rate "$rate" --argjson cpu "$(cpu_of "$t0" "$(now)")" \
+		'. + {target_rate: $rate, background_tps: $bg, commit_rate: ($bg + .probe_rate), drain_s: $drain, cpu: $cpu}' \
+		"$logs/probe-$tool-$rate.json" | put "latency.$tool.r$rate"
+	note "$rate: $(jq -r '"\(.probes) probes at \(.probe_rate)/s, p50 \(.p50_ms) ms, p95 \(.p95_ms) ms, p99 \(.p99_ms) ms, max \(.max_ms) ms, timeouts \(.timeouts)"' "$logs/probe-$tool-$rate.json"); background $pgb commits/s; drained in $dr s"
+	# fell behind: a probe timed out, the delay kept growing, or no catch-up
+	if jq -e '.timeouts > 0 or ((.p50_second_half_ms // 0) > 2 * (.p50_first_half_ms // 0) + 1000)' \
+		"$logs/probe-$tool-$rate.json" >/dev/null || [ "$dr" = -1 ]; then
+		return 1
+	fi
+}
+
+# latency_rates TOOL INDEX: each fixed commit rate the tool can take
+latency_rates() {
+	local tool=$1 index=$2 sustained rate behind=0
+	sustained=$(jq -r ".live.$tool.sustained_per_s // 0" "$results")
+	log "$tool latency at fixed commit rates ($RATES): probes commit markers and read them back with realtime _mget every 5 ms"
+	for rate in $RATES; do
+		local why=""
+		if [ "$(jq -r ".live.$tool.drain_s" "$results")" = -1 ]; then
+			why="not run: $tool had not caught up with the live phase after ${DRAIN_MAX} s"
+		elif [ "$behind" = 1 ]; then
+			why="not run: $tool fell behind at a lower rate"
+		elif awk -v r="$rate" -v s="$sustained" 'BEGIN { exit !(r > 1.5 * s) }'; then
+			why="not run: above 1.5 x the $(printf %.0f "$sustained") changes/s $tool sustained"
 		fi
-		drain "$tool" "$index" >/dev/null
-		t0=$(now)
-		local prate=$PROBE_RATE bgpid=""
-		if [ "$rate" = probe ]; then
-			# at most half of what the tool sustained, so that it measures latency, not a queue
-			prate=$(awk -v r="$PROBE_IDLE_RATE" -v s="$sustained" 'BEGIN { x = s / 2; if (x > r) x = r; if (x < 0.2) x = 0.2; printf "%.2f", x }')
-		else
-			bg=$((rate - PROBE_RATE))
-			"$PG_BIN/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -c 4 -j 2 -R "$bg" -T "$LAT_S" \
-				-f "$here/latency_load.sql" -D n="$LOAD_N" -D items="$ITEMS" "$DB" >"$logs/pgbench-$tool-$rate.log" 2>&1 &
-			bgpid=$!
-			pids+=($bgpid)
+		if [ -n "$why" ]; then
+			jq -n --arg why "$why" '{skipped: $why}' | put "latency.$tool.r$rate"
+			note "$rate commits/s: $why"
+			continue
 		fi
-		bench probe --dsn "$(dsn)" --url "$url" --index "$index" --rate "$prate" --seconds "$LAT_S" \
-			--first-user "$PROBE_FIRST" --users 500 --timeout 30 --samples "$logs/probes-$tool-$rate.json" \
-			>"$logs/probe-$tool-$rate.json"
-		pgb=0
-		if [ -n "$bgpid" ]; then
-			wait "$bgpid" || true
-			pgb=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logs/pgbench-$tool-$rate.log" | head -n 1)
-			pgb=${pgb:-0}
-		fi
-		dr=$(drain "$tool" "$index")
-		jq --argjson bg "$pgb" --argjson drain "$dr" --arg rate "$rate" --argjson cpu "$(cpu_of "$t0" "$(now)")" \
-			'. + {target_rate: $rate, background_tps: $bg, commit_rate: ($bg + .probe_rate), drain_s: $drain, cpu: $cpu}' \
-			"$logs/probe-$tool-$rate.json" | put "latency.$tool.r$rate"
-		note "$rate: $(jq -r '"\(.probes) probes, p50 \(.p50_ms) ms, p95 \(.p95_ms) ms, p99 \(.p99_ms) ms, max \(.max_ms) ms, timeouts \(.timeouts)"' "$logs/probe-$tool-$rate.json"); background $pgb commits/s; drained in $dr s"
-		if jq -e '.timeouts > 0 or ((.p50_second_half_ms // 0) > 2 * (.p50_first_half_ms // 0) + 1000)' \
-			"$logs/probe-$tool-$rate.json" >/dev/null || [ "$dr" = -1 ]; then
-			behind=1
-		fi
-		[ "$dr" = -1 ] && break
+		latency_step "$tool" "$index" "$rate" || behind=1
 	done
 }
 
@@ -432,6 +454,8 @@ flusso_footprint() {
 	before=$(bench peak-rss "$W")
 	b0=$(sql -c "SELECT documents_built FROM flusso.status WHERE database = current_database()")
 	c0=$(sql -c "SELECT changes_captured FROM flusso.status WHERE database = current_database()")
+	local g0 g1
+	g0=$(sql -c "SELECT generation FROM flusso.index_status WHERE name = 'users'")
 	t0=$(now)
 	sql -c "UPDATE order_items SET qty = qty + 1 WHERE id <= $rows" >/dev/null
 	t1=$(now)
@@ -441,13 +465,19 @@ flusso_footprint() {
 	after=$(bench peak-rss "$W")
 	b1=$(sql -c "SELECT documents_built FROM flusso.status WHERE database = current_database()")
 	c1=$(sql -c "SELECT changes_captured FROM flusso.status WHERE database = current_database()")
-	jq -n --argjson rows "$rows" --argjson up "$(sub "$t0" "$t1")" --argjson proc "$(sub "$t1" "$t2")" \
+	g1=$(sql -c "SELECT generation FROM flusso.index_status WHERE name = 'users'")
+	local rebuilt=0
+	[ "$g1" != "$g0" ] && rebuilt=$(sql -c "SELECT backfill_rows_done FROM flusso.index_status WHERE name = 'users'")
+	jq -n --argjson g0 "$g0" --argjson g1 "$g1" --argjson rebuilt "${rebuilt:-0}" \
+		--argjson rows "$rows" --argjson up "$(sub "$t0" "$t1")" --argjson proc "$(sub "$t1" "$t2")" \
 		--argjson docs $((b1 - b0)) --argjson changes $((c1 - c0)) --argjson before "$before" --argjson after "$after" \
 		--argjson cpu "$(cpu_of "$t0" "$t2")" --arg pid "$W" \
 		'{rows: $rows, update_s: $up, sync_after_commit_s: $proc, documents_built: $docs, changes_captured: $changes,
+		  generation_before: $g0, generation_after: $g1, rebuilt_documents: $rebuilt,
+		  handled_as: (if $g1 != $g0 then "a rebuild into a new generation" else "live batches" end),
 		  worker_pid: $pid, before: $before.sum_kb, after: $after.sum_kb,
 		  vmhwm_mb: ($after.sum_kb.VmHWM / 1024), cpu: $cpu}' | put footprint.flusso
-	note "UPDATE took $(sub "$t0" "$t1") s, flusso synced $((b1 - b0)) documents $(sub "$t1" "$t2") s after the commit; worker VmHWM $(jq -r '.sum_kb.VmHWM / 1024 | floor' <<<"$after") MB"
+	note "UPDATE took $(sub "$t0" "$t1") s, flusso synced it $(sub "$t1" "$t2") s after the commit ($((b1 - b0)) documents built live, generation $g0 -> $g1, $rebuilt rebuilt); worker VmHWM $(jq -r '.sum_kb.VmHWM / 1024 | floor' <<<"$after") MB"
 }
 
 flusso_off() {
@@ -518,7 +548,7 @@ pgsync_footprint() {
 	local rows t0 t1 t2 left finished=false p
 	rows=$((FOOT_ROWS < ITEMS ? FOOT_ROWS : ITEMS))
 	log "PGSync footprint: the same UPDATE of $rows order_items rows; peak RSS of PGSync's processes (watched ${PGSYNC_WINDOW} s)"
-	drain pgsync users_pgsync >/dev/null
+	DRAIN_MAX=60 drain pgsync users_pgsync >/dev/null
 	local pp
 	pp=$(pgsync_pids)
 	for p in $pp $(cat "$dir/redis/redis.pid"); do echo 5 >"/proc/$p/clear_refs"; done
@@ -591,8 +621,10 @@ if [ "$scale_only" = 0 ]; then
 	sql -c "SELECT flusso.wait_synced('60 s')" >/dev/null
 	log "flusso idle CPU (${IDLE_S} s)"
 	idle_cpu idle.flusso "$IDLE_S" "$W"
+	log "flusso latency with nothing else running"
+	latency_step flusso users probe || true
 	live_phase flusso users "$FLUSSO_LIMIT"
-	latency_phase flusso users
+	latency_rates flusso users
 	flusso_footprint
 
 	# 3. PGSync
@@ -603,8 +635,10 @@ if [ "$scale_only" = 0 ]; then
 		redis_before=$(ticks "$(cat "$dir/redis/redis.pid")")
 		idle_cpu idle.pgsync "$IDLE_S" $(pgsync_pids)
 		put idle.redis_cpu_s "$(awk -v d=$(($(ticks "$(cat "$dir/redis/redis.pid")") - redis_before)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", d / hz }')"
+		log "PGSync latency with nothing else running"
+		latency_step pgsync users_pgsync probe || true
 		live_phase pgsync users_pgsync "$PGSYNC_LIMIT"
-		latency_phase pgsync users_pgsync
+		latency_rates pgsync users_pgsync
 		pgsync_footprint
 		kill "$(cat "$dir/pgsync.pid")" 2>/dev/null || true
 		rm -f "$dir/pgsync.pid"

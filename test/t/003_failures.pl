@@ -56,7 +56,15 @@ is($node->safe_psql($db, q{SELECT flusso.wait_synced('2 s')}), 'f', 'wait_synced
 $node->safe_psql($db, q{UPDATE things SET val = '7' WHERE id = 7; UPDATE things SET val = '8' WHERE id = 8});
 is($node->safe_psql($db, q{SELECT flusso.retry_dead_letters('t3-dead-letter')}), '2',
 	'retry_dead_letters queues both');
-$node->safe_psql($db, q{SELECT flusso.reindex('t3-stop')});
+# the request makes the worker reload while t3-stop is stopped; a reindex
+# afterwards must bring its live changes back too
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT count(*) FROM flusso.requests}) eq '0'
+		}, 'request handled'), 'the worker took the retry request');
+$node->safe_psql($db, q{SELECT flusso.reindex('t3-stop', true)});
+$node->safe_psql($db, q{INSERT INTO things VALUES (60, '60')});
+ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t3-stop', 60) }, 'live after reindex'),
+	'a change after the reindex of a stopped index reaches it');
 ok(FlussoTest::wait_synced($node, $db), 'everything synced after the fix');
 is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters}), '0', 'dead letters are gone once sent');
 FlussoTest::is_consistent($node, $db, $_, 'after fixing the data') for qw(t3-skip t3-dead-letter t3-stop);
