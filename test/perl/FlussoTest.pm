@@ -85,14 +85,14 @@ sub worker_pid
 # An HTTP request to OpenSearch; returns (status, decoded body or text).
 sub os_request
 {
-	my ($method, $path, $body) = @_;
+	my ($method, $path, $body, $url) = @_;
 	my %args = (headers => { 'Content-Type' => 'application/json' });
 	if (defined $body)
 	{
 		$args{content} = ref $body ? $json->encode($body) : $body;
 		$args{headers}{'Content-Type'} = 'application/x-ndjson' unless ref $body;
 	}
-	my $res = $http->request($method, "$OS_URL$path", \%args);
+	my $res = $http->request($method, ($url // $OS_URL) . $path, \%args);
 	my $content = $res->{content} // '';
 	my $decoded = eval { $json->decode($content) } // $content;
 	return ($res->{status}, $decoded);

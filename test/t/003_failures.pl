@@ -106,6 +106,30 @@ is(FlussoTest::status($node, $db)->{opensearch}, 'reachable', 'status shows it r
 FlussoTest::is_consistent($node, $db, $_, 'after the outage') for qw(t3-skip t3-dead-letter t3-stop);
 $node->stop;
 
+# --- a document over OpenSearch's http.max_content_length ----------------------
+# A second OpenSearch that takes requests of at most 100kb: the document is
+# under flusso.batch_bytes, OpenSearch answers 413, the batch is split until
+# the document is alone, and the document goes to the policy.
+my $smalldir = "$ENV{TESTDIR}/os-small";
+my $small_url = `$launcher start --dir $smalldir -E http.max_content_length=100kb`;
+chomp $small_url;
+ok($small_url =~ m{^http://}, 'an OpenSearch with http.max_content_length = 100kb');
+my $snode = FlussoTest::new_node('small', database => $db, 'flusso.opensearch_url' => "'$small_url'");
+$snode->safe_psql($db, q{CREATE TABLE notes (id int PRIMARY KEY, body text);
+	INSERT INTO notes SELECT i, 'note ' || i FROM generate_series(1, 20) i;
+	SELECT flusso.create_index('t3-small', '{"table": "notes", "on_error": "dead_letter"}')});
+ok(FlussoTest::wait_synced($snode, $db), 'the small OpenSearch syncs');
+$snode->safe_psql($db, q{BEGIN; INSERT INTO notes VALUES (21, 'before');
+	INSERT INTO notes VALUES (22, repeat('x', 300000)); INSERT INTO notes VALUES (23, 'after'); COMMIT});
+ok(FlussoTest::wait_synced($snode, $db), 'a document over the limit does not stall the pipeline');
+like($snode->safe_psql($db, q{SELECT error FROM flusso.dead_letters WHERE document_id = '22'}),
+	qr/HTTP 413: the document is larger than OpenSearch's http.max_content_length/, 'it is a dead letter, with the reason');
+FlussoTest::os_request('POST', '/t3-small/_refresh', undef, $small_url);
+my ($code, $hits) = FlussoTest::os_request('GET', '/t3-small/_count', undef, $small_url);
+is($hits->{count}, 22, 'its neighbours in the batch arrived');
+$snode->stop;
+system($launcher, 'stop', '--dir', $smalldir, '--clean');
+
 # --- the dry-run sink: no URL, documents in the log -------------------------------
 my $dry = FlussoTest::new_node('dryrun', database => 'dry', 'flusso.opensearch_url' => "''",
 	'flusso.pretty' => 'on');
