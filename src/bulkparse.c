@@ -108,6 +108,16 @@ parse_items(json_object *root, BulkItem *items, int nitems, char **problem)
 	return true;
 }
 
+/* Is there nothing but white space from p to end? */
+static bool
+only_white_space(const char *p, const char *end)
+{
+	for (; p < end; p++)
+		if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+			return false;
+	return true;
+}
+
 bool
 flusso_bulk_parse(const char *body, size_t len, BulkItem *items, int nitems, char **problem)
 {
@@ -126,7 +136,8 @@ flusso_bulk_parse(const char *body, size_t len, BulkItem *items, int nitems, cha
 	tok = json_tokener_new();
 	root = json_tokener_parse_ex(tok, body, (int) len);
 	if (json_tokener_get_error(tok) != json_tokener_success || root == NULL ||
-		!json_object_is_type(root, json_type_object))
+		!json_object_is_type(root, json_type_object) ||
+		!only_white_space(body + json_tokener_get_parse_end(tok), body + len))
 		*problem = pstrdup("the answer is not a JSON object");
 	else if (!json_object_object_get_ex(root, "errors", &errors) ||
 			 !json_object_is_type(errors, json_type_boolean))

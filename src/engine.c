@@ -51,6 +51,7 @@
 
 #include "capture.h"
 #include "catalog.h"
+#include "ddlwatch.h"
 #include "engine.h"
 #include "flusso.h"
 #include "guard.h"
@@ -105,6 +106,7 @@ typedef struct Engine
 	XLogRecPtr	reload_lsn;		/* a control change waits for the pipeline to drain */
 	TimestampTz lag_warned_at;
 	List	   *requests;		/* reindex requests not handled yet */
+	bool		ddl_reload;		/* a watched table was altered: reload at round end */
 } Engine;
 
 static Engine E;
@@ -112,6 +114,7 @@ static Engine E;
 static void reload(XLogRecPtr lsn);
 static void reset_pipeline(void);
 static void take_requests(void);
+static void check_ddl(void);
 static void rebuild_vanished(void);
 static void report_lag(void);
 
@@ -256,6 +259,17 @@ column_pos(CaptureRel *cr, const char *column)
  * that point on no change of theirs may be missing.
  */
 static void
+remember_tables(List *rels)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rels)
+		relids = lappend_oid(relids, ((CaptureRel *) lfirst(lc))->relid);
+	flusso_ddl_remember(relids);
+}
+
+static void
 set_watches(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(E.cxt);
@@ -286,6 +300,7 @@ set_watches(void)
 	}
 	MemoryContextSwitchTo(old);
 	flusso_capture_set_watches(rels, E.definitions_relid, E.requests_relid);
+	remember_tables(rels);
 }
 
 /* ---- batches ---- */
@@ -1145,8 +1160,9 @@ close_round(void)
 		start_rebuilds(round);
 	flusso_capture_reset_round();
 	E.round_started = 0;
-	if (control)
+	if (control || E.ddl_reload)
 		E.reload_lsn = b->end_lsn;
+	E.ddl_reload = false;
 }
 
 static bool
@@ -1176,7 +1192,7 @@ decode_step(void)
 	now = GetCurrentTimestamp();
 	if (round->nimages > 0 && E.round_started == 0)
 		E.round_started = now;
-	if (round->control_changed || round->rebuild_relids != NIL ||
+	if (round->control_changed || round->rebuild_relids != NIL || E.ddl_reload ||
 		round->nimages >= ROUND_IMAGES ||
 		(round->reached_end && round->nimages > 0 &&
 		 (pipeline_idle() || TimestampDifferenceExceeds(E.round_started, now, flusso_flush_interval))))
@@ -1235,14 +1251,17 @@ static void
 settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	if (ix->def == NULL)
+	{
+		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_STOPPED);
 		return;
-	if (ix->stopped && ix->live_gen == 0 && ix->build_gen == 0)
-		;						/* stopped before it started: resume builds it */
+	}
+	if (ix->no_access)
+		;						/* stays stopped: a GRANT, then resume, builds it */
 	else if (ix->live_gen == 0 && ix->build_gen == 0)
 		flusso_index_start_build(ix, lsn, reloaded ? "new index" : "first start");
 	else if (fresh_slot)
 		flusso_index_start_build(ix, lsn, "the replication slot was missing or invalidated, so changes may have been missed");
-	else if (ix->build_gen == 0 && !ix->stopped && ix->live_def_json &&
+	else if (ix->build_gen == 0 && ix->live_def_json &&
 			 strcmp(ix->live_def_json, ix->def_json) != 0)
 		flusso_index_start_build(ix, lsn, "definition changed");
 	else if (ix->build_gen != 0 && ix->build_def_json &&
@@ -1429,8 +1448,8 @@ reload(XLogRecPtr lsn)
 {
 	begin_work("flusso: reloading definitions");
 	load_definitions(lsn, true, false);
-	end_work();
 	set_watches();
+	end_work();
 }
 
 /*
@@ -1483,8 +1502,8 @@ load(void)
 	E.definitions_relid = get_relname_relid("definitions", nsp);
 	E.requests_relid = get_relname_relid("requests", nsp);
 	load_definitions(flusso_capture_confirmed(), false, fresh_slot);
-	end_work();
 	set_watches();
+	end_work();
 	E.loaded = true;
 	ereport(LOG, (errmsg("flusso is syncing %d index(es) from slot \"%s\" at %X/%X into %s",
 						 E.nix, flusso_capture_slot_name(),
@@ -1635,6 +1654,26 @@ take_requests(void)
 	E.requests = keep;
 }
 
+/*
+ * A watched table was altered (renamed, a column dropped...): close the
+ * round and reload, so the definitions are compiled again by name.
+ */
+static void
+check_ddl(void)
+{
+	bool		changed;
+
+	if (!flusso_ddl_touched() || E.ddl_reload || E.reload_lsn != InvalidXLogRecPtr)
+		return;
+	begin_work("flusso: checking altered tables");
+	changed = flusso_ddl_changed();
+	end_work();
+	if (!changed)
+		return;
+	ereport(LOG, (errmsg("flusso: a table an index reads was altered; the definitions are checked again")));
+	E.ddl_reload = true;
+}
+
 /* ---- the engine's entry points ---- */
 
 void
@@ -1758,6 +1797,7 @@ flusso_engine_step(void)
 	if (!flusso_capture_is_open())
 		flusso_capture_open();
 	take_requests();
+	check_ddl();
 	rebuild_vanished();
 	collect_completions();
 	send_due_retries();

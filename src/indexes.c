@@ -194,7 +194,8 @@ flusso_index_compile(IndexRuntime *ix, const char *json, MemoryContext cxt)
 			OidIsValid(flusso_sync_role) ? flusso_def_access(ix->def, flusso_sync_role) : NULL;
 
 		ix->broken = NULL;
-		if (problem && !ix->stopped)
+		ix->no_access = problem != NULL;
+		if (problem)
 			flusso_index_set_error(ix, psprintf("index \"%s\" cannot be read: %s; grant it, then run flusso.resume('%s')",
 												ix->name, problem, ix->name), true);
 		return;

@@ -53,6 +53,7 @@ typedef struct IndexRuntime
 	int64		build_total;
 	bool		paused;
 	bool		stopped;
+	bool		no_access;		/* flusso.role may not read a table (this load) */
 	char	   *error;
 
 	/* this run only */
