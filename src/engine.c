@@ -675,8 +675,15 @@ handle_done(BulkRequest *req)
 		retry_items += is_retry(&req->items[i]);
 	if (retry_items > 0)
 	{
-		BulkRequest *sub = flusso_bulk_subset(req, is_retry, 0, req->nitems);
+		BulkRequest *sub;
+		BulkItem   *first = req->items;
 
+		while (!is_retry(first))
+			first++;
+		log_limited(LOG, "flusso: OpenSearch asked to retry documents (%s); retrying with backoff",
+					psprintf("%d of %d, the first: HTTP %d %s", retry_items, req->nitems,
+							 first->status, first->error ? first->error : ""));
+		sub = flusso_bulk_subset(req, is_retry, 0, req->nitems);
 		owner_add_pending(req, 1);
 		schedule_retry(sub);
 	}

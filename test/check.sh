@@ -3,10 +3,12 @@
 #   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
+#   4. fault suite (test/fault/t/*.pl, prove)      faults under load, each
+#      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh)
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--only regress|pgtap|tap] [TAP test files...]
+# Usage: test/check.sh [--only regress|pgtap|tap|fault] [TAP test files...]
 # Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check), KEEP=1 keeps servers up.
 set -euo pipefail
 
@@ -84,19 +86,36 @@ if [ -z "$only" ] || [ "$only" = pgtap ]; then
 	pg_prove --ext .sql -d flusso_tap test/pgtap/ || failed+=(pgtap)
 fi
 
-if [ -z "$only" ] || [ "$only" = tap ]; then
-	log "Perl TAP"
-	mkdir -p "$work/tap"
-	chown postgres:postgres "$work/tap" 2>/dev/null || true
-	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
-	abs=()
-	for f in "${tap_files[@]}"; do abs+=("$root/$f"); done
-	(cd "$work/tap" && as_pg bash -c 'ulimit -c unlimited 2>/dev/null; exec "$@"' - env \
+# prove, as postgres, over TAP files (relative to the root)
+run_prove() {
+	local dir=$1
+	shift
+	local abs=()
+	for f in "$@"; do abs+=("$root/$f"); done
+	mkdir -p "$dir"
+	chown postgres:postgres "$dir" 2>/dev/null || true
+	(cd "$dir" && as_pg bash -c 'ulimit -c unlimited 2>/dev/null; exec "$@"' - env \
 		PERL5LIB="$root/test/perl:/usr/lib/postgresql/15/lib/pgxs/src/test/perl" \
-		TESTDIR="$work/tap" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
+		TESTDIR="$dir" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
 		PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
-		prove --timer "${abs[@]}") || failed+=(tap)
+		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" \
+		FLUSSO_FAULT_RESULTS="${FLUSSO_FAULT_RESULTS:-$dir/fault-results.jsonl}" \
+		prove --timer "${abs[@]}")
+}
+
+if [ -z "$only" ] || [ "$only" = tap ]; then
+	log "Perl TAP"
+	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
+	run_prove "$work/tap" "${tap_files[@]}" || failed+=(tap)
+fi
+
+if [ -z "$only" ] || [ "$only" = fault ]; then
+	log "fault suite (${FLUSSO_FAULT_MODE:-short})"
+	files=("${tap_files[@]}")
+	[ -n "$only" ] && [ ${#files[@]} -gt 0 ] || files=(test/fault/t/*.pl)
+	run_prove "$work/fault" "${files[@]}" || failed+=(fault)
+	[ -f "$work/fault/fault-results.jsonl" ] && perl test/fault/report.pl "$work/fault/fault-results.jsonl" >&2
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -8,7 +8,7 @@ packages=(
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
 	libcurl4-openssl-dev libjson-c-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-	nginx-light openssl python3
+	nginx-light openssl python3 python3-psycopg2
 	openjdk-17-jdk-headless maven curl jq procps
 )
 if [ "${1:-}" = "--bench" ]; then

@@ -395,6 +395,7 @@ def cmd_live(a):
     what the tool sustains, with a bounded (not growing) lag."""
     rows = a.rows
     n, items = a.n, a.items
+    prefix = "L" + a.tool[0]      # Lf..., Lp...: the users this tool's live phase renamed
     backlog = Backlog(a)
     lock = threading.Lock()
     state = {"produced": 0, "commits": 0, "errors": 0, "backlog": 0, "waits": 0}
@@ -413,7 +414,7 @@ def cmd_live(a):
             its = sorted(rnd.sample(range(1, items + 1), rows))
             sql = ["BEGIN;"]
             for u in users:
-                sql.append("UPDATE users SET name = 'L%d-%d' WHERE id = %d;" % (u, rnd.getrandbits(30), u))
+                sql.append("UPDATE users SET name = '%s%d-%d' WHERE id = %d;" % (prefix, u, rnd.getrandbits(30), u))
             for i in its:
                 sql.append("UPDATE order_items SET qty = qty + 1 WHERE id = %d;" % i)
             sql.append("COMMIT;")

@@ -46,7 +46,12 @@ def main():
     ap.add_argument("--body", help="index settings/mappings JSON to create the index with")
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--external-version", type=int, default=0,
+                    help="send every action with this version and version_type external_gte, as flusso does")
     args = ap.parse_args()
+    version = b""
+    if args.external_version:
+        version = b',"version":%d,"version_type":"external_gte"' % args.external_version
 
     # Build every bulk body up front.
     bodies = []
@@ -59,7 +64,7 @@ def main():
             if not raw:
                 continue
             doc_id, doc = raw.split(b"\t", 1)
-            lines.append(b'{"index":{"_id":' + json.dumps(doc_id.decode()).encode() + b"}}\n")
+            lines.append(b'{"index":{"_id":' + json.dumps(doc_id.decode()).encode() + version + b"}}\n")
             lines.append(doc + b"\n")
             ndocs += 1
             if len(lines) == 2 * args.batch:

@@ -61,7 +61,7 @@ SELECT i, 'Company ' || i, (ARRAY['IT', 'DE', 'FR', 'US', 'JP'])[1 + i % 5]
 
 INSERT INTO users
 SELECT i, 'User ' || i, 'user' || i || '@example.com',
-       1 + (i * 7919) % greatest(10, :n / 100),
+       1 + (i::bigint * 7919) % greatest(10, :n / 100),  -- bigint: i * 7919 overflows integer past N = 271,000
        timestamptz '2024-01-01' + (i % 100000) * interval '5 minutes',
        CASE WHEN i % 50 = 0 THEN timestamptz '2025-01-01' END
   FROM generate_series(1, :n) AS i;

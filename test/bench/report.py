@@ -107,15 +107,26 @@ def build(r):
                  num(bf_full), "cannot express it", "–", "–", "–"))
     rows.append(("`flusso.documents()` alone (the SQL build, no OpenSearch), docs/s", num(g(r, "export.docs_per_s")),
                  "–", "–", "–", "–"))
-    rows.append(("Live: row changes/s sustained (load + catch-up, lag bounded)", num(lv_f), num(lv_p), "–", "–",
-                 ratio(lv_f, lv_p, 1)))
+    def sustained(tool, v):
+        if v is None:
+            return "–"
+        if g(r, "live.%s.drain_s" % tool) == -1:
+            return num(v, 1) + " (rate while loaded; it did not catch up)"
+        return num(v)
+
+    rows.append(("Live: row changes/s sustained (load + catch-up, lag bounded)", sustained("flusso", lv_f),
+                 sustained("pgsync", lv_p), "–", "–", ratio(lv_f, lv_p, 0)))
     rows.append(("Live: largest backlog during the load (row changes)", num(g(r, "live.flusso.backlog_max")),
                  num(g(r, "live.pgsync.backlog_max")), "–", "–", "–"))
-    rows.append(("Live: catch-up after the load stopped (s)", num(g(r, "live.flusso.drain_s"), 1),
-                 num(g(r, "live.pgsync.drain_s"), 1), "–", "–", "–"))
+    def catchup(tool):
+        d = g(r, "live.%s.drain_s" % tool)
+        return "did not catch up within the wait" if d == -1 else num(d, 1)
+
+    rows.append(("Live: catch-up after the load stopped (s)", catchup("flusso"), catchup("pgsync"), "–", "–", "–"))
     rows.append(("Live: sampled documents differing from PostgreSQL after catch-up",
                  "{} of {}".format(g(r, "live.flusso.verify.mismatches", "–"), g(r, "live.flusso.verify.checked", "–")),
-                 "{} of {}".format(g(r, "live.pgsync.verify.mismatches", "–"), g(r, "live.pgsync.verify.checked", "–"))
+                 ("not checked: it did not catch up" if g(r, "live.pgsync.drain_s") == -1 else
+                  "{} of {}".format(g(r, "live.pgsync.verify.mismatches", "–"), g(r, "live.pgsync.verify.checked", "–")))
                  if g(r, "live.pgsync") else "–", "–", "–", "–"))
     for key, label in [("rprobe", "probes only, nothing else"), ("r100", "100 commits/s"),
                        ("r1000", "1,000 commits/s"), ("r5000", "5,000 commits/s")]:
@@ -145,6 +156,9 @@ def build(r):
                  if g(r, "idle.pgsync") else "–", "–", "–", "–"))
     if sc is not None:
         rows.append(("Backfill docs/s at N = {:,} (common definition)".format(sc_n), num(sc), "–", "–", "–", "–"))
+        pc_s = per_cpu("scale.flusso", ["flusso_worker", "flusso_other", "postgres", "opensearch"])
+        rows.append(("Backfill at N = {:,}, documents per CPU-second of its own processes".format(sc_n), num(pc_s),
+                     "–", "–", "–", "–"))
 
     table = ["| Figure (N = {:,} users) | flusso | PGSync | raw limit | flusso / raw | flusso / PGSync |".format(n or 0),
              "| --- | --- | --- | --- | --- | --- |"]
@@ -210,7 +224,7 @@ def settings_md(r):
         ", ".join("`{} = {}`".format(k, v) for k, v in shown.items())))
     ps = m.get("pgsync_settings") or {}
     out.append("- PGSync settings (environment): " + ", ".join("`{}={}`".format(k, v) for k, v in sorted(ps.items())
-                                                              if k != "mode"))
+                                                              if k != "mode" and k != "OPENSEARCH_HEAP"))
     out.append("- PGSync mode: " + str(ps.get("mode", "–")))
     out.append("- Dataset: `test/bench/dataset.sql` with N = {:,} (loaded in {} s); order_items = 15 N".format(
         m.get("n") or 0, num(m.get("dataset_load_s"), 0)))
@@ -329,8 +343,9 @@ def main():
         "`_count` criterion.",
         "- Live throughput: `bench.py live`, 4 connections committing transactions of 5 `users.name` and 5 "
         "`order_items.qty` updates of random documents, for the whole phase, pausing whenever the tool's backlog "
-        "(flusso: row changes committed minus `flusso.status.changes_committed`; PGSync: its Redis queue) is above a "
-        "bound, so the commit rate settles at what the tool sustains without its lag growing. Sustained = row "
+        "(row changes committed minus the changes the tool reports done: flusso `flusso.status.changes_committed`, "
+        "PGSync the documents its daemon's status line reports written) is above a bound (20,000 for flusso, 20 for "
+        "PGSync), so the commit rate settles at what the tool sustains without its lag growing. Sustained = row "
         "changes / (load time + catch-up time until a marker committed afterwards is readable). Each row change "
         "changes one document. Then 500 updated documents are compared with PostgreSQL.",
         "- Latency: `bench.py probe` commits markers (alternately in `users.name` and in an `order_items.sku` of "

@@ -233,15 +233,16 @@ record_meta() {
 		  opensearch_heap: $heap}' | put meta
 }
 
-load_dataset() { # N
+load_dataset() { # N; sets LOAD_S
 	log "loading the dataset (N = $1 users: $1 users, $(($1 * 3 / 2)) addresses, $(($1 * 5)) orders, $(($1 * 15)) order items)"
 	local t0 t1
 	t0=$(now)
-	sql -v n="$1" -f test/bench/dataset.sql >"$logs/dataset-$1.log" 2>&1
+	sql -v n="$1" -f test/bench/dataset.sql >"$logs/dataset-$1.log" 2>&1 ||
+		{ tail -n 5 "$logs/dataset-$1.log" >&2; echo "loading the dataset failed" >&2; exit 1; }
 	sql -c "VACUUM ANALYZE" >/dev/null
 	t1=$(now)
-	note "loaded in $(sub "$t0" "$t1") s"
-	echo "$(sub "$t0" "$t1")"
+	LOAD_S=$(sub "$t0" "$t1")
+	note "loaded in $LOAD_S s"
 }
 
 # ---------------------------------------------------------------- flusso
@@ -582,15 +583,15 @@ scale_phase() {
 	DB=postgres sql -c "DROP DATABASE IF EXISTS scale" -c "CREATE DATABASE scale" >/dev/null
 	DB=postgres sql -c "ALTER SYSTEM SET flusso.database = 'scale'" -c "ALTER SYSTEM SET flusso.enabled = on" \
 		-c "SELECT pg_reload_conf()" >/dev/null
-	local saved=$DB load_s
+	local saved=$DB
 	DB=scale
-	load_s=$(load_dataset "$SCALE_N")
+	load_dataset "$SCALE_N"
 	sql -c "CREATE EXTENSION IF NOT EXISTS flusso" >/dev/null
 	flusso_wait_worker
 	curl -s -XDELETE "$url/users*" >/dev/null
 	flusso_backfill scale.flusso users test/bench/users_common_index.json "$SCALE_N"
 	put scale.n "$SCALE_N"
-	put scale.load_s "$load_s"
+	put scale.load_s "$LOAD_S"
 	put scale.command "\"test/bench/run.sh${argv[*]:+ ${argv[*]}}\""
 	put scale.date "\"$(date -u +%Y-%m-%dT%H:%MZ)\""
 	DB=$saved
@@ -604,7 +605,8 @@ put meta.flusso_settings "$(DB=postgres sql -c "SELECT json_object_agg(name, set
 
 if [ "$scale_only" = 0 ]; then
 	DB=postgres sql -c "CREATE DATABASE $DB" >/dev/null
-	put meta.dataset_load_s "$(load_dataset "$N")"
+	load_dataset "$N"
+	put meta.dataset_load_s "$LOAD_S"
 	sql -c "CREATE EXTENSION flusso" >/dev/null
 	flusso_wait_worker
 

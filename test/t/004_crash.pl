@@ -54,7 +54,7 @@ ok(FlussoTest::wait_for(sub {
 			$node->safe_psql($db, q{SELECT state FROM flusso.index_status WHERE name = 't4-companies'}) eq 'seeded'
 		}, 'second index seeded', 120), 'an index created under load is backfilled while the other stays live');
 $node->safe_psql($db, q{SELECT flusso.create_index('t4-tags', '{"table": "tags"}')});
-ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t4-tags', 1) }, 'tags'), 'a third index is written');
+ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t4-tags', 1) }, 'tags', 180), 'a third index is written');
 $node->safe_psql($db, q{SELECT flusso.drop_index('t4-tags', drop_remote => true)});
 ok(FlussoTest::wait_for(sub { (FlussoTest::os_request('HEAD', '/t4-tags_1'))[0] == 404 }, 'dropped'),
 	'drop_index(drop_remote) removes it from OpenSearch');
