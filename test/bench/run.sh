@@ -19,11 +19,15 @@
 #   2. raw limit: the documents of flusso.documents('users') as NDJSON,
 #      pushed by test/bench/bulkload.py with flusso's batch (1000) and
 #      concurrency (4)
-#   3. flusso idle CPU (60 s), live throughput (60 s), latency at fixed
-#      commit rates (probe only, 100, 1000, 5000 commits/s), peak RSS of the
+#   3. flusso idle CPU (60 s); latency with nothing else writing (probes
+#      commit markers, one poller reads them back with realtime _mget every
+#      5 ms); live throughput (60 s of load that pauses while the tool's
+#      backlog is over a bound, so it settles at what the tool sustains);
+#      latency at 100, 1000 and 5000 commits/s (pgbench -R plus the probes;
+#      rates above 1.5x the sustained rate are not run); peak RSS of the
 #      worker in one 2,000,000-row UPDATE
 #   4. flusso off; PGSync bootstrap + initial sync, then the PGSync daemon
-#      through the same idle, live, latency and footprint phases
+#      through the same idle, latency, live and footprint phases
 #   5. with --scale: flusso backfill at N = 2,000,000 (a separate database)
 # It prints one table and writes it, with the machine, the versions, PGSync's
 # settings and the command, to BENCHMARKS.md (test/bench/report.py).
@@ -358,7 +362,8 @@ live_phase() {
 	dr=$(drain "$tool" "$index")
 	local t_d
 	t_d=$(now)
-	bench verify --dsn "$(dsn)" --url "$url" --index "$index" --sample 500 >"$logs/verify-live-$tool.json" || echo '{}' >"$logs/verify-live-$tool.json"
+	bench verify --dsn "$(dsn)" --url "$url" --index "$index" --sample 500 --like "L${tool:0:1}%" \
+		>"$logs/verify-live-$tool.json" || echo '{}' >"$logs/verify-live-$tool.json"
 	jq --argjson drain "$dr" --argjson cpu "$(cpu_of "$t0" "$t_end")" --slurpfile v "$logs/verify-live-$tool.json" \
 		'del(.series) + {drain_s: $drain, verify: $v[0], cpu: $cpu,
 		  drained: ($drain >= 0),
@@ -510,7 +515,7 @@ pgsync_env() {
 	export ELASTICSEARCH_CHUNK_SIZE=5000 ELASTICSEARCH_THREAD_COUNT=4 ELASTICSEARCH_QUEUE_SIZE=4
 	export QUERY_CHUNK_SIZE=10000 NUM_WORKERS=2 REDIS_READ_CHUNK_SIZE=1000 REDIS_WRITE_CHUNK_SIZE=500
 	export CONSOLE_LOGGING_HANDLER_MIN_LEVEL=WARNING
-	env | grep -E '^(OPENSEARCH|ELASTICSEARCH_|PG_WORK|POLL_|QUERY_|NUM_WORKERS|REDIS_(READ|WRITE|CHECK)|CHECKPOINT)' |
+	env | grep -E '^(OPENSEARCH=|ELASTICSEARCH_|PG_WORK|POLL_|QUERY_|NUM_WORKERS|REDIS_(READ|WRITE|CHECK)|CHECKPOINT)' |
 		sort | jq -R 'split("=") | {(.[0]): .[1]}' | jq -s 'add + {mode: "daemon (-d): triggers + LISTEN/NOTIFY + Redis queue"}' |
 		put meta.pgsync_settings
 }
