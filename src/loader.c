@@ -1,0 +1,464 @@
+/*-------------------------------------------------------------------------
+ *
+ * loader.c
+ *	  What the pipeline syncs: definitions, watches, requests, DDL.
+ *
+ * What the pipeline syncs.  Loading reads every definition and its
+ * durable state (flusso.index_state), compiles it, and decides what each
+ * index must do given where the stream stands (settle_index: start a
+ * build, resume one, or go on).  A reload happens when a control change
+ * (a definition created, altered or dropped, a row in flusso.requests) or
+ * DDL on a watched table has been decoded and the pipeline has drained,
+ * so the new definitions apply from an exact WAL position.  Watches tell
+ * capture which tables and columns the indexes read.  Reindex requests
+ * from backends arrive through shared memory (take_requests).
+ *
+ * It must not send anything: starting a build only records it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "ddlwatch.h"
+#include "pipeline.h"
+
+/* ---- watches ---- */
+
+static CaptureRel *
+rel_for(List **rels, Oid relid, MemoryContext cxt)
+{
+	ListCell   *lc;
+	CaptureRel *cr;
+
+	foreach(lc, *rels)
+		if (((CaptureRel *) lfirst(lc))->relid == relid)
+			return lfirst(lc);
+	cr = MemoryContextAllocZero(cxt, sizeof(CaptureRel));
+	cr->relid = relid;
+	cr->columns = MemoryContextAlloc(cxt, sizeof(char *) * 32);
+	*rels = lappend(*rels, cr);
+	return cr;
+}
+
+static int
+column_pos(CaptureRel *cr, const char *column)
+{
+	int			i;
+
+	for (i = 0; i < cr->ncols; i++)
+		if (strcmp(cr->columns[i], column) == 0)
+			return i;
+	if (cr->ncols % 32 == 0 && cr->ncols > 0)
+		cr->columns = repalloc(cr->columns, sizeof(char *) * (cr->ncols + 32));
+	cr->columns[cr->ncols] = pstrdup(column);
+	return cr->ncols++;
+}
+
+/*
+ * Tell capture which tables and columns the indexes read.  Stopped and
+ * paused indexes are watched too (their changes are dropped when resolved):
+ * a reindex or resume may bring them back between two reloads, and from
+ * that point on no change of theirs may be missing.
+ */
+static void
+remember_tables(List *rels)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, rels)
+		relids = lappend_oid(relids, ((CaptureRel *) lfirst(lc))->relid);
+	flusso_ddl_remember(relids);
+}
+
+static void
+set_watches(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(E.cxt);
+	List	   *rels = NIL;
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+	{
+		IndexRuntime *ix = E.ix[i];
+		ListCell   *lc;
+
+		if (ix->def == NULL)
+			continue;
+		foreach(lc, ix->watches)
+		{
+			FlussoWatch *w = lfirst(lc);
+			CaptureRel *cr = rel_for(&rels, w->relid, E.cxt);
+			CaptureUse *use = palloc0(sizeof(CaptureUse));
+			int			c;
+
+			use->index = i;
+			use->watch = w;
+			use->pos = palloc(sizeof(int) * w->ncols);
+			for (c = 0; c < w->ncols; c++)
+				use->pos[c] = column_pos(cr, w->columns[c]);
+			cr->watches = lappend(cr->watches, use);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	flusso_capture_set_watches(rels, E.definitions_relid, E.requests_relid);
+	remember_tables(rels);
+}
+
+/* ---- loading and reloading ---- */
+
+static IndexRuntime *
+add_index(const char *name, const char *json)
+{
+	MemoryContext old = MemoryContextSwitchTo(E.cxt);
+	IndexRuntime *ix = palloc0(sizeof(IndexRuntime));
+
+	ix->name = pstrdup(name);
+	ix->num = E.nix;
+	E.ix = E.ix ? repalloc(E.ix, sizeof(IndexRuntime *) * (E.nix + 1)) :
+		palloc(sizeof(IndexRuntime *));
+	E.ix[E.nix++] = ix;
+	MemoryContextSwitchTo(old);
+	flusso_index_load_state(ix);
+	ix->live_def_json = ix->live_def_json ? MemoryContextStrdup(E.cxt, ix->live_def_json) : NULL;
+	ix->build_def_json = ix->build_def_json ? MemoryContextStrdup(E.cxt, ix->build_def_json) : NULL;
+	ix->error = ix->error ? MemoryContextStrdup(E.cxt, ix->error) : NULL;
+	if (ix->build_cursor)
+	{
+		List	   *copy = NIL;
+		ListCell   *lc;
+
+		old = MemoryContextSwitchTo(E.cxt);
+		foreach(lc, ix->build_cursor)
+			copy = lappend(copy, pstrdup(lfirst(lc)));
+		ix->build_cursor = ix->next_cursor = copy;
+		MemoryContextSwitchTo(old);
+	}
+	flusso_index_compile(ix, json, E.cxt);
+	return ix;
+}
+
+/* Decide what a freshly loaded index must do, given where the stream stands. */
+static void
+settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
+{
+	if (ix->def == NULL)
+	{
+		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_STOPPED);
+		return;
+	}
+	if (ix->no_access)
+		;						/* stays stopped: a GRANT, then resume, builds it */
+	else if (ix->live_gen == 0 && ix->build_gen == 0)
+		flusso_index_start_build(ix, lsn, reloaded ? "new index" : "first start");
+	else if (fresh_slot)
+		flusso_index_start_build(ix, lsn, "the replication slot was missing or invalidated, so changes may have been missed");
+	else if (ix->build_gen == 0 && ix->live_def_json &&
+			 strcmp(ix->live_def_json, ix->def_json) != 0)
+		flusso_index_start_build(ix, lsn, "definition changed");
+	else if (ix->build_gen != 0 && ix->build_def_json &&
+			 strcmp(ix->build_def_json, ix->def_json) != 0)
+		flusso_index_start_build(ix, lsn, "definition changed during the build");
+	else if (ix->build_gen != 0)
+	{
+		Snapshot	snap = GetLatestSnapshot();
+
+		ix->nwait = snap->xcnt;
+		ix->wait_xids = MemoryContextAlloc(E.cxt, sizeof(TransactionId) * Max(1, snap->xcnt));
+		memcpy(ix->wait_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
+	}
+	flusso_observer->on_index_phase(ix->name,
+									ix->stopped ? FLUSSO_INDEX_STOPPED :
+									ix->paused ? FLUSSO_INDEX_PAUSED :
+									ix->live_gen == ix->build_gen && ix->build_gen ? FLUSSO_INDEX_BACKFILLING :
+									FLUSSO_INDEX_SEEDED);
+	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
+	if (ix->build_gen)
+		flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_total);
+}
+
+static void
+drop_remote(const char *name)
+{
+	IndexRuntime tmp;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.name = (char *) name;
+	flusso_index_load_state(&tmp);
+	if (tmp.live_gen)
+		(void) E.sink->drop_index(flusso_index_physical(&tmp, tmp.live_gen));
+	if (tmp.build_gen && tmp.build_gen != tmp.live_gen)
+		(void) E.sink->drop_index(flusso_index_physical(&tmp, tmp.build_gen));
+}
+
+static void
+queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(ix->name)};
+	LiveBatch  *b;
+	uint64		i;
+
+	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name = $1 RETURNING document_id",
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not read flusso.dead_letters");
+	if (SPI_processed == 0)
+		return;
+	b = eng_new_batch(lsn, false);
+	for (i = 0; i < SPI_processed; i++)
+		b->ids[ix->num] = lappend(b->ids[ix->num],
+								  MemoryContextStrdup(b->cxt, SPI_getvalue(SPI_tuptable->vals[i],
+																		   SPI_tuptable->tupdesc, 1)));
+	ereport(LOG, (errmsg("flusso index \"%s\": retrying " UINT64_FORMAT " dead letters",
+						 ix->name, SPI_processed)));
+}
+
+static void
+handle_request(const char *name, const char *action, XLogRecPtr lsn)
+{
+	IndexRuntime *ix = eng_find_index(name);
+
+	if (strcmp(action, "drop") == 0 || strcmp(action, "drop_remote") == 0)
+	{
+		if (ix != NULL)
+			return;				/* dropped and created again: the new one stays */
+		if (strcmp(action, "drop_remote") == 0)
+			drop_remote(name);
+		flusso_index_delete_state(name);
+		flusso_status_forget_index(MyDatabaseId, name);
+		ereport(LOG, (errmsg("flusso index \"%s\" dropped%s", name,
+							 strcmp(action, "drop_remote") == 0 ? " here and in OpenSearch" : "")));
+		return;
+	}
+	if (ix == NULL || ix->def == NULL)
+		return;
+	if (strcmp(action, "reindex") == 0)
+		flusso_index_start_build(ix, lsn, "reindex requested");
+	else if (strcmp(action, "pause") == 0 && !ix->paused)
+	{
+		ix->paused = ix->dirty = true;
+		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_PAUSED);
+	}
+	else if (strcmp(action, "resume") == 0 && (ix->paused || ix->stopped))
+	{
+		ix->paused = false;
+		flusso_index_start_build(ix, lsn, "resumed");
+	}
+	else if (strcmp(action, "retry_dead_letters") == 0)
+		queue_dead_letters(ix, lsn);
+}
+
+static void
+handle_requests(XLogRecPtr lsn)
+{
+	uint64		i;
+	SPITupleTable *tab;
+	uint64		n;
+
+	if (SPI_execute("SELECT id, name, action FROM flusso.requests ORDER BY id", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.requests");
+	tab = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+		handle_request(SPI_getvalue(tab->vals[i], tab->tupdesc, 2),
+					   SPI_getvalue(tab->vals[i], tab->tupdesc, 3), lsn);
+	if (n > 0 &&
+		SPI_execute(psprintf("DELETE FROM flusso.requests WHERE id <= %s",
+							 SPI_getvalue(tab->vals[n - 1], tab->tupdesc, 1)), false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from flusso.requests");
+}
+
+void
+eng_forget_indexes(void)
+{
+	int			i;
+
+	/* capture's watch list lives in E.cxt: drop it before the memory goes */
+	flusso_capture_set_watches(NIL, E.definitions_relid, E.requests_relid);
+	for (i = 0; i < E.nix; i++)
+		flusso_index_free(E.ix[i]);
+	E.ix = NULL;
+	E.nix = 0;
+	MemoryContextReset(E.cxt);
+}
+
+static void
+sync_status(void)
+{
+	List	   *names = NIL;
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+		names = lappend(names, E.ix[i]->name);
+	flusso_status_sync_indexes(MyDatabaseId, names);
+}
+
+/*
+ * Load every definition and its durable state; the stream stands at lsn
+ * and nothing is in flight (a reload waits for the pipeline to drain).
+ */
+static void
+load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
+{
+	List	   *rows = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	flusso_index_resolve_role();
+	if (SPI_execute("SELECT name, definition::text FROM flusso.definitions ORDER BY name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.definitions");
+	for (i = 0; i < SPI_processed; i++)
+		rows = lappend(rows, list_make2(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
+	eng_forget_indexes();
+	foreach(lc, rows)
+	{
+		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)));
+
+		settle_index(ix, lsn, reloaded, fresh_slot);
+	}
+	handle_requests(lsn);
+	eng_save_dirty();
+	sync_status();
+}
+
+bool
+eng_drained(void)
+{
+	int			i;
+
+	if (!dlist_is_empty(&E.batches) || E.in_flight > 0 || E.nretries > 0)
+		return false;
+	for (i = 0; i < E.nix; i++)
+		if (E.ix[i]->chunks != NIL)
+			return false;
+	return true;
+}
+
+void
+eng_reload(XLogRecPtr lsn)
+{
+	eng_begin_work("flusso: reloading definitions");
+	load_definitions(lsn, true, false);
+	set_watches();
+	eng_end_work();
+}
+
+/*
+ * Make sure the slot exists.  A slot that is missing while indexes have
+ * state (a failover, or someone dropped it) or whose WAL was removed
+ * (max_slot_wal_keep_size) cannot tell what changed since: returns true,
+ * and every index is rebuilt.
+ */
+static bool
+ensure_slot(void)
+{
+	SlotState	state = flusso_capture_slot_state();
+	char	   *why;
+
+	if (state == SLOT_OK)
+		return false;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	flusso_observer->on_activity("creating the replication slot");
+	if (state == SLOT_INVALIDATED)
+		flusso_capture_drop_slot();
+	(void) flusso_capture_create_slot();
+	CommitTransactionCommand();
+	if (state == SLOT_INVALIDATED)
+	{
+		why = psprintf("replication slot \"%s\" was invalidated: the WAL it needed was removed (max_slot_wal_keep_size)",
+					   flusso_capture_slot_name());
+		ereport(WARNING,
+				(errmsg("flusso: %s; it was created again, and every index is rebuilt", why)));
+		flusso_observer->on_error(NULL, why);
+	}
+	return true;
+}
+
+void
+eng_load(void)
+{
+	Oid			nsp;
+
+	bool		fresh_slot;
+
+	flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
+	eng_reset_pipeline();
+	flusso_capture_close();
+	E.sink = flusso_sink();
+	fresh_slot = ensure_slot();
+	flusso_capture_open();
+	eng_begin_work("flusso: loading definitions");
+	nsp = get_namespace_oid("flusso", false);
+	E.definitions_relid = get_relname_relid("definitions", nsp);
+	E.requests_relid = get_relname_relid("requests", nsp);
+	load_definitions(flusso_capture_confirmed(), false, fresh_slot);
+	set_watches();
+	eng_end_work();
+	E.loaded = true;
+	ereport(LOG, (errmsg("flusso is syncing %d index(es) from slot \"%s\" at %X/%X into %s",
+						 E.nix, flusso_capture_slot_name(),
+						 LSN_FORMAT_ARGS(flusso_capture_confirmed()), E.sink->name)));
+}
+
+/* Reindex requests from backends (flusso.reindex), through shared memory. */
+void
+eng_take_requests(void)
+{
+	ListCell   *lc;
+	List	   *keep = NIL;
+	bool		caught_up = E.reload_lsn == InvalidXLogRecPtr && flusso_capture_round()->reached_end;
+
+	E.requests = list_concat(E.requests, flusso_status_take_requests(MyDatabaseId));
+	if (E.requests == NIL)
+		return;
+	eng_begin_work("flusso: reindex requested");
+	foreach(lc, E.requests)
+	{
+		char	   *req = lfirst(lc);
+		uint32		id = (uint32) strtoul(req, NULL, 10);
+		char	   *name = strchr(req, ' ') + 1;
+		IndexRuntime *ix = eng_find_index(name);
+
+		if (ix && ix->def)
+		{
+			flusso_index_start_build(ix, flusso_capture_round()->end_lsn, "reindex requested");
+			flusso_status_finish_request(id, ix->build_gen, NULL);
+		}
+		else if (ix || caught_up)
+			flusso_status_finish_request(id, 0, ix ? ix->broken : "the index does not exist");
+		else
+			keep = lappend(keep, req);	/* created but not loaded yet */
+	}
+	eng_save_dirty();
+	eng_end_work();
+	E.requests = keep;
+}
+
+/*
+ * A watched table was altered (renamed, a column dropped...): close the
+ * round and reload, so the definitions are compiled again by name.
+ */
+void
+eng_check_ddl(void)
+{
+	bool		changed;
+
+	if (!flusso_ddl_touched() || E.ddl_reload || E.reload_lsn != InvalidXLogRecPtr)
+		return;
+	eng_begin_work("flusso: checking altered tables");
+	changed = flusso_ddl_changed();
+	eng_end_work();
+	if (!changed)
+		return;
+	ereport(LOG, (errmsg("flusso: a table an index reads was altered; the definitions are checked again")));
+	E.ddl_reload = true;
+}

@@ -1,0 +1,130 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.h
+ *	  The pipeline's shared state and helpers, for its own files only
+ *	  (engine.c, loader.c, rounds.c, batches.c, backfill.c, ship.c).
+ *
+ * The worker process runs one pipeline: its state is one process-local
+ * struct, E.  Nothing here is in shared memory.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_PIPELINE_H
+#define FLUSSO_PIPELINE_H
+
+#include "lib/ilist.h"
+
+#include "bulk.h"
+#include "capture.h"
+#include "indexes.h"
+#include "sink.h"
+#include "status.h"
+
+/* The documents of one closed round (or of a dead-letter retry). */
+typedef struct LiveBatch
+{
+	dlist_node	node;
+	MemoryContext cxt;
+	XLogRecPtr	end_lsn;		/* version, and where to confirm */
+	bool		confirm;		/* false for dead-letter retries */
+	int64		nchanges;
+	List	  **ids;			/* per index: document ids to build */
+	int		   *done;			/* per index: how many are built */
+	int			next_index;
+	int			pending;		/* requests not yet acknowledged */
+	bool		built;
+	int64		documents;
+	FlussoIndexBatchStats *stats;
+	double		flush_ms;
+	TimestampTz oldest_commit;	/* of its oldest change, for lag */
+} LiveBatch;
+
+typedef struct Engine
+{
+	bool		loaded;
+	const FlussoSink *sink;
+	MemoryContext cxt;			/* index runtimes: reset on reload */
+	MemoryContext batches_cxt;
+	IndexRuntime **ix;
+	int			nix;
+	Oid			definitions_relid;
+	Oid			requests_relid;
+	dlist_head	batches;		/* live batches, oldest first */
+	BulkRequest *retries;		/* waiting for their backoff */
+	int			nretries;
+	int			in_flight;
+	TimestampTz round_started;
+	TimestampTz next_lag_poll;
+	XLogRecPtr	marker_lsn;
+	int64		captured_reported;
+	bool		os_failing;
+	TimestampTz last_log;
+	List	   *dead_letters;	/* rows to insert, in cxt */
+	int			backfill_turn;
+	XLogRecPtr	reload_lsn;		/* a control change waits for the pipeline to drain */
+	TimestampTz lag_warned_at;
+	List	   *requests;		/* reindex requests not handled yet */
+	bool		ddl_reload;		/* a watched table was altered: reload at round end */
+} Engine;
+
+/* Put documents of one index into requests of at most batch_size / batch_bytes. */
+typedef struct Builder
+{
+	BulkOwnerKind kind;
+	void	   *owner;
+	MemoryContext cxt;
+	List	   *requests;
+	BulkRequest *current;
+} Builder;
+
+extern Engine flusso_engine_state;
+#define E flusso_engine_state
+
+/*
+ * A round closes at this many images (four batches' worth): when changes
+ * pile up, a larger round folds more changes to the same documents into
+ * one build; memory stays bounded by flusso.capture_memory.
+ */
+#define ROUND_IMAGES (4 * flusso_batch_size)
+
+/* engine.c: transactions and small helpers */
+extern long eng_backoff_ms(int attempts);
+extern void eng_begin_work(const char *what);
+extern void eng_end_work(void);
+extern IndexRuntime *eng_find_index(const char *name);
+extern void eng_log_limited(int level, const char *fmt, const char *arg);
+extern void eng_reset_pipeline(void);
+extern void eng_save_dirty(void);
+
+/* loader.c: definitions, requests, DDL */
+extern void eng_check_ddl(void);
+extern bool eng_drained(void);
+extern void eng_forget_indexes(void);
+extern void eng_load(void);
+extern void eng_reload(XLogRecPtr lsn);
+extern void eng_take_requests(void);
+
+/* rounds.c: decoding into rounds */
+extern bool eng_decode_step(void);
+
+/* batches.c: live batches */
+extern bool eng_build_live_chunk(LiveBatch *b);
+extern void eng_confirm_done_batches(void);
+extern LiveBatch *eng_new_batch(XLogRecPtr end_lsn, bool confirm);
+extern LiveBatch *eng_unbuilt_batch(void);
+
+/* backfill.c: builds */
+extern bool eng_backfill_step(void);
+extern void eng_chunk_acked(BackfillChunk *chunk);
+extern void eng_rebuild_vanished(void);
+
+/* ship.c: bulk requests and their outcomes */
+extern void eng_builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc,
+							uint64 version, bool build_only);
+extern int eng_builder_send(Builder *bld);
+extern void eng_collect_completions(void);
+extern void eng_flush_dead_letters(void);
+extern long eng_next_retry_ms(void);
+extern void eng_send_due_retries(void);
+
+#endif							/* FLUSSO_PIPELINE_H */

@@ -1,0 +1,231 @@
+/*-------------------------------------------------------------------------
+ *
+ * rounds.c
+ *	  Rounds: decoded changes resolved to the documents they affect.
+ *
+ * A round is what capture decoded since the last one: deduplicated row
+ * images of the watched tables, the transactions they came from, and
+ * tables to rebuild (TRUNCATE, or a transaction too large to capture).
+ * Closing a round waits until every decoded transaction is visible, then
+ * resolves the images to the ids of the documents they affect, per index,
+ * in one guarded transaction, and turns them into a live batch.
+ *
+ * It must not build or send documents: batches.c does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
+
+#include "guard.h"
+#include "pipeline.h"
+#include "resolve.h"
+#include "settings.h"
+
+typedef struct ResolveArgs
+{
+	IndexRuntime *ix;
+	FlussoWatch *watch;
+	SPIPlanPtr	plan;
+	List	   *images;
+	FlussoKeySet *keys;
+} ResolveArgs;
+
+/* ---- rounds ---- */
+
+static void
+wait_visible(CaptureRound *round)
+{
+	int			i;
+
+	for (i = 0; i < round->nxids; i++)
+		XactLockTableWait(round->xids[i], NULL, NULL, XLTW_None);
+}
+
+static void
+resolve_guarded(void *arg)
+{
+	ResolveArgs *a = arg;
+
+	flusso_index_role_enter();
+	flusso_resolve(a->watch, a->plan, a->images, a->keys, a->ix->nkeys);
+	flusso_index_role_leave();
+}
+
+static List *
+use_images(CaptureRel *cr, CaptureUse *use)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, cr->images)
+	{
+		char	  **image = lfirst(lc);
+		char	  **values = palloc(sizeof(char *) * use->watch->ncols);
+		int			i;
+
+		for (i = 0; i < use->watch->ncols; i++)
+			values[i] = image[use->pos[i]];
+		out = lappend(out, values);
+	}
+	return out;
+}
+
+static int
+watch_number(IndexRuntime *ix, FlussoWatch *w)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, ix->watches)
+	{
+		if (lfirst(lc) == w)
+			return i;
+		i++;
+	}
+	elog(ERROR, "unknown watch");
+	return -1;
+}
+
+static void
+resolve_rel(CaptureRel *cr, FlussoKeySet **keys)
+{
+	ListCell   *lc;
+
+	foreach(lc, cr->watches)
+	{
+		CaptureUse *use = lfirst(lc);
+		IndexRuntime *ix = E.ix[use->index];
+		ResolveArgs args;
+		char	   *error;
+
+		if (!flusso_index_active(ix))
+			continue;
+		args.ix = ix;
+		args.watch = use->watch;
+		args.plan = ix->resolve_plans[watch_number(ix, use->watch)];
+		args.images = use_images(cr, use);
+		args.keys = keys[use->index];
+		if (!flusso_guard(resolve_guarded, &args, &error))
+			flusso_index_set_error(ix, psprintf("resolving changes of %s for index \"%s\" failed: %s",
+												get_rel_name(cr->relid), ix->name, error), true);
+	}
+}
+
+/* Resolve the round's images into the batch's document ids. */
+static void
+resolve_round(CaptureRound *round, LiveBatch *b)
+{
+	FlussoKeySet **keys = palloc(sizeof(FlussoKeySet *) * Max(1, E.nix));
+	ListCell   *lc;
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+		keys[i] = flusso_keyset_create(b->cxt);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	wait_visible(round);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "flusso: resolving changes");
+	foreach(lc, flusso_capture_rels())
+	{
+		CaptureRel *cr = lfirst(lc);
+
+		if (cr->images != NIL)
+			resolve_rel(cr, keys);
+	}
+	eng_save_dirty();
+	eng_end_work();
+	for (i = 0; i < E.nix; i++)
+		b->ids[i] = flusso_keyset_ids(keys[i]);
+}
+
+static void
+start_rebuilds(CaptureRound *round)
+{
+	int			i;
+
+	eng_begin_work("flusso: starting rebuilds");
+	for (i = 0; i < E.nix; i++)
+	{
+		IndexRuntime *ix = E.ix[i];
+		ListCell   *lc;
+		bool		hit = false;
+
+		if (ix->def == NULL)
+			continue;
+		foreach(lc, ix->watches)
+			hit |= list_member_oid(round->rebuild_relids, ((FlussoWatch *) lfirst(lc))->relid);
+		if (hit)
+			flusso_index_start_build(ix, round->end_lsn, round->rebuild_reason);
+	}
+	eng_save_dirty();
+	eng_end_work();
+}
+
+static void
+close_round(void)
+{
+	CaptureRound *round = flusso_capture_round();
+	LiveBatch  *b = eng_new_batch(round->end_lsn, true);
+	bool		control = round->control_changed;
+
+	b->nchanges = round->nchanges;
+	b->oldest_commit = round->oldest_commit;
+	if (round->nimages > 0)
+		resolve_round(round, b);
+	if (round->rebuild_relids != NIL)
+		start_rebuilds(round);
+	flusso_capture_reset_round();
+	E.round_started = 0;
+	if (control || E.ddl_reload)
+		E.reload_lsn = b->end_lsn;
+	E.ddl_reload = false;
+}
+
+static bool
+pipeline_idle(void)
+{
+	return E.in_flight == 0 && E.nretries == 0 && eng_unbuilt_batch() == NULL;
+}
+
+/* Decode more WAL; close the round when it is ready.  True if work was done. */
+bool
+eng_decode_step(void)
+{
+	CaptureRound *round = flusso_capture_round();
+	int64		before = round->nchanges;
+	TimestampTz now;
+
+	flusso_capture_decode(ROUND_IMAGES);
+	if (round->nchanges > before)
+		flusso_observer->on_changes_captured(round->nchanges - before);
+	now = GetCurrentTimestamp();
+	if (round->nimages > 0 && E.round_started == 0)
+		E.round_started = now;
+	if (round->control_changed || round->rebuild_relids != NIL || E.ddl_reload ||
+		round->nimages >= ROUND_IMAGES ||
+		(round->reached_end && round->nimages > 0 &&
+		 (pipeline_idle() || TimestampDifferenceExceeds(E.round_started, now, flusso_flush_interval))))
+	{
+		close_round();
+		return true;
+	}
+	if (round->reached_end && round->nimages == 0 && round->end_lsn > E.marker_lsn)
+	{
+		LiveBatch  *marker = eng_new_batch(round->end_lsn, true);
+
+		marker->nchanges = round->nchanges;
+		marker->built = true;
+		E.marker_lsn = round->end_lsn;
+		flusso_capture_reset_round();
+		eng_confirm_done_batches();
+	}
+	return !round->reached_end;
+}

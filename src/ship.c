@@ -1,0 +1,391 @@
+/*-------------------------------------------------------------------------
+ *
+ * ship.c
+ *	  Shipping documents: bulk requests, completions, retries, policies.
+ *
+ * Turning built documents into _bulk requests of at most flusso.batch_size
+ * documents and flusso.batch_bytes bytes, sending them through the sink,
+ * and handling what comes back: 429/5xx and transport failures are
+ * retried with backoff (a whole request or only its failed items), a 413
+ * splits the request, a rejected document goes to its index's failure
+ * policy (stop, skip, dead_letter).  A request is done for its owner (a
+ * live batch or a backfill chunk) once nothing of it is left to retry.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+
+#include "opensearch.h"
+#include "pipeline.h"
+#include "settings.h"
+
+static void reject(IndexRuntime *ix, int generation, const char *id, const char *error, const char *doc, size_t doclen);
+
+/* ---- sending ---- */
+
+static void
+send_request(BulkRequest *req)
+{
+	E.sink->send(req);
+	E.in_flight++;
+}
+
+static void
+owner_add_pending(BulkRequest *req, int n)
+{
+	if (req->kind == BULK_BACKFILL)
+		((BackfillChunk *) req->owner)->pending += n;
+	else
+		((LiveBatch *) req->owner)->pending += n;
+}
+
+static BulkRequest *
+builder_request(Builder *bld, size_t adding)
+{
+	BulkRequest *r = bld->current;
+
+	if (r == NULL || r->nitems >= flusso_batch_size ||
+		(r->nitems > 0 && r->body.len + adding > (size_t) flusso_batch_bytes))
+	{
+		r = flusso_bulk_create(bld->cxt, bld->kind, bld->owner);
+		bld->requests = lappend(bld->requests, r);
+		bld->current = r;
+	}
+	return r;
+}
+
+static void
+dead_letter(IndexRuntime *ix, int generation, const char *id, const char *error,
+			const char *doc, size_t doclen)
+{
+	MemoryContext old = MemoryContextSwitchTo(E.cxt);
+	List	   *row = list_make5(pstrdup(ix->name), pstrdup(id), psprintf("%d", generation),
+								 pstrdup(error), doc ? pnstrdup(doc, doclen) : NULL);
+
+	E.dead_letters = lappend(E.dead_letters, row);
+	MemoryContextSwitchTo(old);
+}
+
+/* One built document (doc NULL: a delete) to every generation that takes it. */
+void
+eng_builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, uint64 version,
+			bool build_only)
+{
+	int			gens[2] = {build_only ? 0 : ix->live_gen, ix->build_gen};
+	size_t		len = doc ? strlen(doc) : 0;
+	int			g;
+
+	if (len + 256 > (size_t) flusso_batch_bytes)
+	{
+		reject(ix, gens[0] ? gens[0] : gens[1], id,
+			   psprintf("the document is %zu bytes, more than flusso.batch_bytes (%d)",
+						len, flusso_batch_bytes), doc, len);
+		return;
+	}
+	for (g = 0; g < 2; g++)
+	{
+		if (gens[g] == 0 || (g == 1 && gens[1] == gens[0]))
+			continue;
+		flusso_bulk_add(builder_request(bld, len + 256), ix->num,
+						flusso_index_physical(ix, gens[g]), gens[g], id, version, doc);
+	}
+}
+
+int
+eng_builder_send(Builder *bld)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, bld->requests)
+	{
+		BulkRequest *r = lfirst(lc);
+
+		if (r->nitems == 0)
+		{
+			flusso_bulk_free(r);
+			continue;
+		}
+		owner_add_pending(r, 1);
+		send_request(r);
+		n++;
+	}
+	return n;
+}
+
+/* ---- failure policies ---- */
+
+static int
+policy_of(IndexRuntime *ix)
+{
+	return ix->def && ix->def->on_error >= 0 ? ix->def->on_error : flusso_on_error;
+}
+
+static void
+reject(IndexRuntime *ix, int generation, const char *id, const char *error,
+	   const char *doc, size_t doclen)
+{
+	char	   *message = psprintf("document \"%s\" of index \"%s\" rejected: %s", id, ix->name, error);
+
+	switch (policy_of(ix))
+	{
+		case FLUSSO_ON_ERROR_STOP:
+			flusso_index_set_error(ix, message, true);
+			break;
+		case FLUSSO_ON_ERROR_SKIP:
+			flusso_observer->on_error(ix->name, message);
+			eng_log_limited(LOG, "flusso skipped a document: %s", message);
+			break;
+		case FLUSSO_ON_ERROR_DEAD_LETTER:
+			flusso_observer->on_error(ix->name, message);
+			dead_letter(ix, generation, id, error, doc, doclen);
+			break;
+	}
+}
+
+void
+eng_flush_dead_letters(void)
+{
+	ListCell   *lc;
+
+	if (E.dead_letters == NIL)
+		return;
+	foreach(lc, E.dead_letters)
+	{
+		List	   *row = lfirst(lc);
+		Oid			types[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+		Datum		values[5];
+		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+		values[0] = CStringGetTextDatum(list_nth(row, 0));
+		values[1] = CStringGetTextDatum(list_nth(row, 1));
+		values[2] = Int32GetDatum(atoi(list_nth(row, 2)));
+		values[3] = CStringGetTextDatum(list_nth(row, 3));
+		nulls[4] = list_nth(row, 4) ? ' ' : 'n';
+		values[4] = list_nth(row, 4) ? CStringGetTextDatum(list_nth(row, 4)) : (Datum) 0;
+		if (SPI_execute_with_args("INSERT INTO flusso.dead_letters (index_name, document_id, generation, error, body) "
+								  "VALUES ($1, $2, $3, $4, $5)", 5, types, values, nulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not insert into flusso.dead_letters");
+	}
+	E.dead_letters = NIL;
+}
+
+/* ---- completions ---- */
+
+static void
+schedule_retry(BulkRequest *req)
+{
+	req->attempts++;
+	req->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), eng_backoff_ms(req->attempts));
+	req->next = E.retries;
+	E.retries = req;
+	E.nretries++;
+}
+
+static void
+note_opensearch(BulkRequest *req)
+{
+	if (req->whole_retry && req->failure)
+	{
+		if (!E.os_failing)
+			flusso_observer->on_opensearch(FLUSSO_OS_UNREACHABLE, NULL, req->failure);
+		flusso_observer->on_error(NULL, req->failure);
+		eng_log_limited(LOG, "flusso: %s; retrying with backoff", req->failure);
+		E.os_failing = true;
+	}
+	else if (E.os_failing && !req->whole_retry)
+	{
+		E.os_failing = false;
+		(void) flusso_os_ping();
+	}
+}
+
+static bool
+is_retry(BulkItem *item)
+{
+	return item->outcome == BULK_ITEM_RETRY;
+}
+
+static void
+owner_done_one(BulkRequest *req)
+{
+	if (req->kind == BULK_BACKFILL)
+	{
+		BackfillChunk *chunk = req->owner;
+
+		if (--chunk->pending == 0 && chunk->built)
+			eng_chunk_acked(chunk);
+		return;
+	}
+	((LiveBatch *) req->owner)->pending--;
+	((LiveBatch *) req->owner)->flush_ms += req->elapsed_ms;
+}
+
+/*
+ * An item that failed because its physical index is gone: the generation
+ * was dropped after a swap (nothing to do), or someone deleted the index
+ * (rebuild it).  Either way the item itself is settled.
+ */
+static void
+settle_missing_index(IndexRuntime *ix, BulkItem *item)
+{
+	if (item->generation == ix->live_gen || item->generation == ix->build_gen)
+	{
+		ix->remote_ready = false;
+		ix->rebuild_needed = true;
+	}
+	item->outcome = BULK_ITEM_OK;
+}
+
+static void
+count_items(BulkRequest *req)
+{
+	int			i;
+
+	for (i = 0; i < req->nitems; i++)
+	{
+		BulkItem   *item = &req->items[i];
+		IndexRuntime *ix = item->index < E.nix ? E.ix[item->index] : NULL;
+
+		if (ix == NULL || item->outcome == BULK_ITEM_RETRY)
+			continue;
+		if (item->outcome == BULK_ITEM_REJECTED && item->status == 404 &&
+			item->error && strstr(item->error, "index_not_found_exception"))
+			settle_missing_index(ix, item);
+		if (item->outcome == BULK_ITEM_REJECTED)
+			reject(ix, item->generation, item->id, item->error,
+				   req->body.data + item->doc, item->is_delete ? 0 : item->end - item->doc - 1);
+		if (req->kind != BULK_BACKFILL)
+		{
+			LiveBatch  *b = req->owner;
+			FlussoIndexBatchStats *s = &b->stats[item->index];
+
+			if (item->outcome == BULK_ITEM_REJECTED)
+				s->failed++;
+			else if (item->is_delete)
+				s->deleted++;
+			else
+				s->upserted++;
+		}
+	}
+}
+
+static void
+handle_done(BulkRequest *req)
+{
+	int			retry_items = 0;
+	int			i;
+
+	E.in_flight--;
+	note_opensearch(req);
+	if (!req->whole_retry)
+		flusso_observer->on_bulk_latency(req->elapsed_ms);
+	if (req->whole_retry)
+	{
+		schedule_retry(req);
+		return;
+	}
+	if (req->too_large && req->nitems > 1)
+	{
+		BulkRequest *a = flusso_bulk_subset(req, NULL, 0, req->nitems / 2);
+		BulkRequest *b = flusso_bulk_subset(req, NULL, req->nitems / 2, req->nitems);
+
+		owner_add_pending(req, 1);
+		schedule_retry(a);
+		schedule_retry(b);
+		flusso_bulk_free(req);
+		return;
+	}
+	if (req->too_large)
+	{
+		req->items[0].outcome = BULK_ITEM_REJECTED;
+		req->items[0].error = pstrdup("HTTP 413: the document is larger than OpenSearch's http.max_content_length");
+	}
+	count_items(req);
+	for (i = 0; i < req->nitems; i++)
+		retry_items += is_retry(&req->items[i]);
+	if (retry_items > 0)
+	{
+		BulkRequest *sub;
+		BulkItem   *first = req->items;
+
+		while (!is_retry(first))
+			first++;
+		eng_log_limited(LOG, "flusso: OpenSearch asked to retry documents (%s); retrying with backoff",
+					psprintf("%d of %d, the first: HTTP %d %s", retry_items, req->nitems,
+							 first->status, first->error ? first->error : ""));
+		sub = flusso_bulk_subset(req, is_retry, 0, req->nitems);
+		owner_add_pending(req, 1);
+		schedule_retry(sub);
+	}
+	owner_done_one(req);
+	flusso_bulk_free(req);
+}
+
+/* Write what completions left to record: dead letters, index state. */
+static void
+record_outcomes(void)
+{
+	int			i;
+	bool		dirty = E.dead_letters != NIL;
+
+	for (i = 0; i < E.nix && !dirty; i++)
+		dirty = E.ix[i]->dirty;
+	if (!dirty)
+		return;
+	eng_begin_work("flusso: recording outcomes");
+	eng_flush_dead_letters();
+	eng_save_dirty();
+	eng_end_work();
+}
+
+void
+eng_collect_completions(void)
+{
+	BulkRequest *req;
+
+	while ((req = E.sink->next_done()) != NULL)
+		handle_done(req);
+	record_outcomes();
+}
+
+void
+eng_send_due_retries(void)
+{
+	BulkRequest **p = &E.retries;
+	TimestampTz now = GetCurrentTimestamp();
+
+	while (*p)
+	{
+		BulkRequest *req = *p;
+
+		if (req->not_before > now)
+		{
+			p = &req->next;
+			continue;
+		}
+		*p = req->next;
+		E.nretries--;
+		req->next = NULL;
+		send_request(req);
+	}
+}
+
+long
+eng_next_retry_ms(void)
+{
+	BulkRequest *req;
+	long		best = -1;
+	TimestampTz now = GetCurrentTimestamp();
+
+	for (req = E.retries; req; req = req->next)
+	{
+		long		ms = Max(0, TimestampDifferenceMilliseconds(now, req->not_before));
+
+		if (best < 0 || ms < best)
+			best = ms;
+	}
+	return best;
+}
