@@ -97,6 +97,24 @@ ok(FlussoTest::wait_synced($node, $db, '120 s'), 'root truncate synced');
 is($count->{count}, 0, 'TRUNCATE of the root empties the index');
 FlussoTest::is_consistent($node, $db, $ix, 'after TRUNCATE of the root');
 
+# --- json values arrive whole: whitespace inside strings kept, one line per
+# document in the _bulk body even when a json column holds newlines --------------
+FlussoTest::os_clean('t2-notes*');
+$node->safe_psql($db, <<'SQL');
+CREATE TABLE notes (id int PRIMARY KEY, body json, tags jsonb, txt text);
+INSERT INTO notes VALUES (1, '{"a" :
+  "x  y\n z",
+ "b": [1, 2,	3], "q": "say \"hi\"  ", "e": {  }}', '{"k": "v w"}', 'line one
+line  two "quoted" \ end');
+SELECT flusso.create_index('t2-notes', '{"table": "public.notes", "columns": ["body", "tags", "txt"]}');
+SQL
+ok(FlussoTest::wait_synced($node, $db), 'the notes index is synced');
+is_deeply(FlussoTest::os_doc('t2-notes', 1),
+	{ body => { a => "x  y\n z", b => [1, 2, 3], q => 'say "hi"  ', e => {} },
+	  tags => { k => 'v w' }, txt => "line one\nline  two \"quoted\" \\ end" },
+	'json and text values arrive exactly');
+$node->safe_psql($db, q{SELECT flusso.drop_index('t2-notes', true)});
+
 # --- status counters ------------------------------------------------------------
 my $s = FlussoTest::status($node, $db);
 cmp_ok($s->{changes_committed}, '>', 0, 'changes_committed counts');
