@@ -153,6 +153,7 @@ backfill_chunk(IndexRuntime *ix)
 	BackfillChunk *chunk = MemoryContextAllocZero(cxt, sizeof(BackfillChunk));
 	Builder		bld = {BULK_BACKFILL, chunk, E.batches_cxt, NIL, NULL};
 	ChunkArgs	args = {ix, chunk, &bld, cxt};
+	MemoryContext old;
 	char	   *error;
 
 	chunk->index = ix;
@@ -169,7 +170,9 @@ backfill_chunk(IndexRuntime *ix)
 	eng_flush_dead_letters();
 	eng_save_dirty();
 	eng_end_work();
+	old = MemoryContextSwitchTo(cxt);
 	ix->chunks = lappend(ix->chunks, chunk);
+	MemoryContextSwitchTo(old);
 	eng_builder_send(&bld);
 	chunk->built = true;
 	if (chunk->pending == 0)

@@ -376,6 +376,16 @@ note_running(IndexRuntime *ix, MemoryContext cxt)
 	memcpy(ix->wait_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
 }
 
+/* Remember a generation to drop in the sink, in the index's own memory. */
+static void
+drop_later(IndexRuntime *ix, int generation)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
+
+	ix->drop_gens = lappend_int(ix->drop_gens, generation);
+	MemoryContextSwitchTo(old);
+}
+
 void
 flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 {
@@ -384,9 +394,9 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	bool		first = ix->live_gen == 0 || ix->live_gen == ix->build_gen;
 
 	if (ix->build_gen != 0)
-		ix->drop_gens = lappend_int(ix->drop_gens, ix->build_gen);
+		drop_later(ix, ix->build_gen);
 	if (first && ix->live_gen != 0 && ix->live_gen != ix->build_gen)
-		ix->drop_gens = lappend_int(ix->drop_gens, ix->live_gen);
+		drop_later(ix, ix->live_gen);
 	if (first)
 		ix->live_gen = gen;
 	ix->build_gen = gen;
@@ -541,7 +551,7 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 			flusso_index_set_error(ix, error, false);
 			return false;
 		}
-		ix->drop_gens = lappend_int(ix->drop_gens, old);
+		drop_later(ix, old);
 		ix->live_gen = ix->build_gen;
 		error = sink->drop_index(flusso_index_physical(ix, old));
 		if (error == NULL)

@@ -204,6 +204,7 @@ queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(ix->name)};
 	LiveBatch  *b;
+	MemoryContext old;
 	uint64		i;
 
 	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name = $1 RETURNING document_id",
@@ -212,10 +213,11 @@ queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
 	if (SPI_processed == 0)
 		return;
 	b = eng_new_batch(lsn, false);
+	old = MemoryContextSwitchTo(b->cxt);
 	for (i = 0; i < SPI_processed; i++)
 		b->ids[ix->num] = lappend(b->ids[ix->num],
-								  MemoryContextStrdup(b->cxt, SPI_getvalue(SPI_tuptable->vals[i],
-																		   SPI_tuptable->tupdesc, 1)));
+								  SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	MemoryContextSwitchTo(old);
 	ereport(LOG, (errmsg("flusso index \"%s\": retrying " UINT64_FORMAT " dead letters",
 						 ix->name, SPI_processed)));
 }
@@ -409,6 +411,19 @@ eng_load(void)
 						 LSN_FORMAT_ARGS(flusso_capture_confirmed()), E.sink->name)));
 }
 
+/* Copy strings into a list in TopMemoryContext: requests outlive steps and reloads. */
+static List *
+copy_requests(List *to, List *from)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	ListCell   *lc;
+
+	foreach(lc, from)
+		to = lappend(to, pstrdup(lfirst(lc)));
+	MemoryContextSwitchTo(old);
+	return to;
+}
+
 /* Reindex requests from backends (flusso.reindex), through shared memory. */
 void
 eng_take_requests(void)
@@ -417,7 +432,7 @@ eng_take_requests(void)
 	List	   *keep = NIL;
 	bool		caught_up = E.reload_lsn == InvalidXLogRecPtr && flusso_capture_round()->reached_end;
 
-	E.requests = list_concat(E.requests, flusso_status_take_requests(MyDatabaseId));
+	E.requests = copy_requests(E.requests, flusso_status_take_requests(MyDatabaseId));
 	if (E.requests == NIL)
 		return;
 	eng_begin_work("flusso: reindex requested");
@@ -438,9 +453,11 @@ eng_take_requests(void)
 		else
 			keep = lappend(keep, req);	/* created but not loaded yet */
 	}
+	keep = copy_requests(NIL, keep);
+	list_free_deep(E.requests);
+	E.requests = keep;
 	eng_save_dirty();
 	eng_end_work();
-	E.requests = keep;
 }
 
 /*

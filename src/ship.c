@@ -49,8 +49,13 @@ builder_request(Builder *bld, size_t adding)
 	if (r == NULL || r->nitems >= flusso_batch_size ||
 		(r->nitems > 0 && r->body.len + adding > (size_t) flusso_batch_bytes))
 	{
+		MemoryContext old;
+
 		r = flusso_bulk_create(bld->cxt, bld->kind, bld->owner);
+		/* the list outlives the transaction the documents are built in */
+		old = MemoryContextSwitchTo(bld->cxt);
 		bld->requests = lappend(bld->requests, r);
+		MemoryContextSwitchTo(old);
 		bld->current = r;
 	}
 	return r;

@@ -5,10 +5,13 @@
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
 #   4. fault suite (test/fault/t/*.pl, prove)      faults under load, each
 #      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh)
+#   5. fuzzing     (test/fuzz/run.sh)              the _bulk answer and the
+#      definition parsers, 30 s each under ASan/UBSan (FLUSSO_FUZZ_SECONDS)
+#   6. Perl TAP again with flusso.so built under AddressSanitizer (test/asan.sh)
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--only regress|pgtap|tap|fault] [TAP test files...]
+# Usage: test/check.sh [--only regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
 # Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check), KEEP=1 keeps servers up.
 set -euo pipefail
 
@@ -99,7 +102,7 @@ run_prove() {
 		TESTDIR="$dir" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
 		PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
-		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" \
+		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" FLUSSO_ASAN="${FLUSSO_ASAN:-}" \
 		FLUSSO_FAULT_RESULTS="${FLUSSO_FAULT_RESULTS:-$dir/fault-results.jsonl}" \
 		prove --timer "${abs[@]}")
 }
@@ -116,6 +119,16 @@ if [ -z "$only" ] || [ "$only" = fault ]; then
 	[ -n "$only" ] && [ ${#files[@]} -gt 0 ] || files=(test/fault/t/*.pl)
 	run_prove "$work/fault" "${files[@]}" || failed+=(fault)
 	[ -f "$work/fault/fault-results.jsonl" ] && perl test/fault/report.pl "$work/fault/fault-results.jsonl" >&2
+fi
+
+if [ -z "$only" ] || [ "$only" = fuzz ]; then
+	log "fuzzing"
+	test/fuzz/run.sh --seconds "${FLUSSO_FUZZ_SECONDS:-30}" --work "$work/fuzz" || failed+=(fuzz)
+fi
+
+if [ -z "$only" ] || [ "$only" = asan ]; then
+	log "Perl TAP under AddressSanitizer"
+	FLUSSO_ASAN_DIR="$work/asan" test/asan.sh || failed+=(asan)
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
