@@ -304,8 +304,12 @@ flusso_engine_settings_changed(bool connection_changed)
 	}
 	else if (connection_changed)
 	{
+		int			i;
+
 		ereport(LOG, (errmsg("flusso reconnects to OpenSearch with the new connection settings")));
 		flusso_engine_after_error();
+		for (i = 0; E.loaded && i < E.nix; i++)
+			E.ix[i]->remote_retry_at = E.ix[i]->remote_backoff_ms = 0;	/* try at once */
 	}
 	if (connection_changed)
 		flusso_http_reset();
@@ -343,8 +347,14 @@ sleep_time(bool worked)
 	if (retry >= 0)
 		ms = Min(ms, Max(1, retry));
 	for (i = 0; i < E.nix; i++)
-		if (E.ix[i]->build_gen && (E.ix[i]->nwait > 0 || !E.ix[i]->remote_ready))
+	{
+		long		remote = flusso_index_remote_wait_ms(E.ix[i]);
+
+		if (E.ix[i]->build_gen && E.ix[i]->nwait > 0)
 			ms = Min(ms, 100);
+		if (remote >= 0)
+			ms = Min(ms, Max(1, remote));
+	}
 	return ms;
 }
 

@@ -72,7 +72,8 @@ xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (xact_wrote && OidIsValid(MyDatabaseId))
+			/* the sync worker's own writes (its state) need no wakeup */
+			if (xact_wrote && OidIsValid(MyDatabaseId) && !flusso_in_sync_worker)
 				flusso_wake_worker(MyDatabaseId);
 			xact_wrote = false;
 			break;

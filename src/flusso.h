@@ -27,6 +27,7 @@ extern PGDLLEXPORT void flusso_launcher_main(Datum main_arg);
 
 /* worker.c */
 extern PGDLLEXPORT void flusso_worker_main(Datum main_arg);
+extern bool flusso_in_sync_worker;	/* this process is a sync worker */
 
 /* redact.c: remove credentials from text that may reach a log or a view */
 extern char *flusso_redact(const char *text);

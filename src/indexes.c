@@ -46,6 +46,8 @@
 #include "sqlgen.h"
 #include "status.h"
 
+#define REMOTE_BACKOFF_MIN_MS 100
+
 Oid			flusso_sync_role = InvalidOid;
 char	   *flusso_sync_role_problem = NULL;
 static Oid	saved_user;
@@ -411,6 +413,8 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	ix->stopped = false;
 	ix->error = NULL;
 	ix->remote_ready = false;
+	ix->remote_retry_at = 0;
+	ix->remote_backoff_ms = 0;
 	note_running(ix, cxt);
 	ix->dirty = true;
 	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_SEEDED);
@@ -440,15 +444,20 @@ flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop)
 {
 	MemoryContext cxt = GetMemoryChunkContext(ix);
 
-	ix->error = MemoryContextStrdup(cxt, message);
+	/* the same error again is counted, but the durable state is unchanged */
+	if (ix->error == NULL || strcmp(ix->error, message) != 0)
+	{
+		ix->error = MemoryContextStrdup(cxt, message);
+		ix->dirty = true;
+	}
 	if (stop && !ix->stopped)
 	{
 		ix->stopped = true;
+		ix->dirty = true;
 		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_STOPPED);
 		ereport(LOG, (errmsg("flusso index \"%s\" stopped: %s", ix->name, message)));
 	}
 	flusso_observer->on_error(ix->name, message);
-	ix->dirty = true;
 }
 
 /* ---- the remote side ---- */
@@ -479,16 +488,12 @@ prepare(IndexRuntime *ix, const FlussoSink *sink, int gen, bool *created)
 	return error == NULL;
 }
 
-bool
-flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
+static bool
+prepare_remote(IndexRuntime *ix, const FlussoSink *sink)
 {
 	bool		created = false;
 	ListCell   *lc;
 
-	if (ix->remote_ready)
-		return true;
-	if (ix->def == NULL)
-		return false;
 	foreach(lc, ix->drop_gens)
 	{
 		char	   *error = sink->drop_index(flusso_index_physical(ix, lfirst_int(lc)));
@@ -524,6 +529,42 @@ flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
 		ix->dirty = true;
 	}
 	return true;
+}
+
+/*
+ * Are the index's generations there in OpenSearch (created, alias set)?
+ * Prepares them if not; after a failure, tries again only after a backoff
+ * that doubles up to flusso.retry_max_interval.
+ */
+bool
+flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
+{
+	TimestampTz now;
+
+	if (ix->remote_ready)
+		return true;
+	now = GetCurrentTimestamp();
+	if (ix->def == NULL || now < ix->remote_retry_at)
+		return false;
+	if (prepare_remote(ix, sink))
+	{
+		ix->remote_backoff_ms = 0;
+		ix->remote_retry_at = 0;
+		return true;
+	}
+	ix->remote_backoff_ms = ix->remote_backoff_ms == 0 ? REMOTE_BACKOFF_MIN_MS :
+		Min(ix->remote_backoff_ms * 2, flusso_retry_max_interval);
+	ix->remote_retry_at = TimestampTzPlusMilliseconds(now, ix->remote_backoff_ms);
+	return false;
+}
+
+/* How long until the index's generations should be prepared (ms); -1: nothing to do. */
+long
+flusso_index_remote_wait_ms(IndexRuntime *ix)
+{
+	if (ix->remote_ready || ix->def == NULL || !flusso_index_active(ix))
+		return -1;
+	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), ix->remote_retry_at));
 }
 
 bool

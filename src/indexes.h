@@ -58,6 +58,8 @@ typedef struct IndexRuntime
 
 	/* this run only */
 	bool		remote_ready;	/* generations prepared in OpenSearch */
+	TimestampTz remote_retry_at;	/* after a failed preparation, not before */
+	int			remote_backoff_ms;
 	TransactionId *wait_xids;	/* backfill starts once these finished */
 	int			nwait;
 	List	   *chunks;			/* BackfillChunk in key order, in flight */
@@ -105,6 +107,9 @@ extern bool flusso_index_build_ready(IndexRuntime *ix);
 
 /* Make sure the generations exist in the sink; false (and error set) if not. */
 extern bool flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink);
+
+/* Milliseconds until ensure_remote should be tried again; -1 when not needed. */
+extern long flusso_index_remote_wait_ms(IndexRuntime *ix);
 
 /* The build is complete: swap the alias, drop the old generation. */
 extern bool flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink);

@@ -59,6 +59,8 @@ typedef struct WorkerState
 
 static WorkerState state;
 
+bool		flusso_in_sync_worker = false;
+
 /* The installed version of the extension in this database, or NULL. */
 static char *
 installed_version(void)
@@ -282,6 +284,7 @@ flusso_worker_main(Datum main_arg)
 {
 	char	   *dbname = state.dbname;
 
+	flusso_in_sync_worker = true;
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);

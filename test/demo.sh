@@ -43,6 +43,8 @@ pg_cluster_start "$dir/pg" "$port" \
 	"flusso.opensearch_url = '$url'" \
 	"flusso.lag_poll_interval = '1s'"
 echo "$port" >"$dir/pg/port"
+# a cluster kept from an earlier run knows an earlier OpenSearch port
+pg_psql "$dir/pg" "$port" -q -c "ALTER SYSTEM SET flusso.opensearch_url = '$url'" -c "SELECT pg_reload_conf()" >/dev/null
 psql_demo() { pg_psql "$dir/pg" "$port" -d demo "$@"; }
 echo "PostgreSQL: psql -h $dir/pg -p $port -U postgres demo"
 

@@ -250,11 +250,14 @@ def details_md(r):
                 continue
             out.append("- {} latency at {}: {} probes (root/child alternating), p50 {} (root {}, child {}), "
                        "p95 {}, p99 {}, max {} ms; first/second half p50 {} / {} ms; commit itself p50 {} ms; "
-                       "{:,.0f} commits/s in all; caught up {} s after".format(
+                       "{:,.0f} commits/s in all; caught up {} s after; during the step OpenSearch indexed {:,} "
+                       "documents in {:,} refreshes and {:,} merges{}".format(
                            tool, s.get("target_rate"), s["probes"], num(s["p50_ms"]), num(s.get("root_p50_ms")),
                            num(s.get("child_p50_ms")), num(s["p95_ms"]), num(s["p99_ms"]), num(s["max_ms"]),
                            num(s.get("p50_first_half_ms")), num(s.get("p50_second_half_ms")),
-                           num(s.get("commit_p50_ms"), 2), s.get("commit_rate") or 0, s.get("drain_s")))
+                           num(s.get("commit_p50_ms"), 2), s.get("commit_rate") or 0, s.get("drain_s"),
+                           s.get("os_indexed", 0), s.get("os_refreshes", 0), s.get("os_merges", 0),
+                           "; flusso sent {:,} batches".format(s["tool_batches"]) if s.get("tool_batches") else ""))
     f = g(r, "footprint.flusso")
     if f:
         out.append("- flusso footprint: UPDATE of {:,} rows took {} s; {:,} changes captured, handled as {} "

@@ -386,12 +386,25 @@ wait_quiet() {
 	note "not quiet after 30 s (busy $busy cores); going on"
 }
 
+# os_stats INDEX: OpenSearch's refresh, merge and indexing counters (primaries)
+os_stats() {
+	curl -s "$url/$1/_stats/refresh,merge,indexing" |
+		jq -c '._all.primaries | {refreshes: .refresh.total, merges: .merges.total, indexed: .indexing.index_total}' 2>/dev/null ||
+		echo '{}'
+}
+flusso_batches() {
+	[ "$1" = flusso ] && sql -c "SELECT batches FROM flusso.status WHERE database = current_database()" 2>/dev/null || echo 0
+}
+
 # latency_step TOOL INDEX RATE ("probe": markers alone, at a rate the tool
 # takes easily; otherwise RATE commits/s in all, pgbench making up the rest)
 latency_step() {
 	local tool=$1 index=$2 rate=$3 t0 dr pgb prate=$PROBE_RATE psecs=$LAT_S bgpid=""
+	local s0 s1 b0 b1
 	drain "$tool" "$index" >/dev/null
 	wait_quiet
+	s0=$(os_stats "$index")
+	b0=$(flusso_batches "$tool")
 	t0=$(now)
 	if [ "$rate" = probe ]; then
 		# one marker first; then at most PROBE_IDLE_RATE/s and at most a fifth of 1/its delay
@@ -414,9 +427,16 @@ latency_step() {
 		pgb=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$logs/pgbench-$tool-$rate.log" | head -n 1)
 		pgb=${pgb:-0}
 	fi
+	s1=$(os_stats "$index")
+	b1=$(flusso_batches "$tool")
 	dr=$(drain "$tool" "$index")
+	# refreshes: a realtime GET of a document indexed since the last refresh
+	# makes OpenSearch refresh the shard, so the probes themselves cause some
 	jq --argjson bg "$pgb" --argjson drain "$dr" --arg rate "$rate" --argjson cpu "$(cpu_of "$t0" "$(now)")" \
-		'. + {target_rate: $rate, background_tps: $bg, commit_rate: ($bg + .probe_rate), drain_s: $drain, cpu: $cpu}' \
+		--argjson s0 "$s0" --argjson s1 "$s1" --argjson b "$((${b1:-0} - ${b0:-0}))" \
+		'. + {target_rate: $rate, background_tps: $bg, commit_rate: ($bg + .probe_rate), drain_s: $drain, cpu: $cpu,
+		      os_refreshes: (($s1.refreshes // 0) - ($s0.refreshes // 0)), os_merges: (($s1.merges // 0) - ($s0.merges // 0)),
+		      os_indexed: (($s1.indexed // 0) - ($s0.indexed // 0)), tool_batches: $b}' \
 		"$logs/probe-$tool-$rate.json" | put "latency.$tool.r$rate"
 	note "$rate: $(jq -r '"\(.probes) probes at \(.probe_rate)/s, p50 \(.p50_ms) ms, p95 \(.p95_ms) ms, p99 \(.p99_ms) ms, max \(.max_ms) ms, timeouts \(.timeouts)"' "$logs/probe-$tool-$rate.json"); background $pgb commits/s; drained in $dr s"
 	# fell behind: a probe timed out, the delay kept growing, or no catch-up

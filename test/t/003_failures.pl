@@ -103,6 +103,30 @@ cmp_ok(FlussoTest::status($node, $db)->{changes_in_flight}, '>', 0, 'changes wai
 system($launcher, 'restart', '1', '--dir', $osdir) == 0 or die 'cannot restart OpenSearch';
 ok(FlussoTest::wait_synced($node, $db, '120 s'), 'synced once OpenSearch is back');
 is(FlussoTest::status($node, $db)->{opensearch}, 'reachable', 'status shows it reachable again');
+
+# --- an index that cannot be made in OpenSearch: retried with a backoff -------
+# (OpenSearch at a port nobody listens on; the worker's own state writes once
+# woke it up again at once, and it spun)
+$node->safe_psql($db, q{ALTER SYSTEM SET flusso.opensearch_url = 'http://127.0.0.1:9'});
+$node->reload;
+$node->safe_psql($db, q{SELECT flusso.create_index('t3-late', '{"table": "things"}')});
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT errors > 0 FROM flusso.index_status WHERE name = 't3-late'}) eq 't'
+		}, 'the new index fails'), 'the new index cannot be created in OpenSearch');
+my $wpid = FlussoTest::worker_pid($node, $db);
+my $ticks = sub { my @f = split ' ', slurp_file("/proc/$wpid/stat"); $f[13] + $f[14] };
+my ($before, $tries0) = ($ticks->(), $node->safe_psql($db, q{SELECT errors FROM flusso.index_status WHERE name = 't3-late'}));
+sleep 3;
+my $spent = $ticks->() - $before;
+my $tries = $node->safe_psql($db, q{SELECT errors FROM flusso.index_status WHERE name = 't3-late'}) - $tries0;
+cmp_ok($spent, '<', 60, "the worker idles meanwhile ($spent clock ticks in 3 s)");
+cmp_ok($tries, '<=', 10, "and tries again with a backoff ($tries tries in 3 s)");
+like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-late'}),
+	qr/127\.0\.0\.1/, 'status says why');
+$node->safe_psql($db, q{ALTER SYSTEM RESET flusso.opensearch_url});
+$node->reload;
+ok(FlussoTest::wait_synced($node, $db, '120 s'), 'created and synced once OpenSearch is reachable');
+FlussoTest::is_consistent($node, $db, 't3-late', 'the late index');
 FlussoTest::is_consistent($node, $db, $_, 'after the outage') for qw(t3-skip t3-dead-letter t3-stop);
 $node->stop;
 
