@@ -42,6 +42,8 @@
 #include "replication/decode.h"
 #include "replication/logical.h"
 #include "replication/slot.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/spin.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -523,6 +525,24 @@ flusso_capture_create_slot(void)
 	return start;
 }
 
+/*
+ * CreateDecodingContext(), called outside a transaction, marks this process
+ * as a logical decoding backend, and the xmin horizon ignores the snapshots
+ * of such a process (a walsender's needs are kept by its slot).  This
+ * process also builds documents from the tables with ordinary snapshots,
+ * and the row versions those snapshots see must not be pruned under them
+ * (concurrent updates made rows vanish from backfill chunks and live
+ * builds): the mark comes off, and the process's snapshots count again.
+ */
+static void
+count_our_snapshots(void)
+{
+	LWLockAcquire(ProcArrayLock, LW_EXCLUSIVE);
+	MyProc->statusFlags &= ~PROC_IN_LOGICAL_DECODING;
+	ProcGlobal->statusFlags[MyProc->pgxactoff] = MyProc->statusFlags;
+	LWLockRelease(ProcArrayLock);
+}
+
 bool
 flusso_capture_is_open(void)
 {
@@ -546,6 +566,7 @@ flusso_capture_open(void)
 												.segment_close = wal_segment_close),
 									 no_write, no_write, NULL);
 	MemoryContextSwitchTo(old);
+	count_our_snapshots();
 	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
 	round.end_lsn = round.start_lsn = MyReplicationSlot->data.confirmed_flush;
 	InvalidateSystemCaches();

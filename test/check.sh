@@ -4,7 +4,8 @@
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
 #   4. fault suite (test/fault/t/*.pl, prove)      faults under load, each
-#      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh)
+#      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh), after the
+#      fault proxy's own tests (test/faultproxy/selftest.py)
 #   5. fuzzing     (test/fuzz/run.sh)              the _bulk answer and the
 #      definition parsers, 30 s each under ASan/UBSan (FLUSSO_FUZZ_SECONDS)
 #   6. Perl TAP again with flusso.so built under AddressSanitizer (test/asan.sh)
@@ -114,6 +115,8 @@ if [ -z "$only" ] || [ "$only" = tap ]; then
 fi
 
 if [ -z "$only" ] || [ "$only" = fault ]; then
+	log "the fault proxy's own tests"
+	python3 test/faultproxy/selftest.py || failed+=(faultproxy)
 	log "fault suite (${FLUSSO_FAULT_MODE:-short})"
 	files=("${tap_files[@]}")
 	[ -n "$only" ] && [ ${#files[@]} -gt 0 ] || files=(test/fault/t/*.pl)

@@ -33,6 +33,10 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+# FAULTPROXY_DUMP=FILE: every forwarded request and its answer appended to FILE (README.md)
+DUMP_FILE = os.environ.get("FAULTPROXY_DUMP")
+DUMP_LOCK = threading.Lock()
+
 # ------------------------------------------------------------------ settings
 
 DEFAULT_FAULTS = {
@@ -629,6 +633,11 @@ class Proxy:
                      len(head) + len(body))
             return req.keep_alive
         self.count("forwarded")
+        if DUMP_FILE:
+            record = b"".join([("=== %.6f %s %s %d\n" % (time.time(), req.method, target, status)).encode(),
+                               req.body or b"", b"\n--- answer\n", body or b"", b"\n"])
+            with DUMP_LOCK, open(DUMP_FILE, "ab") as f:
+                f.write(record)
 
         extra = []
         if is_bulk and status == 200 and req.method != "HEAD":

@@ -203,14 +203,15 @@ def watchdog():
 
 
 class ProxyProcess:
-    def __init__(self, upstream_url, tmp, extra=(), name="proxy"):
+    def __init__(self, upstream_url, tmp, extra=(), name="proxy", env=None):
         self.ready = os.path.join(tmp, name + ".ready.json")
         self.logpath = os.path.join(tmp, name + ".log")
         self.log = open(self.logpath, "w")
         self.proc = subprocess.Popen(
             [sys.executable, PROXY_PY, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
              "--upstream", upstream_url, "--ready-file", self.ready, "--verbose"] + list(extra),
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **(env or {})))
         RUNNING.append(self)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.ready):
@@ -726,6 +727,21 @@ def test_state_file(up, px, tmp):
     return ""
 
 
+def test_dump(up, px, tmp):
+    dump = os.path.join(tmp, "dump")
+    p2 = ProxyProcess(up.url, tmp, name="dump", env={"FAULTPROXY_DUMP": dump})
+    try:
+        assert get(p2, "/echo?dump=1")[0].status == 200
+        assert get(p2, "/echo?dump=2")[0].status == 200
+    finally:
+        p2.stop()
+    data = open(dump, "rb").read()
+    heads = [l for l in data.split(b"\n") if l.startswith(b"=== ")]
+    assert len(heads) == 2 and heads[0].endswith(b" GET /echo?dump=1 200"), heads
+    assert data.count(b"\n--- answer\n") == 2, data
+    return ""
+
+
 def test_helper_script(up, px, tmp):
     d = os.path.join(tmp, "sh")
 
@@ -772,7 +788,7 @@ def test_helper_script(up, px, tmp):
 
 TESTS = [test_passthrough, test_concurrency, test_delay, test_drop_before, test_drop_mid, test_status,
          test_bulk_items, test_paths, test_freeze, test_admin, test_stats, test_upstream_down,
-         test_state_file, test_helper_script]
+         test_state_file, test_dump, test_helper_script]
 
 
 def main():

@@ -36,6 +36,23 @@ sub count_alias
 	my ($code, $body) = FlussoTest::os_request('GET', "/$ix/_count");
 	return ($code, ref $body ? $body->{count} : undef);
 }
+# Which documents a short count lacks, where the alias pointed, and what
+# the worker was doing: printed when the searcher sees the index shrink.
+sub explain_low
+{
+	my ($count) = @_;
+	my (undef, $alias) = FlussoTest::os_request('GET', "/_alias/$ix");
+	my (undef, $hits) = FlussoTest::os_request('GET', "/$ix/_search",
+		{ size => 10000, _source => JSON::PP::false, query => { match_all => {} } });
+	my %seen = map { $_->{_id} => 1 } @{ $hits->{hits}{hits} // [] };
+	my @missing = grep { !$seen{$_} } split /\n/,
+	  $node->safe_psql($db, "SELECT id FROM flusso.document_ids('$ix') AS id");
+	my (undef, $cat) = FlussoTest::os_request('GET', "/_cat/indices/$ix*?format=json");
+	diag("count $count: alias " . JSON::PP->new->canonical->encode($alias)
+		  . ", indices " . JSON::PP->new->canonical->encode($cat)
+		  . ", missing ids now: @missing[0 .. ($#missing < 9 ? $#missing : 9)]"
+		  . ", status " . status_of("concat_ws(' ', state, generation, building_generation, backfill_rows_done)"));
+}
 sub status_of { $node->safe_psql($db, "SELECT $_[0] FROM flusso.index_status WHERE name = '$ix'") }
 
 # an update-only load: the number of documents stays the same
@@ -59,7 +76,11 @@ while (time < $t_end && status_of('building_generation') ne '')
 	$searches++;
 	if ($code != 200) { $failed++; next }
 	$min = $count if $count < $min;
-	$low++ if $count < $rows;
+	if ($count < $rows)
+	{
+		$low++;
+		explain_low($count);
+	}
 	like(status_of('backfill_percent'), qr/^\d/, 'progress shows') if $searches == 1;
 	usleep(20_000);
 }
