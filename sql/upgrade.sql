@@ -32,7 +32,20 @@ SELECT attname FROM pg_attribute
  ORDER BY 1;
 SELECT flusso.metrics() LIKE '%# TYPE flusso_changes_captured_total counter%' AS metrics_exposed;
 
--- and the same result as a fresh install of 0.2.0
+ALTER EXTENSION flusso UPDATE TO '0.3.0';
+SELECT extversion FROM pg_extension WHERE extname = 'flusso';
+
+-- the object function 0.3.0 adds: the same documents, built with it
+SELECT flusso.explain('up-items') LIKE '%flusso._object(%' AS built_with_object;
+SELECT flusso.preview('up-items', '2');
+SELECT flusso._object('a', 1, 'b', 'x"y', 'c', NULL::int, 'd', 2.50::numeric, 'e', 'NaN'::numeric,
+                      'f', true, 'g', date '2024-02-03', 'h', ARRAY[1, 2], 'i', '{"j": [1]}'::jsonb,
+                      'k', ROW(1, 'z'), 'l', '{"m" : 1}'::json, 'n', 'unknown')::text
+     = json_build_object('a', 1, 'b', 'x"y', 'c', NULL::int, 'd', 2.50::numeric, 'e', 'NaN'::numeric,
+                         'f', true, 'g', date '2024-02-03', 'h', ARRAY[1, 2], 'i', '{"j": [1]}'::jsonb,
+                         'k', ROW(1, 'z'), 'l', '{"m" : 1}'::json, 'n', 'unknown')::text AS same_as_json_build_object;
+
+-- and the same result as a fresh install of the latest version
 DROP EXTENSION flusso;
 CREATE EXTENSION flusso;
 SELECT extversion FROM pg_extension WHERE extname = 'flusso';

@@ -493,11 +493,13 @@ flusso_documents(PG_FUNCTION_ARGS)
 		for (r = 0; r < n; r++)
 		{
 			Datum		values[2];
-			bool		nulls[2] = {false, false};
-			MemoryContext spi = MemoryContextSwitchTo(caller);
+			bool		nulls[2];
+			MemoryContext spi;
 
-			values[0] = CStringGetTextDatum(SPI_getvalue(tab->vals[r], tab->tupdesc, 1));
-			values[1] = CStringGetTextDatum(SPI_getvalue(tab->vals[r], tab->tupdesc, 2));
+			/* text datums as they are (json is text inside): nothing copied twice, nothing kept */
+			values[0] = SPI_getbinval(tab->vals[r], tab->tupdesc, 1, &nulls[0]);
+			values[1] = SPI_getbinval(tab->vals[r], tab->tupdesc, 2, &nulls[1]);
+			spi = MemoryContextSwitchTo(caller);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 			MemoryContextSwitchTo(spi);
 		}

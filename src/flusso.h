@@ -15,7 +15,7 @@
 
 #include "postgres.h"
 
-#define FLUSSO_VERSION			"0.2.0"
+#define FLUSSO_VERSION			"0.3.0"
 #define FLUSSO_EXTENSION_NAME	"flusso"
 #define FLUSSO_LIBRARY			"flusso"
 #define FLUSSO_LAUNCHER_TYPE	"flusso launcher"

@@ -27,6 +27,8 @@
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/lsyscache.h"
 
 #include "definition.h"
@@ -154,10 +156,26 @@ field_value(DefField *f, const char *alias)
 	return psprintf("(%s)", flusso_sql_fragment(f->expr));
 }
 
-/* json_build_object(...) of a node's fields and children, chunked by 50. */
+/*
+ * The function that builds the objects: flusso._object(), which writes
+ * what json_build_object() writes, faster (docjson.c); json_build_object()
+ * while the installed SQL is older than the library.
+ */
+static const char *
+object_function(void)
+{
+	List	   *name = list_make2(makeString("flusso"), makeString("_object"));
+	Oid			any = ANYOID;
+
+	return OidIsValid(LookupFuncName(name, 1, &any, true)) ?
+		"flusso._object" : "json_build_object";
+}
+
+/* The object of a node's fields and children, chunked by 50 pairs a call. */
 static char *
 object_expr(DefNode *node, const char *alias, const char *indent)
 {
+	const char *fn = object_function();
 	List	   *pairs = NIL;
 	ListCell   *lc;
 	StringInfoData out;
@@ -185,15 +203,15 @@ object_expr(DefNode *node, const char *alias, const char *indent)
 	foreach(lc, pairs)
 	{
 		if (i % MAX_PAIRS_PER_CALL == 0)
-			appendStringInfo(&out, "%sjson_build_object(\n%s    ",
-							 i == 0 ? "" : (calls > 1 ? ")::jsonb || " : ""), indent);
+			appendStringInfo(&out, "%s%s(\n%s    ",
+							 i == 0 ? "" : (calls > 1 ? ")::jsonb || " : ""), fn, indent);
 		else
 			appendStringInfo(&out, ",\n%s    ", indent);
 		appendStringInfoString(&out, lfirst(lc));
 		i++;
 	}
 	if (pairs == NIL)
-		appendStringInfoString(&out, "json_build_object(");
+		appendStringInfo(&out, "%s(", fn);
 	appendStringInfo(&out, "\n%s)", indent);
 	if (calls > 1)
 		appendStringInfoString(&out, "::jsonb)::json");
@@ -330,9 +348,35 @@ aggregate_value(DefNode *node, const char *alias, const char *indent)
 	return NULL;
 }
 
+/*
+ * An earlier sibling whose rows CTE holds exactly the rows an aggregate
+ * reads (same table, same join, no filter of its own): the aggregate reads
+ * that CTE instead of finding the rows again.
+ */
+static DefNode *
+shared_rows(DefNode *node)
+{
+	ListCell   *lc;
+
+	if (!is_aggregate(node) || node->has_through)
+		return NULL;
+	foreach(lc, node->parent->children)
+	{
+		DefNode    *c = lfirst(lc);
+
+		if (c == node)
+			break;
+		if (!is_aggregate(c) && has_rows_cte(c) && !c->has_through && c->filter == NULL &&
+			c->table.relid == node->table.relid && same_join(&c->on, &node->on))
+			return c;
+	}
+	return NULL;
+}
+
 static void
 append_aggregate(StringInfo buf, DefNode *node)
 {
+	DefNode    *shared = shared_rows(node);
 	const char *alias = qalias(&node->table);
 	int			n = parent_join(node)->ncols;
 	StringInfoData groups;
@@ -367,8 +411,8 @@ append_aggregate(StringInfo buf, DefNode *node)
 	}
 	else
 		appendStringInfo(buf, "%s AS \"~d\"", aggregate_value(node, alias, "  "));
-	if (has_rows_cte(node))
-		appendStringInfo(buf, "\n  FROM \"~r%d\" AS %s", node->id, alias);
+	if (has_rows_cte(node) || shared)
+		appendStringInfo(buf, "\n  FROM \"~r%d\" AS %s", shared ? shared->id : node->id, alias);
 	else
 		appendStringInfo(buf, "\n  FROM (%s) AS %s", node_rows(node, "        "), alias);
 	append_child_joins(buf, node, alias, "  ");

@@ -11,7 +11,7 @@ SELECT has_schema('flusso');
 SELECT has_view('flusso', 'status', 'flusso.status exists');
 SELECT has_view('flusso', 'index_status', 'flusso.index_status exists');
 SELECT has_function('flusso', 'check_setting', ARRAY['text', 'text']);
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'flusso'), '0.2.0', 'version 0.2.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'flusso'), '0.3.0', 'version 0.3.0');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'flusso'), false, 'not relocatable');
 
 SELECT columns_are('flusso', 'status', ARRAY[
