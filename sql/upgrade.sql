@@ -36,14 +36,9 @@ ALTER EXTENSION flusso UPDATE TO '0.3.0';
 SELECT extversion FROM pg_extension WHERE extname = 'flusso';
 
 -- the object function 0.3.0 adds: the same documents, built with it
+-- (test/pgtap/05_objects.sql compares it with json_build_object() value by value)
 SELECT flusso.explain('up-items') LIKE '%flusso._object(%' AS built_with_object;
 SELECT flusso.preview('up-items', '2');
-SELECT flusso._object('a', 1, 'b', 'x"y', 'c', NULL::int, 'd', 2.50::numeric, 'e', 'NaN'::numeric,
-                      'f', true, 'g', date '2024-02-03', 'h', ARRAY[1, 2], 'i', '{"j": [1]}'::jsonb,
-                      'k', ROW(1, 'z'), 'l', '{"m" : 1}'::json, 'n', 'unknown')::text
-     = json_build_object('a', 1, 'b', 'x"y', 'c', NULL::int, 'd', 2.50::numeric, 'e', 'NaN'::numeric,
-                         'f', true, 'g', date '2024-02-03', 'h', ARRAY[1, 2], 'i', '{"j": [1]}'::jsonb,
-                         'k', ROW(1, 'z'), 'l', '{"m" : 1}'::json, 'n', 'unknown')::text AS same_as_json_build_object;
 
 -- and the same result as a fresh install of the latest version
 DROP EXTENSION flusso;

@@ -38,9 +38,7 @@
 typedef enum ArgKind
 {
 	ARG_BOOL,
-	ARG_INT2,
-	ARG_INT4,
-	ARG_INT8,
+	ARG_INTEGER,				/* int2, int4, int8: written directly */
 	ARG_NUMBER,					/* float4, float8, numeric: output, unquoted if valid */
 	ARG_DATETIME,				/* date, timestamp, timestamptz */
 	ARG_TEXT,					/* text, varchar: escaped */
@@ -80,11 +78,9 @@ categorize(Oid base, Oid *func)
 		case BOOLOID:
 			return ARG_BOOL;
 		case INT2OID:
-			return ARG_INT2;
 		case INT4OID:
-			return ARG_INT4;
 		case INT8OID:
-			return ARG_INT8;
+			return ARG_INTEGER;
 		case FLOAT4OID:
 		case FLOAT8OID:
 		case NUMERICOID:
@@ -136,10 +132,11 @@ append_text(StringInfo out, text *t)
 	appendBinaryStringInfo(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
-/* A value as json_build_object() writes it (key: as an object key). */
+/* A value as json_build_object() writes it (key: as an object key, quoted). */
 static void
 append_value(StringInfo out, ArgInfo *a, Datum value, bool key)
 {
+	bool		quote = key;
 	char	   *s = NULL;
 	char		num[MAXINT8LEN + 1];
 
@@ -148,22 +145,14 @@ append_value(StringInfo out, ArgInfo *a, Datum value, bool key)
 		case ARG_BOOL:
 			s = DatumGetBool(value) ? "true" : "false";
 			break;
-		case ARG_INT2:
-			pg_itoa(DatumGetInt16(value), num);
-			s = num;
-			break;
-		case ARG_INT4:
-			pg_ltoa(DatumGetInt32(value), num);
-			s = num;
-			break;
-		case ARG_INT8:
-			pg_lltoa(DatumGetInt64(value), num);
+		case ARG_INTEGER:
+			pg_lltoa(a->base == INT2OID ? DatumGetInt16(value) :
+					 a->base == INT4OID ? DatumGetInt32(value) : DatumGetInt64(value), num);
 			s = num;
 			break;
 		case ARG_NUMBER:
 			s = OutputFunctionCall(&a->func, value);
-			if (!key && !IsValidJsonNumber(s, strlen(s)))
-				key = true;		/* NaN, Infinity: a string */
+			quote |= !IsValidJsonNumber(s, strlen(s));	/* NaN, Infinity: a string */
 			break;
 		case ARG_DATETIME:
 			append_datetime(out, value, a->base);
@@ -190,7 +179,7 @@ append_value(StringInfo out, ArgInfo *a, Datum value, bool key)
 			escape_json(out, OutputFunctionCall(&a->func, value));
 			return;
 	}
-	if (key)
+	if (quote)
 		escape_json(out, s);
 	else
 		appendStringInfoString(out, s);

@@ -9,6 +9,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use List::Util qw(min);
 use Time::HiRes qw(time usleep);
 
 my $db = 'ops';
@@ -50,7 +51,7 @@ sub explain_low
 	my (undef, $cat) = FlussoTest::os_request('GET', "/_cat/indices/$ix*?format=json");
 	diag("count $count: alias " . JSON::PP->new->canonical->encode($alias)
 		  . ", indices " . JSON::PP->new->canonical->encode($cat)
-		  . ", missing ids now: @missing[0 .. ($#missing < 9 ? $#missing : 9)]"
+		  . ", missing ids now: @missing[0 .. min($#missing, 9)]"
 		  . ", status " . status_of("concat_ws(' ', state, generation, building_generation, backfill_rows_done)"));
 }
 sub status_of { $node->safe_psql($db, "SELECT $_[0] FROM flusso.index_status WHERE name = '$ix'") }
