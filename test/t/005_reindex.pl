@@ -65,8 +65,7 @@ my $updates = q{DO $$ DECLARE t timestamptz := clock_timestamp() + interval '15 
 		COMMIT; PERFORM pg_sleep(0.002); END LOOP; END $$};
 
 # --- reindex under live load, with a searcher on the alias -----------------------
-# each bulk request held 300 ms, so the build lasts seconds and the searcher runs often
-faults('{"delay_ms": 300, "only_bulk": true}');
+faults('{"delay_ms": 30, "only_bulk": true}');
 my $load = IPC::Run::start(['psql', '-X', '-q', '-d', $connstr, '-c', $updates]);
 $node->safe_psql($db, "SELECT flusso.reindex('$ix')");
 ok(FlussoTest::wait_for(sub { status_of('building_generation') ne '' }, 'building'), 'the reindex starts');
