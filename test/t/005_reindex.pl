@@ -83,7 +83,7 @@ while (time < $t_end && status_of('building_generation') ne '')
 		explain_low($count);
 	}
 	like(status_of('backfill_percent'), qr/^\d/, 'progress shows') if $searches == 1;
-	usleep(20_000);
+	usleep(5_000);
 }
 faults('{}');
 $load->finish;
