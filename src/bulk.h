@@ -9,6 +9,7 @@
 #define FLUSSO_BULK_H
 
 #include "datatype/timestamp.h"
+#include "lib/ilist.h"
 #include "lib/stringinfo.h"
 
 #include "http.h"
@@ -65,6 +66,7 @@ typedef struct BulkRequest
 	double		elapsed_ms;
 
 	struct BulkRequest *next;	/* in the engine's queues */
+	dlist_node	flight_node;	/* in the engine's list of requests in flight */
 } BulkRequest;
 
 extern BulkRequest *flusso_bulk_create(MemoryContext parent, BulkOwnerKind kind,

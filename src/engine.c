@@ -247,6 +247,7 @@ flusso_engine_init(void)
 	E.cxt = AllocSetContextCreate(TopMemoryContext, "flusso indexes", ALLOCSET_DEFAULT_SIZES);
 	E.batches_cxt = AllocSetContextCreate(TopMemoryContext, "flusso batches", ALLOCSET_DEFAULT_SIZES);
 	dlist_init(&E.batches);
+	dlist_init(&E.flight);
 }
 
 void
@@ -265,6 +266,7 @@ eng_reset_pipeline(void)
 		E.sink->abort_all();
 	flusso_http_abort_all();
 	E.in_flight = 0;
+	dlist_init(&E.flight);
 	E.retries = NULL;
 	E.nretries = 0;
 	dlist_init(&E.batches);
@@ -397,6 +399,7 @@ flusso_engine_step(void)
 		worked = true;
 	eng_collect_completions();
 	eng_confirm_done_batches();
+	eng_drop_retired();
 	report_lag();
 	poll_lag();
 	report_phase();

@@ -492,16 +492,7 @@ static bool
 prepare_remote(IndexRuntime *ix, const FlussoSink *sink)
 {
 	bool		created = false;
-	ListCell   *lc;
 
-	foreach(lc, ix->drop_gens)
-	{
-		char	   *error = sink->drop_index(flusso_index_physical(ix, lfirst_int(lc)));
-
-		if (error)
-			ereport(LOG, (errmsg("flusso index \"%s\": %s", ix->name, error)));
-	}
-	ix->drop_gens = NIL;
 	if (ix->live_gen && !prepare(ix, sink, ix->live_gen, &created))
 		return false;
 	if (created && ix->live_gen != ix->build_gen && ix->build_gen == 0)
@@ -592,11 +583,9 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 			flusso_index_set_error(ix, error, false);
 			return false;
 		}
+		/* dropped once no write for it is in flight (flusso_index_drop_retired) */
 		drop_later(ix, old);
 		ix->live_gen = ix->build_gen;
-		error = sink->drop_index(flusso_index_physical(ix, old));
-		if (error == NULL)
-			ix->drop_gens = NIL;
 	}
 	ereport(LOG,
 			(errmsg("flusso index \"%s\": generation %d is live with " INT64_FORMAT " documents backfilled",
@@ -612,4 +601,53 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 	flusso_observer->on_generations(ix->name, ix->live_gen, 0);
 	flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_done);
 	return true;
+}
+
+/*
+ * Drop the retired generations no write is on its way to (in_use says).
+ * OpenSearch creates a missing index when a write for it arrives, so a
+ * generation dropped while a write for it was in flight would be made
+ * again, with dynamic mappings, and left behind.  A failed drop is tried
+ * again after a backoff that doubles up to flusso.retry_max_interval.
+ */
+void
+flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
+						  bool (*in_use) (IndexRuntime *ix, int generation))
+{
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *keep = NIL;
+	ListCell   *lc;
+
+	if (now < ix->drop_retry_at)
+	{
+		MemoryContextSwitchTo(old);
+		return;
+	}
+	foreach(lc, ix->drop_gens)
+	{
+		int			gen = lfirst_int(lc);
+		char	   *error;
+
+		if (gen == ix->live_gen || gen == ix->build_gen)
+			continue;
+		if (in_use(ix, gen))
+		{
+			keep = lappend_int(keep, gen);
+			continue;
+		}
+		if ((error = sink->drop_index(flusso_index_physical(ix, gen))) == NULL)
+		{
+			ix->drop_backoff_ms = 0;
+			continue;
+		}
+		keep = lappend_int(keep, gen);
+		ereport(LOG, (errmsg("flusso index \"%s\": %s; trying again later", ix->name, error)));
+		ix->drop_backoff_ms = ix->drop_backoff_ms == 0 ? REMOTE_BACKOFF_MIN_MS :
+			Min(ix->drop_backoff_ms * 2, flusso_retry_max_interval);
+		ix->drop_retry_at = TimestampTzPlusMilliseconds(now, ix->drop_backoff_ms);
+	}
+	list_free(ix->drop_gens);
+	ix->drop_gens = keep;
+	MemoryContextSwitchTo(old);
 }

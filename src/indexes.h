@@ -66,6 +66,8 @@ typedef struct IndexRuntime
 	List	   *next_cursor;	/* where the next chunk starts */
 	bool		build_exhausted;
 	List	   *drop_gens;		/* generations to drop in the sink */
+	TimestampTz drop_retry_at;	/* after a failed drop, not before */
+	int			drop_backoff_ms;
 	bool		rebuild_needed; /* the live generation vanished remotely */
 	bool		build_fresh;	/* the build generation was started this run */
 	bool		dirty;			/* durable state changed; save it */
@@ -113,6 +115,8 @@ extern long flusso_index_remote_wait_ms(IndexRuntime *ix);
 
 /* The build is complete: swap the alias, drop the old generation. */
 extern bool flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink);
+extern void flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
+									  bool (*in_use) (IndexRuntime *ix, int generation));
 
 extern void flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop);
 

@@ -50,6 +50,7 @@ typedef struct Engine
 	Oid			definitions_relid;
 	Oid			requests_relid;
 	dlist_head	batches;		/* live batches, oldest first */
+	dlist_head	flight;			/* requests sent, not yet completed */
 	BulkRequest *retries;		/* waiting for their backoff */
 	int			nretries;
 	int			in_flight;
@@ -123,6 +124,7 @@ extern void eng_builder_add(Builder *bld, IndexRuntime *ix, const char *id, cons
 							uint64 version, bool build_only);
 extern int eng_builder_send(Builder *bld);
 extern void eng_collect_completions(void);
+extern void eng_drop_retired(void);
 extern void eng_flush_dead_letters(void);
 extern long eng_next_retry_ms(void);
 extern void eng_send_due_retries(void);

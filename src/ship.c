@@ -30,6 +30,7 @@ send_request(BulkRequest *req)
 {
 	E.sink->send(req);
 	E.in_flight++;
+	dlist_push_tail(&E.flight, &req->flight_node);
 }
 
 static void
@@ -284,6 +285,7 @@ handle_done(BulkRequest *req)
 	int			i;
 
 	E.in_flight--;
+	dlist_delete(&req->flight_node);
 	note_opensearch(req);
 	if (!req->whole_retry)
 		flusso_observer->on_bulk_latency(req->elapsed_ms);
@@ -393,4 +395,52 @@ eng_next_retry_ms(void)
 			best = ms;
 	}
 	return best;
+}
+
+/* ---- retired generations ---- */
+
+static bool
+holds_generation(BulkRequest *req, int index, int generation)
+{
+	int			i;
+
+	for (i = 0; i < req->nitems; i++)
+	{
+		if (req->items[i].index == index && req->items[i].generation == generation)
+			return true;
+	}
+	return false;
+}
+
+/* Is a write for this generation in flight or waiting to be retried? */
+static bool
+generation_in_use(IndexRuntime *ix, int generation)
+{
+	dlist_iter	it;
+	BulkRequest *req;
+
+	dlist_foreach(it, &E.flight)
+	{
+		if (holds_generation(dlist_container(BulkRequest, flight_node, it.cur), ix->num, generation))
+			return true;
+	}
+	for (req = E.retries; req; req = req->next)
+	{
+		if (holds_generation(req, ix->num, generation))
+			return true;
+	}
+	return false;
+}
+
+/* Generations retired by a swap or a restarted build go once no write for them is on its way. */
+void
+eng_drop_retired(void)
+{
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+	{
+		if (E.ix[i]->drop_gens != NIL)
+			flusso_index_drop_retired(E.ix[i], E.sink, generation_in_use);
+	}
 }

@@ -92,7 +92,8 @@ is($failed, 0, 'no search failed');
 is($low, 0, "the alias never held fewer than $rows documents (lowest count $min)");
 is(status_of('generation'), '2', 'the alias points at generation 2');
 ok(FlussoTest::wait_synced($node, $db), 'synced after the swap');
-is((FlussoTest::os_request('HEAD', "/$ix\_1"))[0], 404, 'the old generation is gone');
+ok(FlussoTest::wait_for(sub { (FlussoTest::os_request('HEAD', "/$ix\_1"))[0] == 404 }, 'generation 1 dropped'),
+	'the old generation is gone');
 FlussoTest::is_consistent($node, $db, $ix, 'after a reindex under load');
 my $s = FlussoTest::status($node, $db);
 cmp_ok($s->{changes_committed}, '>', 0, 'counters were not reset by the reindex');
@@ -109,6 +110,30 @@ ok(FlussoTest::wait_synced($node, $db), 'the altered index is rebuilt');
 is(status_of('generation'), '4', 'into generation 4');
 ok(exists FlussoTest::os_doc($ix, 1)->{company_id}, 'documents have the new field');
 FlussoTest::is_consistent($node, $db, $ix, 'after alter_index');
+
+# --- a write in flight at the swap does not bring the old generation back -----------
+# Bulk requests are held 300 ms and the DELETE of the old generation is not:
+# a live write for the old generation sent just before the swap reaches
+# OpenSearch after the swap, and OpenSearch would create a dropped index
+# again for it.  The drop waits until no write for that generation is in flight.
+faults('{"delay_ms": 300, "only_bulk": true}');
+(my $short = $updates) =~ s/interval '15 s'/interval '6 s'/;
+$load = IPC::Run::start(['psql', '-X', '-q', '-d', $connstr, '-c', $short]);
+usleep(500_000);
+$node->safe_psql($db, "SELECT flusso.reindex('$ix', wait => true)");
+my $retired = status_of('generation') - 1;
+$load->finish;
+ok(FlussoTest::wait_synced($node, $db), 'synced after a swap with slow bulk requests');
+ok(FlussoTest::wait_for(sub { (FlussoTest::os_request('HEAD', "/$ix\_$retired"))[0] == 404 },
+	"generation $retired dropped"), 'the retired generation is dropped');
+faults('{}');
+$node->safe_psql($db, q{UPDATE users SET name = name || '' WHERE id <= 50});
+ok(FlussoTest::wait_synced($node, $db), 'synced after more changes');
+usleep(1_000_000);
+my (undef, $left) = FlussoTest::os_request('GET', "/_cat/indices/$ix*?format=json");
+is(join(' ', sort map { $_->{index} } @$left), "$ix\_" . ($retired + 1),
+	'only the live generation is left in OpenSearch');
+FlussoTest::is_consistent($node, $db, $ix, 'after a swap with slow bulk requests');
 
 # --- pause and resume ----------------------------------------------------------------
 $node->safe_psql($db, "SELECT flusso.pause('$ix')");
