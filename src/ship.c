@@ -255,6 +255,9 @@ count_items(BulkRequest *req)
 		BulkItem   *item = &req->items[i];
 		IndexRuntime *ix = item->index < E.nix ? E.ix[item->index] : NULL;
 
+		if (ix != NULL && item->outcome != BULK_ITEM_OK &&
+			item->generation != ix->live_gen && item->generation != ix->build_gen)
+			item->outcome = BULK_ITEM_OK;	/* for a retired generation: moot */
 		if (ix == NULL || item->outcome == BULK_ITEM_RETRY)
 			continue;
 		if (item->outcome == BULK_ITEM_REJECTED && item->status == 404 &&

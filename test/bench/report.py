@@ -103,6 +103,8 @@ def build(r):
     rows.append(("Backfill, documents per CPU-second of its own processes (incl. PostgreSQL, OpenSearch; "
                  "independent of other load on the machine)", num(pc_f), num(pc_p), num(pc_r),
                  ratio(pc_f, pc_r), ratio(pc_f, pc_p, 1)))
+    rows.append(("Backfill docs/s on the freshly started OpenSearch (the run's first documents, cold JIT; common definition)",
+                 num(g(r, "backfill.flusso_cold.docs_per_s")), "–", "–", "–", "–"))
     rows.append(("Backfill docs/s, flusso's full definition (`users_index.json`: + filter, expression, order_by, count, sum)",
                  num(bf_full), "cannot express it", "–", "–", "–"))
     rows.append(("`flusso.documents()` alone (the SQL build, no OpenSearch), docs/s", num(g(r, "export.docs_per_s")),
@@ -258,6 +260,14 @@ def details_md(r):
                            num(s.get("commit_p50_ms"), 2), s.get("commit_rate") or 0, s.get("drain_s"),
                            s.get("os_indexed", 0), s.get("os_refreshes", 0), s.get("os_merges", 0),
                            "; flusso sent {:,} batches".format(s["tool_batches"]) if s.get("tool_batches") else ""))
+    rounds = g(r, "rounds") or {}
+    if rounds:
+        def fmt(tool):
+            return ", ".join("{:,.0f}".format(v["docs_per_s"]) for _, v in sorted((rounds.get(tool) or {}).items()))
+        out.append("- backfill rounds on the warm node (docs/s, best kept): flusso {}; raw limit {} (after a warm-up "
+                   "load of {:,.0f} docs/s); flusso on the cold node before them {:,.0f}".format(
+                       fmt("flusso"), fmt("raw"), g(r, "raw_warmup.docs_per_s", 0) or 0,
+                       g(r, "backfill.flusso_cold.docs_per_s", 0) or 0))
     f = g(r, "footprint.flusso")
     if f:
         out.append("- flusso footprint: UPDATE of {:,} rows took {} s; {:,} changes captured, handled as {} "
@@ -340,6 +350,11 @@ def main():
         "definition is backfilled by flusso once for reference.",
         "- Backfill: from `create_index` (flusso) or from the start of `bootstrap` (PGSync: bootstrap, then one "
         "`pgsync` run without `-d`) until `_count` after `_refresh` equals N; docs/s = N / that time. Each into a fresh index.",
+        "- Warm OpenSearch: a freshly started node runs its indexing code cold (the JIT compiles it as it goes), and "
+        "its first 200,000 documents cost it 2-2.5x the CPU per document of later ones, whoever sends them. The first "
+        "flusso backfill runs on the cold node and is shown on a row of its own; then the raw loader loads the "
+        "documents once as a warm-up, and flusso and the raw loader run in rounds (`BENCH_ROUNDS`, default 2), the "
+        "best round of each kept. PGSync's initial sync comes later in the run, on the same warm node.",
         "- Raw limit: `flusso.documents('users')` exported once as id/JSON lines, then `test/bench/bulkload.py` "
         "(Python, http.client, 4 threads) builds every `_bulk` body of 1,000 documents in memory and sends them "
         "4 at a time into a fresh index with the same settings and mappings (`flusso.index_body`); the same "
