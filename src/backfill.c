@@ -135,10 +135,8 @@ build_chunk(void *arg)
 	for (r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
-		char	   *doc = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
 
-		eng_builder_add(a->bld, ix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1), doc,
-					ix->build_version, true);
+		eng_builder_add_row(a->bld, ix, tup, SPI_tuptable->tupdesc, ix->build_version, true);
 		if (r == SPI_processed - 1)
 			a->chunk->last_key = ix->next_cursor = row_key(ix, tup, SPI_tuptable->tupdesc, a->cxt);
 	}

@@ -126,8 +126,7 @@ build_docs(void *arg)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
 
-		eng_builder_add(a->bld, a->ix, SPI_getvalue(tup, SPI_tuptable->tupdesc, 1),
-					SPI_getvalue(tup, SPI_tuptable->tupdesc, 2), a->batch->end_lsn, false);
+		eng_builder_add_row(a->bld, a->ix, tup, SPI_tuptable->tupdesc, a->batch->end_lsn, false);
 	}
 	a->batch->documents += SPI_processed;
 }

@@ -63,9 +63,8 @@ new_item(BulkRequest *req)
  * smaller, OpenSearch parses less, and a document is always one line.
  */
 static void
-append_compact(StringInfo b, const char *doc)
+append_compact(StringInfo b, const char *doc, size_t len)
 {
-	size_t		len = strlen(doc);
 	const char *p = doc;
 	const char *end = doc + len;
 	char	   *out;
@@ -99,7 +98,7 @@ append_compact(StringInfo b, const char *doc)
 
 void
 flusso_bulk_add(BulkRequest *req, int index, const char *physical, int generation,
-				const char *id, uint64 version, const char *doc)
+				const char *id, uint64 version, const char *doc, size_t doclen)
 {
 	MemoryContext old = MemoryContextSwitchTo(req->cxt);
 	BulkItem   *item = new_item(req);
@@ -119,7 +118,7 @@ flusso_bulk_add(BulkRequest *req, int index, const char *physical, int generatio
 	item->doc = b->len;
 	if (doc)
 	{
-		append_compact(b, doc);
+		append_compact(b, doc, doclen);
 		appendStringInfoChar(b, '\n');
 	}
 	item->end = b->len;

@@ -73,10 +73,10 @@ extern BulkRequest *flusso_bulk_create(MemoryContext parent, BulkOwnerKind kind,
 									   void *owner);
 extern void flusso_bulk_free(BulkRequest *req);
 
-/* Append an index action (doc != NULL) or a delete (doc == NULL). */
+/* Append an index action (doc != NULL, doclen bytes) or a delete (doc == NULL). */
 extern void flusso_bulk_add(BulkRequest *req, int index, const char *physical,
 							int generation, const char *id, uint64 version,
-							const char *doc);
+							const char *doc, size_t doclen);
 
 /* A new request holding copies of the given items of req. */
 extern BulkRequest *flusso_bulk_subset(BulkRequest *req, bool (*keep) (BulkItem *),

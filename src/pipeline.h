@@ -120,8 +120,8 @@ extern void eng_chunk_acked(BackfillChunk *chunk);
 extern void eng_rebuild_vanished(void);
 
 /* ship.c: bulk requests and their outcomes */
-extern void eng_builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc,
-							uint64 version, bool build_only);
+extern void eng_builder_add_row(Builder *bld, IndexRuntime *ix, HeapTuple tup, TupleDesc desc,
+								uint64 version, bool build_only);
 extern int eng_builder_send(Builder *bld);
 extern void eng_collect_completions(void);
 extern void eng_drop_retired(void);

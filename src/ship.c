@@ -75,12 +75,11 @@ dead_letter(IndexRuntime *ix, int generation, const char *id, const char *error,
 }
 
 /* One built document (doc NULL: a delete) to every generation that takes it. */
-void
-eng_builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, uint64 version,
-			bool build_only)
+static void
+builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, size_t len,
+			uint64 version, bool build_only)
 {
 	int			gens[2] = {build_only ? 0 : ix->live_gen, ix->build_gen};
-	size_t		len = doc ? strlen(doc) : 0;
 	int			g;
 
 	if (len + 256 > (size_t) flusso_batch_bytes)
@@ -95,8 +94,31 @@ eng_builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc,
 		if (gens[g] == 0 || (g == 1 && gens[1] == gens[0]))
 			continue;
 		flusso_bulk_add(builder_request(bld, len + 256), ix->num,
-						flusso_index_physical(ix, gens[g]), gens[g], id, version, doc);
+						flusso_index_physical(ix, gens[g]), gens[g], id, version, doc, len);
 	}
+}
+
+/*
+ * The document of a build statement's row (id, doc, ...): the text is read
+ * where it lies in the row, not copied out through its output function.
+ */
+void
+eng_builder_add_row(Builder *bld, IndexRuntime *ix, HeapTuple tup, TupleDesc desc,
+					uint64 version, bool build_only)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
+	const char *doc = NULL;
+	size_t		len = 0;
+
+	if (!isnull)
+	{
+		struct varlena *text = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
+
+		doc = VARDATA_ANY(text);
+		len = VARSIZE_ANY_EXHDR(text);
+	}
+	builder_add(bld, ix, SPI_getvalue(tup, desc, 1), doc, len, version, build_only);
 }
 
 int

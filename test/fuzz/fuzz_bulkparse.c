@@ -99,6 +99,8 @@ make_request(const Shape *s, int nitems)
 	BulkRequest *req = flusso_bulk_create(CurrentMemoryContext, BULK_LIVE, NULL);
 	int			i;
 
+	static const char doc[] = "{\"id\":1,\"name\":\"\\\"x\\\"\"}";
+
 	for (i = 0; i < nitems; i++)
 	{
 		char		id[16];
@@ -106,7 +108,7 @@ make_request(const Shape *s, int nitems)
 
 		snprintf(id, sizeof(id), "%d", i + 1);
 		flusso_bulk_add(req, i % 3, "users_1", 1, id, UINT64CONST(1000) + i,
-						del ? NULL : "{\"id\":1,\"name\":\"\\\"x\\\"\"}");
+						del ? NULL : doc, del ? 0 : strlen(doc));
 	}
 	return req;
 }
