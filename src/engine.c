@@ -333,6 +333,24 @@ flusso_engine_after_error(void)
 	}
 }
 
+/*
+ * Prepare the OpenSearch side of every index that is due, whether or not
+ * a change or a build needs it now: after a start or a reload an idle
+ * index would otherwise stay unprepared while sleep_time() kept waking
+ * the worker for it.
+ */
+static void
+prepare_remotes(void)
+{
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+	{
+		if (flusso_index_remote_wait_ms(E.ix[i]) == 0)
+			(void) flusso_index_ensure_remote(E.ix[i], E.sink);
+	}
+}
+
 static long
 sleep_time(bool worked)
 {
@@ -375,6 +393,7 @@ flusso_engine_step(void)
 	eng_take_requests();
 	eng_check_ddl();
 	eng_rebuild_vanished();
+	prepare_remotes();
 	eng_collect_completions();
 	eng_send_due_retries();
 	eng_confirm_done_batches();

@@ -8,6 +8,7 @@ use FlussoTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 my $db = 'shop';
 my $ix = 't2-users';
@@ -129,6 +130,27 @@ ok(FlussoTest::wait_for(sub { my $p = FlussoTest::worker_pid($node, $db); $p ne 
 	'worker restarted');
 cmp_ok(FlussoTest::status($node, $db)->{changes_captured}, '>=', $captured,
 	'counters survive a worker restart');
+
+# --- idle after a restart and after a reload: the worker sleeps ---------------------
+# (an idle index whose OpenSearch side was not prepared yet used to wake
+# the worker every millisecond until its next change)
+my $idle_wakeups = sub {
+	my $wpid = FlussoTest::worker_pid($node, $db);
+	my $n = sub { slurp_file("/proc/$wpid/status") =~ /^voluntary_ctxt_switches:\s*(\d+)/m; $1 };
+	usleep(1_000_000);
+	my $before = $n->();
+	usleep(3_000_000);
+	return $n->() - $before;
+};
+my $spent = $idle_wakeups->();
+cmp_ok($spent, '<', 50, "idle after a restart: the worker slept $spent times in 3 s");
+$node->safe_psql($db, q{SELECT flusso.create_index('t2-idle', '{"table": "public.tags", "columns": ["name"]}')});
+ok(FlussoTest::wait_synced($node, $db), 'another index backfilled');
+$node->safe_psql($db, q{SELECT flusso.drop_index('t2-idle', true)});
+ok(FlussoTest::wait_for(sub { $node->safe_psql($db, q{SELECT count(*) FROM flusso.index_status WHERE name = 't2-idle'}) eq '0' },
+	'drop'), 'and dropped');
+$spent = $idle_wakeups->();
+cmp_ok($spent, '<', 50, "idle after a reload: the worker slept $spent times in 3 s");
 
 $node->stop;
 done_testing();
