@@ -47,10 +47,19 @@ eng_new_batch(XLogRecPtr end_lsn, bool confirm)
 	return b;
 }
 
+/*
+ * Tell the observer what a confirmed batch did.  The batch that closes on
+ * a control change (a definition created, altered or dropped, a request)
+ * does not count as synced until the reload has applied it: until then
+ * the indexes do not show the build it starts, and flusso.wait_synced()
+ * would return too early.  flusso_engine_step() reports it after the reload.
+ */
 static void
 report_batch(LiveBatch *b)
 {
 	FlussoBatchStats stats;
+	bool		synced = b->confirm &&
+		(E.reload_lsn == InvalidXLogRecPtr || b->end_lsn < E.reload_lsn);
 	int			i;
 
 	for (i = 0; i < E.nix; i++)
@@ -58,12 +67,12 @@ report_batch(LiveBatch *b)
 	stats.changes = b->nchanges;
 	stats.documents = b->documents;
 	stats.flush_ms = b->flush_ms;
-	stats.acked_lsn = b->confirm ? b->end_lsn : InvalidXLogRecPtr;
+	stats.acked_lsn = synced ? b->end_lsn : InvalidXLogRecPtr;
 	stats.nindexes = E.nix;
 	stats.indexes = b->stats;
 	if (b->documents > 0 || b->nchanges > 0)
 		flusso_observer->on_batch_committed(&stats);
-	else if (b->confirm)
+	else if (synced)
 		flusso_observer->on_caught_up(b->end_lsn);
 }
 

@@ -400,6 +400,7 @@ flusso_engine_step(void)
 	if (E.reload_lsn != InvalidXLogRecPtr && eng_drained())
 	{
 		eng_reload(E.reload_lsn);
+		flusso_observer->on_caught_up(E.reload_lsn);	/* see report_batch() */
 		E.reload_lsn = InvalidXLogRecPtr;
 		worked = true;
 	}
