@@ -522,6 +522,15 @@ prepare_remote(IndexRuntime *ix, const FlussoSink *sink)
 	return true;
 }
 
+/* After a failure: not again before a backoff that doubles up to flusso.retry_max_interval. */
+static void
+back_off(int *backoff_ms, TimestampTz *retry_at, TimestampTz now)
+{
+	*backoff_ms = *backoff_ms == 0 ? REMOTE_BACKOFF_MIN_MS :
+		Min(*backoff_ms * 2, flusso_retry_max_interval);
+	*retry_at = TimestampTzPlusMilliseconds(now, *backoff_ms);
+}
+
 /*
  * Are the index's generations there in OpenSearch (created, alias set)?
  * Prepares them if not; after a failure, tries again only after a backoff
@@ -543,9 +552,7 @@ flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
 		ix->remote_retry_at = 0;
 		return true;
 	}
-	ix->remote_backoff_ms = ix->remote_backoff_ms == 0 ? REMOTE_BACKOFF_MIN_MS :
-		Min(ix->remote_backoff_ms * 2, flusso_retry_max_interval);
-	ix->remote_retry_at = TimestampTzPlusMilliseconds(now, ix->remote_backoff_ms);
+	back_off(&ix->remote_backoff_ms, &ix->remote_retry_at, now);
 	return false;
 }
 
@@ -614,38 +621,34 @@ void
 flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 						  bool (*in_use) (IndexRuntime *ix, int generation))
 {
-	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
 	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext old;
 	List	   *keep = NIL;
 	ListCell   *lc;
 
 	if (now < ix->drop_retry_at)
-	{
-		MemoryContextSwitchTo(old);
 		return;
-	}
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
 	foreach(lc, ix->drop_gens)
 	{
 		int			gen = lfirst_int(lc);
-		char	   *error;
+		char	   *error = NULL;
 
+		/* never the generations in use (numbers only grow: a safeguard) */
 		if (gen == ix->live_gen || gen == ix->build_gen)
 			continue;
-		if (in_use(ix, gen))
-		{
-			keep = lappend_int(keep, gen);
-			continue;
-		}
-		if ((error = sink->drop_index(flusso_index_physical(ix, gen))) == NULL)
+		if (!in_use(ix, gen) &&
+			(error = sink->drop_index(flusso_index_physical(ix, gen))) == NULL)
 		{
 			ix->drop_backoff_ms = 0;
 			continue;
 		}
 		keep = lappend_int(keep, gen);
-		ereport(LOG, (errmsg("flusso index \"%s\": %s; trying again later", ix->name, error)));
-		ix->drop_backoff_ms = ix->drop_backoff_ms == 0 ? REMOTE_BACKOFF_MIN_MS :
-			Min(ix->drop_backoff_ms * 2, flusso_retry_max_interval);
-		ix->drop_retry_at = TimestampTzPlusMilliseconds(now, ix->drop_backoff_ms);
+		if (error)
+		{
+			ereport(LOG, (errmsg("flusso index \"%s\": %s; trying again later", ix->name, error)));
+			back_off(&ix->drop_backoff_ms, &ix->drop_retry_at, now);
+		}
 	}
 	list_free(ix->drop_gens);
 	ix->drop_gens = keep;
