@@ -45,7 +45,7 @@ save_progress(IndexRuntime *ix, bool force)
 static void
 maybe_finish_build(IndexRuntime *ix)
 {
-	if (!ix->build_exhausted || ix->chunks != NIL || ix->build_gen == 0 || ix->stopped)
+	if (!flusso_index_build_complete(ix))
 		return;
 	if (flusso_index_finish_build(ix, E.sink))
 		save_progress(ix, true);
@@ -195,6 +195,23 @@ eng_backfill_step(void)
 		return true;
 	}
 	return false;
+}
+
+/*
+ * Complete builds whose alias swap failed (OpenSearch went away between
+ * the last acknowledgement and the swap) try it again once their backoff
+ * is over; nothing else would ever finish them.
+ */
+void
+eng_finish_builds(void)
+{
+	int			i;
+
+	for (i = 0; i < E.nix; i++)
+	{
+		if (flusso_index_finish_wait_ms(E.ix[i]) == 0)
+			maybe_finish_build(E.ix[i]);
+	}
 }
 
 /* Indexes whose live generation vanished from OpenSearch are rebuilt. */

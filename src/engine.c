@@ -369,11 +369,14 @@ sleep_time(bool worked)
 	for (i = 0; i < E.nix; i++)
 	{
 		long		remote = flusso_index_remote_wait_ms(E.ix[i]);
+		long		finish = flusso_index_finish_wait_ms(E.ix[i]);
 
 		if (E.ix[i]->build_gen && E.ix[i]->nwait > 0)
 			ms = Min(ms, 100);
 		if (remote >= 0)
 			ms = Min(ms, Max(1, remote));
+		if (finish >= 0)
+			ms = Min(ms, Max(1, finish));
 	}
 	return ms;
 }
@@ -419,6 +422,7 @@ flusso_engine_step(void)
 		worked = true;
 	eng_collect_completions();
 	eng_confirm_done_batches();
+	eng_finish_builds();
 	eng_drop_retired();
 	report_lag();
 	poll_lag();

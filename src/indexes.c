@@ -415,6 +415,8 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	ix->remote_ready = false;
 	ix->remote_retry_at = 0;
 	ix->remote_backoff_ms = 0;
+	ix->finish_retry_at = 0;
+	ix->finish_backoff_ms = 0;
 	note_running(ix, cxt);
 	ix->dirty = true;
 	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_SEEDED);
@@ -565,31 +567,54 @@ flusso_index_remote_wait_ms(IndexRuntime *ix)
 	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), ix->remote_retry_at));
 }
 
+/* Is every row of the build acknowledged, so that only the alias swap is left? */
+bool
+flusso_index_build_complete(IndexRuntime *ix)
+{
+	return ix->build_gen != 0 && ix->build_exhausted && ix->chunks == NIL && !ix->stopped;
+}
+
+/* How long until a complete build should try its swap again (ms); -1: nothing to do. */
+long
+flusso_index_finish_wait_ms(IndexRuntime *ix)
+{
+	if (!flusso_index_active(ix) || !flusso_index_build_complete(ix))
+		return -1;
+	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), ix->finish_retry_at));
+}
+
+/*
+ * The build is complete: point the alias at it (a first build's alias
+ * points there already: that makes it all searchable).  A failed swap is
+ * tried again by the engine after a backoff that doubles up to
+ * flusso.retry_max_interval; the build stays complete meanwhile.
+ */
 bool
 flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 {
 	int			old = ix->live_gen;
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *error;
 
-	if (ix->build_gen == ix->live_gen)
+	if (now < ix->finish_retry_at)
+		return false;
+	error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->build_gen));
+	if (error)
 	{
-		/* a first build: the alias points here already; make it all searchable */
-		char	   *error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->live_gen));
-
-		if (error)
-		{
-			flusso_index_set_error(ix, error, false);
-			return false;
-		}
+		flusso_index_set_error(ix, psprintf("moving the alias to generation %d failed: %s",
+											ix->build_gen, error), false);
+		back_off(&ix->finish_backoff_ms, &ix->finish_retry_at, now);
+		return false;
 	}
-	else
+	if (ix->finish_backoff_ms != 0 && ix->error && !ix->stopped)
 	{
-		char	   *error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->build_gen));
-
-		if (error)
-		{
-			flusso_index_set_error(ix, error, false);
-			return false;
-		}
+		ix->error = NULL;		/* the failed swap's, most likely */
+		ix->dirty = true;
+	}
+	ix->finish_backoff_ms = 0;
+	ix->finish_retry_at = 0;
+	if (ix->build_gen != old)
+	{
 		/* dropped once no write for it is in flight (flusso_index_drop_retired) */
 		drop_later(ix, old);
 		ix->live_gen = ix->build_gen;

@@ -68,6 +68,8 @@ typedef struct IndexRuntime
 	List	   *drop_gens;		/* generations to drop in the sink */
 	TimestampTz drop_retry_at;	/* after a failed drop, not before */
 	int			drop_backoff_ms;
+	TimestampTz finish_retry_at;	/* after a failed alias swap, not before */
+	int			finish_backoff_ms;
 	bool		rebuild_needed; /* the live generation vanished remotely */
 	bool		build_fresh;	/* the build generation was started this run */
 	bool		dirty;			/* durable state changed; save it */
@@ -113,7 +115,13 @@ extern bool flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
 /* Milliseconds until ensure_remote should be tried again; -1 when not needed. */
 extern long flusso_index_remote_wait_ms(IndexRuntime *ix);
 
-/* The build is complete: swap the alias, drop the old generation. */
+/* Every row of the build acknowledged: only the alias swap is left. */
+extern bool flusso_index_build_complete(IndexRuntime *ix);
+
+/* Milliseconds until finish_build should be tried again; -1 when not needed. */
+extern long flusso_index_finish_wait_ms(IndexRuntime *ix);
+
+/* The build is complete: swap the alias, drop the old generation later. */
 extern bool flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink);
 extern void flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 									  bool (*in_use) (IndexRuntime *ix, int generation));

@@ -117,6 +117,7 @@ extern LiveBatch *eng_unbuilt_batch(void);
 /* backfill.c: builds */
 extern bool eng_backfill_step(void);
 extern void eng_chunk_acked(BackfillChunk *chunk);
+extern void eng_finish_builds(void);
 extern void eng_rebuild_vanished(void);
 
 /* ship.c: bulk requests and their outcomes */

@@ -1,6 +1,6 @@
 # Zero-downtime reindex under live load (a searcher never sees the index
-# shrink), reindex that waits, alter_index, pause and resume, and a crash in
-# the middle of a reindex.
+# shrink), reindex that waits, alter_index, a failed alias swap tried again,
+# pause and resume, and a crash in the middle of a reindex.
 use strict;
 use warnings;
 use lib "$ENV{FLUSSO_ROOT}/test/perl";
@@ -31,6 +31,7 @@ $node->safe_psql($db, "SELECT flusso.create_index('$ix', \$\$$def\$\$)");
 ok(FlussoTest::wait_synced($node, $db), 'backfilled');
 my $rows = $node->safe_psql($db, "SELECT count(*) FROM flusso.document_ids('$ix')");
 
+sub proxy_stats { JSON::PP::decode_json(scalar `$root/test/faultproxy/faultproxy.sh stats --dir $proxydir`) }
 sub faults { system("$root/test/faultproxy/faultproxy.sh", 'faults', '--dir', $proxydir, $_[0]) == 0 or die 'faults' }
 sub count_alias
 {
@@ -112,6 +113,29 @@ ok(FlussoTest::wait_synced($node, $db), 'the altered index is rebuilt');
 is(status_of('generation'), '4', 'into generation 4');
 ok(exists FlussoTest::os_doc($ix, 1)->{company_id}, 'documents have the new field');
 FlussoTest::is_consistent($node, $db, $ix, 'after alter_index');
+
+# --- a failed alias swap is tried again -------------------------------------------------
+# The build's chunks are held until the swap's requests fail (503), then let
+# through: the build is complete and its swap fails.  Nothing but a reload
+# or a restart finished such a build before (003 saw it when OpenSearch was
+# killed between the last acknowledgement and the swap).
+my $frozen0 = proxy_stats()->{frozen};
+my $before = status_of('generation');
+faults('{"freeze": true, "only_bulk": true}');
+$node->safe_psql($db, "SELECT flusso.reindex('$ix')");
+ok(FlussoTest::wait_for(sub { proxy_stats()->{frozen} > $frozen0 }, 'a chunk held'),
+	'the rebuild sends its first chunk');
+faults('{"status_rate": 1, "status_codes": [503], "paths": "_alias"}');
+ok(FlussoTest::wait_for(sub { status_of('last_error') =~ /moving the alias to generation/ }, 'the swap fails'),
+	'the swap fails while OpenSearch answers it 503');
+usleep(1_000_000);
+is(status_of("concat_ws(' ', generation, building_generation, backfill_rows_done)"),
+	"$before " . ($before + 1) . " $rows", 'the alias stays on the old generation, the build complete');
+faults('{}');
+ok(FlussoTest::wait_for(sub { status_of('generation') == $before + 1 }, 'the swap', 20),
+	'the swap is tried again once OpenSearch answers');
+ok(FlussoTest::wait_synced($node, $db), 'synced after the swap was tried again');
+FlussoTest::is_consistent($node, $db, $ix, 'after a swap that failed once');
 
 # --- a write in flight at the swap does not bring the old generation back -----------
 # Bulk requests are held 300 ms and the DELETE of the old generation is not:
