@@ -184,6 +184,21 @@ settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 		flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_total);
 }
 
+/* One generation of a dropped index; one try: the definition is gone already. */
+static void
+drop_generation(IndexRuntime *tmp, int gen)
+{
+	char	   *physical = flusso_index_physical(tmp, gen);
+	char	   *error = E.sink->drop_index(physical);
+
+	if (error)
+		ereport(WARNING,
+				(errmsg("flusso index \"%s\" is dropped, but its OpenSearch index is left: %s",
+						tmp->name, error),
+				 errhint("Delete it in OpenSearch by hand (DELETE /%s); a new index of that name drops it before building.",
+						 physical)));
+}
+
 static void
 drop_remote(const char *name)
 {
@@ -193,9 +208,9 @@ drop_remote(const char *name)
 	tmp.name = (char *) name;
 	flusso_index_load_state(&tmp);
 	if (tmp.live_gen)
-		(void) E.sink->drop_index(flusso_index_physical(&tmp, tmp.live_gen));
+		drop_generation(&tmp, tmp.live_gen);
 	if (tmp.build_gen && tmp.build_gen != tmp.live_gen)
-		(void) E.sink->drop_index(flusso_index_physical(&tmp, tmp.build_gen));
+		drop_generation(&tmp, tmp.build_gen);
 }
 
 static void

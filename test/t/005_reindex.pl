@@ -1,6 +1,7 @@
 # Zero-downtime reindex under live load (a searcher never sees the index
 # shrink), reindex that waits, alter_index, a failed alias swap tried again,
-# pause and resume, and a crash in the middle of a reindex.
+# pause and resume, a crash in the middle of a reindex, and a remote drop
+# OpenSearch refuses.
 use strict;
 use warnings;
 use lib "$ENV{FLUSSO_ROOT}/test/perl";
@@ -187,6 +188,18 @@ faults('{}');
 ok(FlussoTest::wait_synced($node, $db, '120 s'), 'the reindex completes after the crash');
 is(status_of('generation'), $gen + 1, 'the rebuilt generation is live');
 FlussoTest::is_consistent($node, $db, $ix, 'after a crash during a reindex');
+
+# --- drop_index(drop_remote) while OpenSearch refuses the drop: said, not silent ---------
+$node->safe_psql($db, q{SELECT flusso.create_index('t5-gone', '{"table": "companies"}')});
+ok(FlussoTest::wait_synced($node, $db), 'a second index is synced');
+faults('{"status_rate": 1, "status_codes": [503], "paths": "^/t5-gone_"}');
+$node->safe_psql($db, q{SELECT flusso.drop_index('t5-gone', drop_remote => true)});
+ok(FlussoTest::wait_for(sub { slurp_file($node->logfile) =~
+			/WARNING:  flusso index "t5-gone" is dropped, but its OpenSearch index is left: could not drop OpenSearch index "t5-gone_1": HTTP 503.*\n.*HINT:  Delete it in OpenSearch by hand \(DELETE \/t5-gone_1\)/ },
+		'the warning'), 'a drop OpenSearch refuses is logged, with the index to delete by hand');
+faults('{}');
+is((FlussoTest::os_request('HEAD', '/t5-gone_1'))[0], 200, 'and the index is indeed left');
+FlussoTest::os_clean('t5-gone*');
 
 $node->stop;
 system("$root/test/faultproxy/faultproxy.sh", 'stop', '--dir', $proxydir);
