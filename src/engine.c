@@ -311,7 +311,7 @@ flusso_engine_settings_changed(bool connection_changed)
 		ereport(LOG, (errmsg("flusso reconnects to OpenSearch with the new connection settings")));
 		flusso_engine_after_error();
 		for (i = 0; E.loaded && i < E.nix; i++)
-			E.ix[i]->remote_retry_at = E.ix[i]->remote_backoff_ms = 0;	/* try at once */
+			memset(&E.ix[i]->remote_backoff, 0, sizeof(Backoff));	/* try at once */
 	}
 	if (connection_changed)
 		flusso_http_reset();

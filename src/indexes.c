@@ -95,6 +95,30 @@ flusso_index_active(IndexRuntime *ix)
 	return ix->def != NULL && !ix->stopped && !ix->paused;
 }
 
+/* ---- retrying remote steps (Backoff) ---- */
+
+/* After a failure: not again before a wait that doubles up to flusso.retry_max_interval. */
+static void
+back_off(Backoff *b, TimestampTz now)
+{
+	b->ms = b->ms == 0 ? REMOTE_BACKOFF_MIN_MS : Min(b->ms * 2, flusso_retry_max_interval);
+	b->retry_at = TimestampTzPlusMilliseconds(now, b->ms);
+}
+
+static void
+backoff_clear(Backoff *b)
+{
+	b->ms = 0;
+	b->retry_at = 0;
+}
+
+/* Milliseconds until the step may be tried again (0: now). */
+static long
+backoff_wait_ms(const Backoff *b)
+{
+	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), b->retry_at));
+}
+
 /* ---- compiling ---- */
 
 /* Prepare and keep a plan; SPI leaves us in its own context, so come back. */
@@ -413,10 +437,8 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	ix->stopped = false;
 	ix->error = NULL;
 	ix->remote_ready = false;
-	ix->remote_retry_at = 0;
-	ix->remote_backoff_ms = 0;
-	ix->finish_retry_at = 0;
-	ix->finish_backoff_ms = 0;
+	backoff_clear(&ix->remote_backoff);
+	backoff_clear(&ix->finish_backoff);
 	note_running(ix, cxt);
 	ix->dirty = true;
 	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_SEEDED);
@@ -524,14 +546,6 @@ prepare_remote(IndexRuntime *ix, const FlussoSink *sink)
 	return true;
 }
 
-/* After a failure: not again before a backoff that doubles up to flusso.retry_max_interval. */
-static void
-back_off(int *backoff_ms, TimestampTz *retry_at, TimestampTz now)
-{
-	*backoff_ms = *backoff_ms == 0 ? REMOTE_BACKOFF_MIN_MS :
-		Min(*backoff_ms * 2, flusso_retry_max_interval);
-	*retry_at = TimestampTzPlusMilliseconds(now, *backoff_ms);
-}
 
 /*
  * Are the index's generations there in OpenSearch (created, alias set)?
@@ -546,15 +560,14 @@ flusso_index_ensure_remote(IndexRuntime *ix, const FlussoSink *sink)
 	if (ix->remote_ready)
 		return true;
 	now = GetCurrentTimestamp();
-	if (ix->def == NULL || now < ix->remote_retry_at)
+	if (ix->def == NULL || now < ix->remote_backoff.retry_at)
 		return false;
 	if (prepare_remote(ix, sink))
 	{
-		ix->remote_backoff_ms = 0;
-		ix->remote_retry_at = 0;
+		backoff_clear(&ix->remote_backoff);
 		return true;
 	}
-	back_off(&ix->remote_backoff_ms, &ix->remote_retry_at, now);
+	back_off(&ix->remote_backoff, now);
 	return false;
 }
 
@@ -564,7 +577,7 @@ flusso_index_remote_wait_ms(IndexRuntime *ix)
 {
 	if (ix->remote_ready || ix->def == NULL || !flusso_index_active(ix))
 		return -1;
-	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), ix->remote_retry_at));
+	return backoff_wait_ms(&ix->remote_backoff);
 }
 
 /* Is every row of the build acknowledged, so that only the alias swap is left? */
@@ -580,7 +593,7 @@ flusso_index_finish_wait_ms(IndexRuntime *ix)
 {
 	if (!flusso_index_active(ix) || !flusso_index_build_complete(ix))
 		return -1;
-	return Max(0, TimestampDifferenceMilliseconds(GetCurrentTimestamp(), ix->finish_retry_at));
+	return backoff_wait_ms(&ix->finish_backoff);
 }
 
 /*
@@ -596,23 +609,22 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 	TimestampTz now = GetCurrentTimestamp();
 	char	   *error;
 
-	if (now < ix->finish_retry_at)
+	if (now < ix->finish_backoff.retry_at)
 		return false;
 	error = sink->point_alias(ix->name, flusso_index_physical(ix, ix->build_gen));
 	if (error)
 	{
 		flusso_index_set_error(ix, psprintf("moving the alias to generation %d failed: %s",
 											ix->build_gen, error), false);
-		back_off(&ix->finish_backoff_ms, &ix->finish_retry_at, now);
+		back_off(&ix->finish_backoff, now);
 		return false;
 	}
-	if (ix->finish_backoff_ms != 0 && ix->error && !ix->stopped)
+	if (ix->finish_backoff.ms != 0 && ix->error && !ix->stopped)
 	{
 		ix->error = NULL;		/* the failed swap's, most likely */
 		ix->dirty = true;
 	}
-	ix->finish_backoff_ms = 0;
-	ix->finish_retry_at = 0;
+	backoff_clear(&ix->finish_backoff);
 	if (ix->build_gen != old)
 	{
 		/* dropped once no write for it is in flight (flusso_index_drop_retired) */
@@ -651,7 +663,7 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 	List	   *keep = NIL;
 	ListCell   *lc;
 
-	if (now < ix->drop_retry_at)
+	if (now < ix->drop_backoff.retry_at)
 		return;
 	old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
 	foreach(lc, ix->drop_gens)
@@ -665,14 +677,14 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 		if (!in_use(ix, gen) &&
 			(error = sink->drop_index(flusso_index_physical(ix, gen))) == NULL)
 		{
-			ix->drop_backoff_ms = 0;
+			backoff_clear(&ix->drop_backoff);
 			continue;
 		}
 		keep = lappend_int(keep, gen);
 		if (error)
 		{
 			ereport(LOG, (errmsg("flusso index \"%s\": %s; trying again later", ix->name, error)));
-			back_off(&ix->drop_backoff_ms, &ix->drop_retry_at, now);
+			back_off(&ix->drop_backoff, now);
 		}
 	}
 	list_free(ix->drop_gens);

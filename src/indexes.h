@@ -26,6 +26,17 @@ typedef struct BackfillChunk
 	bool		built;
 } BackfillChunk;
 
+/*
+ * A remote step that failed is not tried again before retry_at; the wait
+ * (ms) doubles from 100 ms up to flusso.retry_max_interval, and is 0 once
+ * the step succeeded.
+ */
+typedef struct Backoff
+{
+	TimestampTz retry_at;
+	int			ms;
+} Backoff;
+
 typedef struct IndexRuntime
 {
 	int			num;
@@ -58,18 +69,15 @@ typedef struct IndexRuntime
 
 	/* this run only */
 	bool		remote_ready;	/* generations prepared in OpenSearch */
-	TimestampTz remote_retry_at;	/* after a failed preparation, not before */
-	int			remote_backoff_ms;
+	Backoff		remote_backoff; /* after a failed preparation */
 	TransactionId *wait_xids;	/* backfill starts once these finished */
 	int			nwait;
 	List	   *chunks;			/* BackfillChunk in key order, in flight */
 	List	   *next_cursor;	/* where the next chunk starts */
 	bool		build_exhausted;
 	List	   *drop_gens;		/* generations to drop in the sink */
-	TimestampTz drop_retry_at;	/* after a failed drop, not before */
-	int			drop_backoff_ms;
-	TimestampTz finish_retry_at;	/* after a failed alias swap, not before */
-	int			finish_backoff_ms;
+	Backoff		drop_backoff;	/* after a failed drop */
+	Backoff		finish_backoff; /* after a failed alias swap */
 	bool		rebuild_needed; /* the live generation vanished remotely */
 	bool		build_fresh;	/* the build generation was started this run */
 	bool		dirty;			/* durable state changed; save it */
