@@ -69,6 +69,20 @@ SELECT flusso.create_index('users', $${
 
 SELECT name, root_table FROM flusso.indexes;
 
+-- What is stored: every name resolved once, as create_index read it (the
+-- tables schema-qualified, the expressions as PostgreSQL deparses them);
+-- the rest as given.
+SELECT jsonb_pretty(definition) FROM flusso.indexes WHERE name = 'users';
+SET search_path = shop, public;
+SELECT flusso.create_index('resolved', '{"table": "companies", "filter": "lower(country) IN (''it'', ''us'')",
+  "columns": ["id", {"name": "shout", "expr": "upper(name) || ''!''"}],
+  "children": [{"name": "staff", "table": "users", "type": "many", "value": "name",
+                "order_by": "created_at DESC NULLS LAST, name COLLATE \"C\""}]}');
+RESET search_path;
+SELECT jsonb_pretty(definition) FROM flusso.indexes WHERE name = 'resolved';
+SELECT flusso.preview('resolved', '1');
+SELECT flusso.drop_index('resolved');
+
 SET TIME ZONE 'UTC';
 SELECT flusso.preview('users', '1');
 SELECT flusso.preview('users', '2');

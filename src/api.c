@@ -4,10 +4,18 @@
  *	  The SQL functions that define indexes and show what they produce.
  *
  * create_index, alter_index and drop_index validate and store definitions
- * in flusso.definitions (the sync worker follows that table); preview,
- * explain, document_ids and index_body run or show what a definition
- * generates.  Every function here runs in the caller's backend and
- * transaction: none talks to OpenSearch, that is the worker's job.
+ * in flusso.definitions (the sync worker follows that table); pause,
+ * resume and retry_dead_letters leave requests for the worker;
+ * alter_index_owner hands an index over; preview, documents, explain,
+ * document_ids, affected_documents and index_body run or show what a
+ * definition generates.  Every function here runs in the caller's backend
+ * and transaction: none talks to OpenSearch, that is the worker's job.
+ *
+ * Rights (rights.c): each function checks that the caller may manage the
+ * index, reads and writes flusso's tables as the extension's owner with the
+ * fixed search_path, and runs whatever the definition makes run with the
+ * rights of the index's owner.  A new definition's names are resolved under
+ * the caller's search_path, once, and stored resolved.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,27 +34,14 @@
 #include "utils/lsyscache.h"
 
 #include "catalog.h"
+#include "guard.h"
+#include "rights.h"
 #include "definition.h"
 #include "mapping.h"
 #include "resolve.h"
 #include "settings.h"
 #include "sqlgen.h"
 #include "status.h"
-
-/*
- * Generated statements are short and estimated far too costly, so JIT
- * compilation would cost more than it saves: turn it off for the call.
- * Returns the GUC nest level to pass to AtEOXact_GUC().
- */
-static int
-without_jit(void)
-{
-	int			level = NewGUCNestLevel();
-
-	(void) set_config_option("jit", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	return level;
-}
 
 static char *
 arg_text(FunctionCallInfo fcinfo, int i, const char *what)
@@ -72,16 +67,21 @@ arg_jsonb_text(FunctionCallInfo fcinfo, int i)
 	return JsonbToCString(NULL, &jb->root, VARSIZE(jb));
 }
 
-/* Prepare the generated statements once, as a last check of the whole. */
+/* Prepare the generated statements once, as the worker will, as a last check of the whole. */
 static void
 prepare_generated(IndexDef *def)
 {
 	Oid		   *types = palloc(sizeof(Oid) * (list_length(def->key) + 1));
+	FlussoRights rights;
+	SPIPlanPtr	plan;
 	int			i;
 
 	for (i = 0; i < list_length(def->key); i++)
 		types[i] = TEXTARRAYOID;
-	if (SPI_prepare(flusso_sql_build(def), list_length(def->key), types) == NULL)
+	flusso_rights_as_owner(def->owner, &rights);
+	plan = SPI_prepare(flusso_sql_build(def), list_length(def->key), types);
+	flusso_rights_restore(&rights);
+	if (plan == NULL)
 		elog(ERROR, "the build statement of index \"%s\" does not prepare: %s",
 			 def->name, SPI_result_code_string(SPI_result));
 }
@@ -89,7 +89,7 @@ prepare_generated(IndexDef *def)
 static void
 check_index_count(void)
 {
-	if (SPI_execute("SELECT count(*) FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT pg_catalog.count(*) FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not count flusso.definitions");
 	if (atoi(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1)) >= flusso_max_indexes)
 		ereport(ERROR,
@@ -98,36 +98,59 @@ check_index_count(void)
 				 errhint("Raise flusso.max_indexes and restart the server.")));
 }
 
+/* Store a checked definition, as the extension's owner. */
 static void
 store_definition(IndexDef *def, const char *json, bool create)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, REGROLEOID};
+	Datum		values[4];
+	FlussoRights rights;
 	const char *sql = create ?
-		"INSERT INTO flusso.definitions (name, definition, root_table) VALUES ($1, $2::jsonb, $3)" :
-		"UPDATE flusso.definitions SET definition = $2::jsonb, root_table = $3, updated_at = now() WHERE name = $1";
+		"INSERT INTO flusso.definitions (name, definition, root_table, owner) "
+		"VALUES ($1, $2::pg_catalog.jsonb, $3, $4)" :
+		"UPDATE flusso.definitions SET definition = $2::pg_catalog.jsonb, root_table = $3, "
+		"updated_at = pg_catalog.now() WHERE name OPERATOR(pg_catalog.=) $1";
 
 	values[0] = CStringGetTextDatum(def->name);
 	values[1] = CStringGetTextDatum(json);
-	values[2] = CStringGetTextDatum(quote_qualified_identifier(def->root->table.schema,
-															   def->root->table.relname));
-	if (SPI_execute_with_args(sql, 3, argtypes, values, NULL, false, 0) !=
+	values[2] = CStringGetTextDatum(def->root->table.text);
+	values[3] = ObjectIdGetDatum(def->owner);
+	flusso_rights_as_extension(&rights);
+	if (create)
+		check_index_count();
+	if (SPI_execute_with_args(sql, create ? 4 : 3, argtypes, values, NULL, false, 0) !=
 		(create ? SPI_OK_INSERT : SPI_OK_UPDATE))
 		elog(ERROR, "could not store the definition of index \"%s\"", def->name);
+	flusso_rights_restore(&rights);
 }
 
-/* Whoever defines an index must be able to read every table it reads. */
+/* The owner of an index must be able to read every table it reads. */
 static void
-check_caller_access(IndexDef *def)
+check_owner_access(IndexDef *def)
 {
-	char	   *problem = superuser() ? NULL : flusso_def_access(def, GetUserId());
+	char	   *problem = superuser_arg(def->owner) ? NULL : flusso_def_access(def, def->owner);
 
 	if (problem)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to index \"%s\": %s", def->name, problem),
-				 errdetail("An index makes the rows of its tables searchable in OpenSearch."),
-				 errhint("The role that defines an index must be able to read every table the index reads.")));
+				 errdetail("An index makes the rows of its tables searchable in OpenSearch, and reads them with the rights of its owner, role \"%s\".",
+						   flusso_role_name(def->owner)),
+				 errhint("The owner of an index must be able to read every table the index reads.")));
+}
+
+/* Check a new definition with its owner's rights, under the caller's search_path. */
+static IndexDef *
+compile_new(const char *name, const char *json, Oid owner)
+{
+	FlussoRights rights;
+	IndexDef   *def;
+
+	flusso_rights_as_owner_resolving(owner, &rights);
+	def = flusso_definition_compile(name, json, true);
+	flusso_rights_restore(&rights);
+	def->owner = owner;
+	return def;
 }
 
 static Datum
@@ -135,30 +158,29 @@ define_index(FunctionCallInfo fcinfo, bool create)
 {
 	char	   *name = arg_text(fcinfo, 0, "the index name");
 	char	   *json = arg_jsonb_text(fcinfo, 1);
+	StoredDefinition *sd;
 	IndexDef   *def;
-	bool		exists;
 
 	flusso_status_require_preload();
+	flusso_require_current_sql();
 	SPI_connect();
-	exists = flusso_definition_json(name) != NULL;
-	if (create && exists)
+	sd = flusso_definition_stored(name);
+	if (create && sd)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("index \"%s\" already exists", name),
 				 errhint("Use flusso.alter_index to change its definition, or flusso.drop_index first.")));
-	if (!create && !exists)
+	if (!create && !sd)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("index \"%s\" does not exist", name),
 				 errhint("Use flusso.create_index to create it.")));
-	def = flusso_definition_compile(name, json, true);
-	check_caller_access(def);
+	if (!create)
+		flusso_rights_check_owner(name, sd->owner, "alter");
+	def = compile_new(name, json, create ? GetUserId() : sd->owner);
+	check_owner_access(def);
 	prepare_generated(def);
-	flusso_catalog_owner_enter();
-	if (create)
-		check_index_count();
-	store_definition(def, json, create);
-	flusso_catalog_owner_leave();
+	store_definition(def, flusso_def_resolved_json(def, json), create);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -177,31 +199,140 @@ flusso_alter_index(PG_FUNCTION_ARGS)
 	return define_index(fcinfo, false);
 }
 
+/* Leave a request for the sync worker, as the extension's owner. */
+static void
+insert_request(const char *name, const char *action)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(name), CStringGetTextDatum(action)};
+	FlussoRights rights;
+
+	flusso_rights_as_extension(&rights);
+	if (SPI_execute_with_args("INSERT INTO flusso.requests (name, action) VALUES ($1, $2)",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the request to %s index \"%s\"", action, name);
+	flusso_rights_restore(&rights);
+}
+
 PG_FUNCTION_INFO_V1(flusso_drop_index);
 Datum
 flusso_drop_index(PG_FUNCTION_ARGS)
 {
 	char	   *name = arg_text(fcinfo, 0, "the index name");
 	bool		drop_remote = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
-	Oid			argtypes[2] = {TEXTOID, BOOLOID};
-	Datum		values[2] = {CStringGetTextDatum(name), BoolGetDatum(drop_remote)};
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	FlussoRights rights;
 
+	flusso_require_current_sql();
 	SPI_connect();
-	flusso_catalog_owner_enter();
-	if (SPI_execute_with_args("DELETE FROM flusso.definitions WHERE name = $1",
+	(void) flusso_definition_managed(name, "drop");
+	flusso_rights_as_extension(&rights);
+	if (SPI_execute_with_args("DELETE FROM flusso.definitions WHERE name OPERATOR(pg_catalog.=) $1",
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from flusso.definitions");
-	if (SPI_processed == 0)
+	flusso_rights_restore(&rights);
+	insert_request(name, drop_remote ? "drop_remote" : "drop");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* pause, resume, retry_dead_letters: a request, once the caller may manage the index. */
+static void
+managed_request(FunctionCallInfo fcinfo, const char *action, const char *verb)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+
+	flusso_require_current_sql();
+	SPI_connect();
+	(void) flusso_definition_managed(name, verb);
+	insert_request(name, action);
+	SPI_finish();
+}
+
+PG_FUNCTION_INFO_V1(flusso_pause);
+Datum
+flusso_pause(PG_FUNCTION_ARGS)
+{
+	managed_request(fcinfo, "pause", "pause");
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(flusso_resume);
+Datum
+flusso_resume(PG_FUNCTION_ARGS)
+{
+	managed_request(fcinfo, "resume", "resume");
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(flusso_retry_dead_letters);
+Datum
+flusso_retry_dead_letters(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	FlussoRights rights;
+	bool		isnull;
+	int64		n;
+
+	managed_request(fcinfo, "retry_dead_letters", "retry the dead letters of");
+	SPI_connect();
+	flusso_rights_as_extension(&rights);
+	if (SPI_execute_with_args("SELECT pg_catalog.count(*) FROM flusso.dead_letters "
+							  "WHERE index_name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not count flusso.dead_letters");
+	flusso_rights_restore(&rights);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * flusso.alter_index_owner(name, new_owner): hand an index to another role.
+ * Superusers only, like giving away any object one does not own; the new
+ * owner must be able to read every table the index reads.  The worker
+ * picks the change up at once: its statements run as the new owner.
+ */
+PG_FUNCTION_INFO_V1(flusso_alter_index_owner);
+Datum
+flusso_alter_index_owner(PG_FUNCTION_ARGS)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+	Oid			owner = PG_GETARG_OID(1);
+	Oid			argtypes[2] = {TEXTOID, REGROLEOID};
+	Datum		values[2] = {CStringGetTextDatum(name), ObjectIdGetDatum(owner)};
+	StoredDefinition *sd;
+	IndexDef   *def;
+	FlussoRights rights;
+
+	flusso_require_current_sql();
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to change the owner of index \"%s\"", name),
+				 errhint("Only superusers may hand an index to another role.")));
+	SPI_connect();
+	sd = flusso_definition_stored(name);
+	if (sd == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("index \"%s\" does not exist", name),
 				 errhint("flusso.indexes lists the indexes.")));
-	values[1] = CStringGetTextDatum(drop_remote ? "drop_remote" : "drop");
-	argtypes[1] = TEXTOID;
-	if (SPI_execute_with_args("INSERT INTO flusso.requests (name, action) VALUES ($1, $2)",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record the drop of index \"%s\"", name);
-	flusso_catalog_owner_leave();
+	def = flusso_definition_compile_stored(sd);	/* as the current owner */
+	def->owner = owner;
+	check_owner_access(def);
+	flusso_rights_as_extension(&rights);
+	if (SPI_execute_with_args("UPDATE flusso.definitions SET owner = $2, updated_at = pg_catalog.now() "
+							  "WHERE name OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("UPDATE flusso.dead_letters SET owner = $2 "
+							  "WHERE index_name OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not change the owner of index \"%s\"", name);
+	flusso_rights_restore(&rights);
 	SPI_finish();
 	PG_RETURN_VOID();
 }
@@ -217,6 +348,8 @@ build_one(IndexDef *def, const char *id)
 	bool		isnull;
 	Datum		d;
 	int			i;
+	FlussoRights rights;
+	int			rc;
 
 	for (i = 0; i < n; i++)
 	{
@@ -225,7 +358,10 @@ build_one(IndexDef *def, const char *id)
 		types[i] = TEXTARRAYOID;
 		values[i] = PointerGetDatum(construct_array(&elem, 1, TEXTOID, -1, false, TYPALIGN_INT));
 	}
-	if (SPI_execute_with_args(flusso_sql_build(def), n, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	flusso_rights_as_owner(def->owner, &rights);
+	rc = SPI_execute_with_args(flusso_sql_build(def), n, types, values, NULL, true, 0);
+	flusso_rights_restore(&rights);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not run the build statement of index \"%s\"", def->name);
 	if (SPI_processed == 0)
 		return NULL;
@@ -241,10 +377,10 @@ flusso_preview(PG_FUNCTION_ARGS)
 	char	   *id = arg_text(fcinfo, 1, "the document id");
 	char	   *doc;
 	MemoryContext caller = CurrentMemoryContext;
-	int			level = without_jit();
 
+	flusso_require_current_sql();
 	SPI_connect();
-	doc = build_one(flusso_definition_load(name, false), id);
+	doc = build_one(flusso_definition_load_managed(name, "preview"), id);
 	if (doc)
 	{
 		MemoryContext spi = MemoryContextSwitchTo(caller);
@@ -253,7 +389,6 @@ flusso_preview(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
-	AtEOXact_GUC(true, level);
 	if (doc == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(doc));
@@ -289,8 +424,9 @@ flusso_explain(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	text	   *result;
 
+	flusso_require_current_sql();
 	SPI_connect();
-	def = flusso_definition_load(name, false);
+	def = flusso_definition_load_managed(name, "explain");
 	initStringInfo(&out);
 	appendStringInfo(&out, "%s\n\n%s\n\n%s", flusso_sql_build(def),
 					 flusso_sql_backfill(def, true), flusso_sql_backfill(def, false));
@@ -310,8 +446,9 @@ flusso_index_body_sql(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	Datum		result;
 
+	flusso_require_current_sql();
 	SPI_connect();
-	body = flusso_index_body(flusso_definition_load(name, false), NULL, 0);
+	body = flusso_index_body(flusso_definition_load_managed(name, "read the index body of"), NULL, 0);
 	MemoryContextSwitchTo(caller);
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(body));
 	SPI_finish();
@@ -325,10 +462,18 @@ flusso_document_ids(PG_FUNCTION_ARGS)
 	char	   *name = arg_text(fcinfo, 0, "the index name");
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	uint64		i;
+	IndexDef   *def;
+	FlussoRights rights;
+	int			rc;
 
+	flusso_require_current_sql();
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	SPI_connect();
-	if (SPI_execute(flusso_sql_document_ids(flusso_definition_load(name, false)), true, 0) != SPI_OK_SELECT)
+	def = flusso_definition_load_managed(name, "list the documents of");
+	flusso_rights_as_owner(def->owner, &rights);
+	rc = SPI_execute(flusso_sql_document_ids(def), true, 0);
+	flusso_rights_restore(&rights);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not list the documents of index \"%s\"", name);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -407,11 +552,14 @@ flusso_affected_documents(PG_FUNCTION_ARGS)
 	FlussoKeySet *keys;
 	IndexDef   *def;
 	ListCell   *lc;
+	FlussoRights rights;
 
+	flusso_require_current_sql();
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	SPI_connect();
-	def = flusso_definition_load(name, false);
+	def = flusso_definition_load_managed(name, "resolve changes for");
 	keys = flusso_keyset_create(CurrentMemoryContext);
+	flusso_rights_as_owner(def->owner, &rights);
 	foreach(lc, flusso_sql_watches(def))
 	{
 		FlussoWatch *w = lfirst(lc);
@@ -420,6 +568,7 @@ flusso_affected_documents(PG_FUNCTION_ARGS)
 			flusso_resolve(w, NULL, watch_images(w, old_row, new_row), keys,
 						   list_length(def->key));
 	}
+	flusso_rights_restore(&rights);
 	MemoryContextSwitchTo(caller);
 	foreach(lc, flusso_keyset_ids(keys))
 	{
@@ -465,11 +614,13 @@ flusso_documents(PG_FUNCTION_ARGS)
 	int			nkeys;
 	int			i;
 	uint64		n;
-	int			level = without_jit();
+	FlussoRights rights;
 
+	flusso_require_current_sql();
 	InitMaterializedSRF(fcinfo, 0);
 	SPI_connect();
-	def = flusso_definition_load(name, false);
+	def = flusso_definition_load_managed(name, "build the documents of");
+	flusso_rights_as_owner(def->owner, &rights);
 	nkeys = list_length(def->key);
 	first = flusso_sql_backfill(def, true);
 	next = flusso_sql_backfill(def, false);
@@ -512,7 +663,96 @@ flusso_documents(PG_FUNCTION_ARGS)
 		if (SPI_execute_plan(next_plan, params, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not build the documents of index \"%s\"", name);
 	}
+	flusso_rights_restore(&rights);
 	SPI_finish();
-	AtEOXact_GUC(true, level);
 	return (Datum) 0;
+}
+
+typedef struct ResolveStored
+{
+	const char *name;
+	const char *json;
+	Oid			owner;
+	char	   *resolved;
+} ResolveStored;
+
+static void
+resolve_stored(void *arg)
+{
+	ResolveStored *a = arg;
+	FlussoRights rights;
+	IndexDef   *def;
+
+	flusso_rights_as_owner_resolving(a->owner, &rights);
+	def = flusso_definition_compile(a->name, a->json, false);
+	flusso_rights_restore(&rights);
+	a->resolved = flusso_def_resolved_json(def, a->json);
+}
+
+/* Store one definition resolved; index_state keeps matching it, so nothing is rebuilt. */
+static void
+store_resolved(const char *name, const char *old, const char *resolved)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(name), CStringGetTextDatum(resolved),
+	CStringGetTextDatum(old)};
+
+	if (SPI_execute_with_args("UPDATE flusso.definitions SET definition = $2::pg_catalog.jsonb "
+							  "WHERE name OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("UPDATE flusso.index_state SET live_definition = $2::pg_catalog.jsonb "
+							  "WHERE name OPERATOR(pg_catalog.=) $1 "
+							  "AND live_definition OPERATOR(pg_catalog.=) $3::pg_catalog.jsonb",
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute_with_args("UPDATE flusso.index_state SET build_definition = $2::pg_catalog.jsonb "
+							  "WHERE name OPERATOR(pg_catalog.=) $1 "
+							  "AND build_definition OPERATOR(pg_catalog.=) $3::pg_catalog.jsonb",
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not store the resolved definition of index \"%s\"", name);
+}
+
+/*
+ * flusso._resolve_stored_definitions(), run by the 0.4.0 upgrade script:
+ * definitions stored by earlier versions named tables and functions as the
+ * sync worker's search_path found them, the server's default one.  They are
+ * resolved under that path now and stored resolved.  A definition that no
+ * longer compiles is left as it is, with a WARNING.
+ */
+PG_FUNCTION_INFO_V1(flusso_resolve_stored_definitions);
+Datum
+flusso_resolve_stored_definitions(PG_FUNCTION_ARGS)
+{
+	SPITupleTable *tab;
+	uint64		i;
+	uint64		n;
+	int			level;
+
+	SPI_connect();
+	if (SPI_execute("SELECT d.name, d.definition::pg_catalog.text, d.owner::pg_catalog.oid "
+					"FROM flusso.definitions d ORDER BY d.name", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.definitions");
+	tab = SPI_tuptable;
+	n = SPI_processed;
+	level = NewGUCNestLevel();
+	(void) set_config_option("search_path", GetConfigOptionResetString("search_path"),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		ResolveStored a = {SPI_getvalue(tab->vals[i], tab->tupdesc, 1),
+			SPI_getvalue(tab->vals[i], tab->tupdesc, 2),
+			DatumGetObjectId(SPI_getbinval(tab->vals[i], tab->tupdesc, 3, &isnull)), NULL};
+		FlussoError error;
+
+		if (flusso_guard(resolve_stored, &a, &error))
+			store_resolved(a.name, a.json, a.resolved);
+		else
+			ereport(WARNING,
+					(errmsg("the definition of flusso index \"%s\" is stored as it was: %s", a.name,
+							error.message),
+					 errhint("Fix it with flusso.alter_index; the index reports the error until then.")));
+	}
+	AtEOXact_GUC(true, level);
+	SPI_finish();
+	PG_RETURN_VOID();
 }

@@ -4,9 +4,12 @@
  *	  Backfills: building a generation chunk by chunk in key order.
  *
  * Building a generation: the root table is read in key order, a chunk at
- * a time (each in its own guarded transaction), built with the same
- * statement as live documents and versioned with the build's start
- * position, so a live change decoded after it always wins.  Progress (the
+ * a time (each in its own guarded transaction, with the index owner's
+ * rights: indexrun.c), built with the same statement as live documents and
+ * versioned with the build's start position, so a live change decoded
+ * after it always wins.  A page that fails is built again id by id group
+ * (batches.c), so a bad row costs one document, not the build; a page that
+ * waits for a lock is tried again later.  Progress (the
  * last key acknowledged) is saved in flusso.index_state, so a restart
  * resumes where it stopped.  When the last chunk is acknowledged, the
  * alias moves to the new generation and the old one is dropped.
@@ -18,17 +21,10 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "guard.h"
+#include "catalog.h"
+#include "indexrun.h"
 #include "pipeline.h"
 #include "settings.h"
-
-typedef struct ChunkArgs
-{
-	IndexRuntime *ix;
-	BackfillChunk *chunk;
-	Builder    *bld;
-	MemoryContext cxt;
-} ChunkArgs;
 
 /* ---- backfill ---- */
 
@@ -86,62 +82,126 @@ eng_chunk_acked(BackfillChunk *chunk)
 		save_progress(ix, false);
 }
 
-static List *
-row_key(IndexRuntime *ix, HeapTuple tup, TupleDesc desc, MemoryContext cxt)
+typedef struct PageCtx
 {
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	IndexRuntime *ix;
+	BackfillChunk *chunk;
+	Builder    *bld;
+	MemoryContext cxt;			/* the index's: the chunk's last key lives there */
+	int64		rows;
+} PageCtx;
+
+/* The cursor after a page: its last row's key columns, copied into the index's memory. */
+static List *
+page_cursor(PageCtx *c, Datum *values)
+{
+	MemoryContext old = MemoryContextSwitchTo(c->cxt);
 	List	   *key = NIL;
 	int			i;
 
-	for (i = 0; i < ix->nkeys; i++)
-		key = lappend(key, SPI_getvalue(tup, desc, 3 + i));
+	for (i = 0; i < c->ix->nkeys; i++)
+		key = lappend(key, TextDatumGetCString(values[i]));
 	MemoryContextSwitchTo(old);
 	return key;
 }
 
-static int
-run_backfill_plan(IndexRuntime *ix)
+typedef struct LastKeyCtx
 {
-	Datum	   *values = palloc(sizeof(Datum) * (ix->nkeys + 1));
-	ListCell   *lc;
-	int			i = 0;
+	PageCtx    *page;
+	List	   *key;
+} LastKeyCtx;
 
-	int			rc;
+/* A row of a page: its document, and its key as the cursor so far. */
+static void
+page_row(void *arg, Datum *values, bool *isnull, int natts)
+{
+	LastKeyCtx *k = arg;
+	PageCtx    *c = k->page;
 
-	if (ix->next_cursor == NIL)
-		values[0] = Int32GetDatum(flusso_batch_size);
-	else
-	{
-		foreach(lc, ix->next_cursor)
-			values[i++] = CStringGetTextDatum(lfirst(lc));
-		values[i] = Int32GetDatum(flusso_batch_size);
-	}
-	flusso_index_role_enter();
-	rc = SPI_execute_plan(ix->next_cursor == NIL ? ix->backfill_first_plan : ix->backfill_next_plan,
-						  values, NULL, true, 0);
-	flusso_index_role_leave();
-	return rc;
+	eng_builder_add_row(c->bld, c->ix, values[0], values[1], isnull[1], c->ix->build_version, true);
+	c->rows++;
+	list_free_deep(k->key);
+	k->key = page_cursor(c, values + 2);
 }
 
-static void
-build_chunk(void *arg)
+/*
+ * A page that cannot be built as a whole: its ids are read on their own
+ * (keys only), and built the way live changes are, half by half down to the
+ * documents that fail (batches.c); those go to the failure policy.
+ * False when the index waits for a lock.
+ */
+static bool
+build_page_by_ids(PageCtx *c, List **cursor)
 {
-	ChunkArgs  *a = arg;
-	IndexRuntime *ix = a->ix;
-	uint64		r;
+	IndexRuntime *ix = c->ix;
+	List	   *ids;
+	FlussoError error;
+	int64		documents;
 
-	if (run_backfill_plan(ix) != SPI_OK_SELECT)
-		elog(ERROR, "backfill statement failed");
-	for (r = 0; r < SPI_processed; r++)
+	if (!flusso_run_backfill_keys(ix, ix->next_cursor, flusso_batch_size, &ids, &error))
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-
-		eng_builder_add_row(a->bld, ix, tup, SPI_tuptable->tupdesc, ix->build_version, true);
-		if (r == SPI_processed - 1)
-			a->chunk->last_key = ix->next_cursor = row_key(ix, tup, SPI_tuptable->tupdesc, a->cxt);
+		if (flusso_error_is_lock_wait(&error))
+		{
+			flusso_index_lock_wait(ix);
+			return false;
+		}
+		flusso_index_set_error(ix, psprintf("backfilling index \"%s\" failed: %s", ix->name,
+											error.message), true);
+		return true;
 	}
-	a->chunk->rows = (int64) SPI_processed;
-	ix->build_exhausted = SPI_processed < (uint64) flusso_batch_size;
+	if (!eng_build_ids(ix, ids, c->bld, ix->build_version, true, &documents))
+		return false;
+	c->rows = list_length(ids);
+	if (ids != NIL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(c->cxt);
+
+		*cursor = flusso_id_split(llast(ids), ix->nkeys);
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+/* Build the next page of a build into the chunk; false when it waits for a lock. */
+static bool
+build_page(PageCtx *c)
+{
+	IndexRuntime *ix = c->ix;
+	LastKeyCtx	k = {c, NIL};
+	FlussoError error;
+	BuilderMark mark;
+	List	   *cursor = NIL;
+
+	eng_builder_mark(c->bld, &mark);
+	if (flusso_run_backfill(ix, ix->next_cursor, flusso_batch_size, page_row, &k, &error))
+	{
+		flusso_index_lock_granted(ix);
+		cursor = k.key;
+	}
+	else
+	{
+		eng_builder_rollback(c->bld, &mark);
+		c->rows = 0;
+		if (flusso_error_is_lock_wait(&error))
+		{
+			flusso_index_lock_wait(ix);
+			return false;
+		}
+		if (error.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+		{
+			flusso_index_no_access(ix, error.message);
+			return true;
+		}
+		if (!build_page_by_ids(c, &cursor))
+			return false;
+	}
+	if (ix->stopped)
+		return true;
+	c->chunk->rows = c->rows;
+	if (cursor != NIL)
+		c->chunk->last_key = ix->next_cursor = cursor;
+	ix->build_exhausted = c->rows < flusso_batch_size;
+	return true;
 }
 
 static void
@@ -150,24 +210,23 @@ backfill_chunk(IndexRuntime *ix)
 	MemoryContext cxt = GetMemoryChunkContext(ix);
 	BackfillChunk *chunk = MemoryContextAllocZero(cxt, sizeof(BackfillChunk));
 	Builder		bld = {BULK_BACKFILL, chunk, E.batches_cxt, NIL, NULL};
-	ChunkArgs	args = {ix, chunk, &bld, cxt};
+	PageCtx		page = {ix, chunk, &bld, cxt, 0};
 	MemoryContext old;
-	char	   *error;
+	bool		built;
 
 	chunk->index = ix;
 	chunk->generation = ix->build_gen;
 	eng_begin_work("flusso: backfill");
-	if (!flusso_guard(build_chunk, &args, &error))
-	{
-		flusso_index_set_error(ix, psprintf("backfilling index \"%s\" failed: %s", ix->name, error), true);
-		eng_save_dirty();
-		eng_end_work();
-		pfree(chunk);
-		return;
-	}
+	built = build_page(&page);
 	eng_flush_dead_letters();
 	eng_save_dirty();
 	eng_end_work();
+	if (!built || ix->stopped)
+	{
+		eng_builder_rollback(&bld, &(BuilderMark) {0, 0, 0});
+		pfree(chunk);
+		return;
+	}
 	old = MemoryContextSwitchTo(cxt);
 	ix->chunks = lappend(ix->chunks, chunk);
 	MemoryContextSwitchTo(old);
@@ -188,7 +247,8 @@ eng_backfill_step(void)
 		IndexRuntime *ix = E.ix[(E.backfill_turn + n) % E.nix];
 
 		if (!flusso_index_active(ix) || ix->build_gen == 0 || ix->build_exhausted ||
-			!flusso_index_build_ready(ix) || !flusso_index_ensure_remote(ix, E.sink))
+			flusso_index_lock_waiting(ix) || !flusso_index_build_ready(ix) ||
+			!flusso_index_ensure_remote(ix, E.sink))
 			continue;
 		E.backfill_turn = (E.backfill_turn + n + 1) % E.nix;
 		backfill_chunk(ix);

@@ -1,49 +1,60 @@
 /*-------------------------------------------------------------------------
  *
  * batches.c
- *	  Live batches: made from rounds, built, confirmed in order.
+ *	  Live batches: made from rounds, built, confirmed in order; and what a
+ *	  build that fails means.
  *
  * A live batch holds the document ids of one closed round, per index.  It
  * is built a chunk (flusso.batch_size ids) at a time, each chunk in its own
- * transaction with the index's prepared build plan, and sent.  Batches
- * confirm in order: the slot advances to a batch's end only once every
- * batch before it, and every request of it, is acknowledged.
+ * transaction with the index's prepared build statement (indexrun.c), and
+ * sent.  Batches confirm in order: the slot advances to a batch's end only
+ * once every batch before it, and every request of it, is acknowledged.
+ *
+ * A build that fails is judged here, per index, so that one index never
+ * holds up the others:
+ *	- a lock it waited flusso.lock_timeout for: the chunk is put back and
+ *	  tried again after a backoff (indexes.c reports what it waits for);
+ *	  meanwhile later batches are built and sent for the other indexes;
+ *	- no right to read a table: the index stops, naming what to grant;
+ *	- flusso.statement_timeout: the chunk's documents go to the index's
+ *	  failure policy;
+ *	- any other error (a row an expression cannot handle): the chunk is
+ *	  built half by half until the documents that fail are found, and those
+ *	  alone go to the failure policy.
+ *
+ * It must not decode or send anything itself: rounds.c and ship.c do.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "guard.h"
+#include "indexrun.h"
 #include "pipeline.h"
-#include "resolve.h"
 #include "settings.h"
-
-typedef struct BuildArgs
-{
-	IndexRuntime *ix;
-	List	   *ids;
-	Builder    *bld;
-	LiveBatch  *batch;
-} BuildArgs;
 
 /* ---- batches ---- */
 
 LiveBatch *
 eng_new_batch(XLogRecPtr end_lsn, bool confirm)
 {
-	MemoryContext cxt = AllocSetContextCreate(E.batches_cxt, "flusso live batch",
+	MemoryContext cxt = AllocSetContextCreate(flusso_engine_state.batches_cxt, "flusso live batch",
 											  ALLOCSET_DEFAULT_SIZES);
 	LiveBatch  *b = MemoryContextAllocZero(cxt, sizeof(LiveBatch));
+	int			n = Max(1, flusso_engine_state.nix);
 
 	b->cxt = cxt;
 	b->end_lsn = end_lsn;
 	b->confirm = confirm;
-	b->ids = MemoryContextAllocZero(cxt, sizeof(List *) * Max(1, E.nix));
-	b->done = MemoryContextAllocZero(cxt, sizeof(int) * Max(1, E.nix));
-	b->stats = MemoryContextAllocZero(cxt, sizeof(FlussoIndexBatchStats) * Max(1, E.nix));
-	dlist_push_tail(&E.batches, &b->node);
+	b->keys = MemoryContextAllocZero(cxt, sizeof(FlussoKeySet *) * n);
+	b->ids = MemoryContextAllocZero(cxt, sizeof(List *) * n);
+	b->done = MemoryContextAllocZero(cxt, sizeof(int) * n);
+	b->deferred = MemoryContextAllocZero(cxt, sizeof(List *) * n);
+	b->stats = MemoryContextAllocZero(cxt, sizeof(FlussoIndexBatchStats) * n);
+	dlist_push_tail(&flusso_engine_state.batches, &b->node);
+	flusso_engine_state.nbatches++;
 	return b;
 }
 
@@ -57,18 +68,19 @@ eng_new_batch(XLogRecPtr end_lsn, bool confirm)
 static void
 report_batch(LiveBatch *b)
 {
+	Engine	   *eng = &flusso_engine_state;
 	FlussoBatchStats stats;
 	bool		synced = b->confirm &&
-		(E.reload_lsn == InvalidXLogRecPtr || b->end_lsn < E.reload_lsn);
+		(eng->reload_lsn == InvalidXLogRecPtr || b->end_lsn < eng->reload_lsn);
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
-		b->stats[i].index = E.ix[i]->name;
+	for (i = 0; i < eng->nix; i++)
+		b->stats[i].index = eng->ix[i]->name;
 	stats.changes = b->nchanges;
 	stats.documents = b->documents;
 	stats.flush_ms = b->flush_ms;
 	stats.acked_lsn = synced ? b->end_lsn : InvalidXLogRecPtr;
-	stats.nindexes = E.nix;
+	stats.nindexes = eng->nix;
 	stats.indexes = b->stats;
 	if (b->documents > 0 || b->nchanges > 0)
 		flusso_observer->on_batch_committed(&stats);
@@ -80,13 +92,16 @@ report_batch(LiveBatch *b)
 void
 eng_confirm_done_batches(void)
 {
-	while (!dlist_is_empty(&E.batches))
+	Engine	   *eng = &flusso_engine_state;
+
+	while (!dlist_is_empty(&eng->batches))
 	{
-		LiveBatch  *b = dlist_head_element(LiveBatch, node, &E.batches);
+		LiveBatch  *b = dlist_head_element(LiveBatch, node, &eng->batches);
 
 		if (!b->built || b->pending > 0)
 			break;
-		dlist_pop_head_node(&E.batches);
+		dlist_pop_head_node(&eng->batches);
+		eng->nbatches--;
 		if (b->confirm)
 			flusso_capture_confirm(b->end_lsn);
 		report_batch(b);
@@ -94,86 +109,252 @@ eng_confirm_done_batches(void)
 	}
 }
 
+/* Has index i of batch b documents (or images) left to build? */
+static bool
+index_pending(LiveBatch *b, int i)
+{
+	return flusso_index_active(flusso_engine_state.ix[i]) &&
+		(b->deferred[i] != NIL || b->done[i] < list_length(b->ids[i]));
+}
+
+/* The index of b to build a chunk of now, or -1. */
+static int
+buildable_index(LiveBatch *b)
+{
+	int			i;
+
+	for (i = 0; i < flusso_engine_state.nix; i++)
+	{
+		if (index_pending(b, i) && !flusso_index_lock_waiting(flusso_engine_state.ix[i]))
+			return i;
+	}
+	return -1;
+}
+
+static bool
+batch_pending(LiveBatch *b)
+{
+	int			i;
+
+	for (i = 0; i < flusso_engine_state.nix; i++)
+	{
+		if (index_pending(b, i))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The oldest batch not fully built that has work to do now.  A batch whose
+ * only work left is for indexes waiting for a lock is passed over: the
+ * batches after it are built for the other indexes meanwhile.
+ */
 LiveBatch *
 eng_unbuilt_batch(void)
 {
 	dlist_iter	it;
 
-	dlist_foreach(it, &E.batches)
+	dlist_foreach(it, &flusso_engine_state.batches)
 	{
 		LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
 
-		if (!b->built)
+		if (!b->built && (buildable_index(b) >= 0 || !batch_pending(b)))
 			return b;
 	}
 	return NULL;
 }
 
-/* ---- live batches ---- */
+/* ---- building a list of documents ---- */
 
-static int
-run_build_plan(IndexRuntime *ix, List *ids)
+typedef struct BuildCtx
 {
-	Datum	   *params = flusso_keyset_params(ids, ix->nkeys);
-	int			rc;
+	IndexRuntime *ix;
+	Builder    *bld;
+	uint64		version;
+	bool		build_only;
+	int64		documents;
+} BuildCtx;
 
-	flusso_index_role_enter();
-	rc = SPI_execute_plan(ix->build_plan, params, NULL, true, 0);
-	flusso_index_role_leave();
-	return rc;
-}
+typedef enum BuildOutcome
+{
+	BUILD_DONE,					/* built, or the failures went to the policy */
+	BUILD_LOCKED,				/* a lock it waits for: nothing was built */
+	BUILD_STOPPED				/* the index stopped */
+} BuildOutcome;
 
 static void
-build_docs(void *arg)
+build_row(void *arg, Datum *values, bool *isnull, int natts)
 {
-	BuildArgs  *a = arg;
-	uint64		r;
+	BuildCtx   *c = arg;
 
-	if (run_build_plan(a->ix, a->ids) != SPI_OK_SELECT)
-		elog(ERROR, "build statement failed");
-	for (r = 0; r < SPI_processed; r++)
+	eng_builder_add_row(c->bld, c->ix, values[0], values[1], isnull[1], c->version, c->build_only);
+	c->documents++;
+}
+
+/* Documents that cannot be built go to the index's failure policy, one by one. */
+static void
+reject_unbuilt(BuildCtx *c, List *ids, const FlussoError *error)
+{
+	IndexRuntime *ix = c->ix;
+	char	   *why = flusso_error_is_timeout(error) ?
+		psprintf("building it took longer than flusso.statement_timeout (%d ms)", flusso_statement_timeout) :
+		psprintf("it cannot be built: %s", error->message);
+	char	   *public_why = flusso_error_is_timeout(error) ? why :
+		psprintf("it cannot be built (SQLSTATE %s)", unpack_sql_state(error->sqlerrcode));
+	ListCell   *lc;
+
+	foreach(lc, ids)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-
-		eng_builder_add_row(a->bld, a->ix, tup, SPI_tuptable->tupdesc, a->batch->end_lsn, false);
+		eng_reject(ix, ix->live_gen ? ix->live_gen : ix->build_gen, lfirst(lc), why,
+				   public_why, NULL, 0);
+		if (ix->stopped)
+			break;
 	}
-	a->batch->documents += SPI_processed;
+}
+
+/*
+ * Build ids.  A failure that is not a lock wait, a missing grant or the
+ * statement timeout is the rows': each half is built on its own, down to
+ * the documents that fail, so that one bad row costs one document.
+ */
+static BuildOutcome
+build_split(BuildCtx *c, List *ids)
+{
+	FlussoError error;
+	BuilderMark mark;
+	int			n = list_length(ids);
+	int64		before = c->documents;
+	BuildOutcome outcome;
+
+	eng_builder_mark(c->bld, &mark);
+	if (flusso_run_build(c->ix, ids, build_row, c, &error))
+		return BUILD_DONE;
+	eng_builder_rollback(c->bld, &mark);
+	c->documents = before;
+	if (flusso_error_is_lock_wait(&error))
+		return BUILD_LOCKED;
+	if (error.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+	{
+		flusso_index_no_access(c->ix, error.message);
+		return BUILD_STOPPED;
+	}
+	if (n == 1 || flusso_error_is_timeout(&error))
+	{
+		reject_unbuilt(c, ids, &error);
+		return c->ix->stopped ? BUILD_STOPPED : BUILD_DONE;
+	}
+	outcome = build_split(c, list_copy_head(ids, n / 2));
+	if (outcome != BUILD_DONE)
+		return outcome;
+	return build_split(c, list_copy_tail(ids, n / 2));
+}
+
+/*
+ * Build the documents of ids into bld, versioned with version.  False when
+ * the index waits for a lock: bld is as it was, and the caller tries again
+ * later.  *documents counts the rows built.
+ */
+bool
+eng_build_ids(IndexRuntime *ix, List *ids, Builder *bld, uint64 version, bool build_only,
+			  int64 *documents)
+{
+	BuildCtx	c = {ix, bld, version, build_only, 0};
+	BuilderMark mark;
+
+	eng_builder_mark(bld, &mark);
+	if (build_split(&c, ids) == BUILD_LOCKED)
+	{
+		eng_builder_rollback(bld, &mark);
+		flusso_index_lock_wait(ix);
+		*documents = 0;
+		return false;
+	}
+	flusso_index_lock_granted(ix);
+	*documents = c.documents;
+	return true;
+}
+
+/* ---- live batches ---- */
+
+/* Resolve the images of index i that waited for a lock; false if it still waits. */
+static bool
+resolve_deferred(LiveBatch *b, int i)
+{
+	IndexRuntime *ix = flusso_engine_state.ix[i];
+
+	while (b->deferred[i] != NIL)
+	{
+		DeferredImages *d = linitial(b->deferred[i]);
+		FlussoError error;
+
+		if (!flusso_run_resolve(ix, d->watch, d->images, b->keys[i], &error))
+		{
+			if (flusso_error_is_lock_wait(&error))
+			{
+				flusso_index_lock_wait(ix);
+				return false;
+			}
+			flusso_index_set_error(ix, psprintf("resolving changes for index \"%s\" failed: %s",
+												ix->name, error.message), true);
+			b->deferred[i] = NIL;
+			return true;
+		}
+		b->deferred[i] = list_delete_first(b->deferred[i]);
+	}
+	flusso_index_lock_granted(ix);
+	b->ids[i] = flusso_keyset_ids(b->keys[i]);
+	return true;
+}
+
+/* The next chunk of index i's ids in b. */
+static List *
+next_chunk(LiveBatch *b, int i)
+{
+	List	   *chunk = NIL;
+
+	while (b->done[i] < list_length(b->ids[i]) && list_length(chunk) < flusso_batch_size)
+		chunk = lappend(chunk, list_nth(b->ids[i], b->done[i]++));
+	return chunk;
 }
 
 /* Build and send the next chunk of documents of a live batch. */
 bool
 eng_build_live_chunk(LiveBatch *b)
 {
-	while (b->next_index < E.nix)
-	{
-		int			i = b->next_index;
-		IndexRuntime *ix = E.ix[i];
-		List	   *chunk = NIL;
-		Builder		bld = {BULK_LIVE, b, E.batches_cxt, NIL, NULL};
-		BuildArgs	args = {ix, NIL, &bld, b};
-		char	   *error;
+	Engine	   *eng = &flusso_engine_state;
+	int			i = buildable_index(b);
+	IndexRuntime *ix;
+	Builder		bld = {BULK_LIVE, b, eng->batches_cxt, NIL, NULL};
+	List	   *chunk;
+	int64		documents;
 
-		if (b->done[i] >= list_length(b->ids[i]) || !flusso_index_active(ix))
-		{
-			b->next_index++;
-			continue;
-		}
-		if (!flusso_index_ensure_remote(ix, E.sink))
-			return false;		/* try again later */
-		while (b->done[i] < list_length(b->ids[i]) && list_length(chunk) < flusso_batch_size)
-			chunk = lappend(chunk, list_nth(b->ids[i], b->done[i]++));
-		args.ids = chunk;
-		eng_begin_work("flusso: building documents");
-		if (!flusso_guard(build_docs, &args, &error))
-			flusso_index_set_error(ix, psprintf("building documents of index \"%s\" failed: %s",
-												ix->name, error), true);
-		eng_flush_dead_letters();
-		eng_save_dirty();
-		eng_end_work();
-		eng_builder_send(&bld);
+	if (i < 0)
+	{
+		if (batch_pending(b))
+			return false;		/* only indexes waiting for a lock are left */
+		b->built = true;
+		eng_confirm_done_batches();
 		return true;
 	}
-	b->built = true;
-	eng_confirm_done_batches();
+	ix = eng->ix[i];
+	if (!flusso_index_ensure_remote(ix, eng->sink))
+		return false;			/* try again later */
+	eng_begin_work("flusso: building documents");
+	if (b->deferred[i] != NIL)
+	{
+		(void) resolve_deferred(b, i);
+		eng_save_dirty();
+		eng_end_work();
+		return true;
+	}
+	chunk = next_chunk(b, i);
+	if (eng_build_ids(ix, chunk, &bld, b->end_lsn, false, &documents))
+		b->documents += documents;
+	else
+		b->done[i] -= list_length(chunk);	/* built again once the lock is granted */
+	eng_flush_dead_letters();
+	eng_save_dirty();
+	eng_end_work();
+	eng_builder_send(&bld);
 	return true;
 }

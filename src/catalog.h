@@ -10,28 +10,48 @@
 
 #include "definition.h"
 
+/* A row of flusso.definitions. */
+typedef struct StoredDefinition
+{
+	char	   *name;
+	char	   *json;
+	Oid			owner;
+} StoredDefinition;
+
 /*
- * Run as the owner of flusso's tables (the extension's owner) while reading
- * or writing them on behalf of a role that may only call the functions.
+ * Read one stored definition as the extension's owner, with the fixed
+ * search_path (SPI must be connected); NULL when there is none.
  */
-extern void flusso_catalog_owner_enter(void);
-extern void flusso_catalog_owner_leave(void);
+extern StoredDefinition *flusso_definition_stored(const char *name);
 
 /* Parse and check a definition given as JSON text; raises on error. */
 extern IndexDef *flusso_definition_compile(const char *name, const char *json,
 										   bool report_warnings);
 
+/* Compile a stored definition with the rights of sd->owner. */
+extern IndexDef *flusso_definition_compile_stored(StoredDefinition *sd);
+
 /*
- * Read a stored definition and compile it (SPI must be connected).
- * Returns NULL when it does not exist and missing_ok.
+ * Read a stored definition and compile it with its owner's rights (SPI
+ * must be connected).  Returns NULL when it does not exist and missing_ok.
+ * def->owner is set.
  */
 extern IndexDef *flusso_definition_load(const char *name, bool missing_ok);
 
-/* Names of all stored definitions, sorted (SPI must be connected). */
-extern List *flusso_definition_names(void);
+/*
+ * The same, for a caller who must be allowed to manage the index: raises
+ * 42501 naming action ("preview", "reindex"...) otherwise.
+ */
+extern IndexDef *flusso_definition_load_managed(const char *name, const char *action);
 
-/* The stored JSON of a definition, or NULL (SPI must be connected). */
-extern char *flusso_definition_json(const char *name);
+/* Raise when the index does not exist (42704) or the caller may not manage it (42501). */
+extern StoredDefinition *flusso_definition_managed(const char *name, const char *action);
+
+/*
+ * The SQL-callable functions need this library's SQL objects: raise a
+ * clear error while ALTER EXTENSION flusso UPDATE has not been run.
+ */
+extern void flusso_require_current_sql(void);
 
 /* text[] of one element per key column, from a document _id. */
 extern List *flusso_id_split(const char *id, int nparts);

@@ -46,8 +46,13 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
+#include "utils/guc.h"
+#include "utils/ruleutils.h"
+#include "utils/typcache.h"
+#include "parser/parse_clause.h"
 
 #include "definition.h"
+#include "rights.h"
 #include "settings.h"
 #include "sqlgen.h"
 
@@ -119,6 +124,7 @@ resolve_table(DefTable *t, const char *path)
 	t->relid = relid;
 	t->schema = get_namespace_name(get_rel_namespace(relid));
 	t->relname = get_rel_name(relid);
+	t->text = pstrdup(qualified(t));	/* resolved once: stored like this */
 }
 
 static AttrNumber
@@ -143,13 +149,6 @@ column_type(const DefTable *t, const char *column, const char *path)
 }
 
 /* ---- expressions ---- */
-
-/* Embed user SQL text so that a trailing "--" comment cannot swallow ours. */
-char *
-flusso_sql_fragment(const char *text)
-{
-	return strstr(text, "--") ? psprintf("%s\n", text) : pstrdup(text);
-}
 
 static void
 expression_error(const char *what, const char *path, const char *detail)
@@ -238,13 +237,69 @@ check_shape(const char *text, const char *what, const char *path, bool ordering)
 		expression_error(what, path, "It continues past one expression.");
 }
 
+/* The direction of one ORDER BY item, as ruleutils writes it. */
+static void
+append_direction(StringInfo out, SortGroupClause *sc, Oid type)
+{
+	TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_LT_OPR | TYPECACHE_GT_OPR);
+
+	if (sc->sortop == tc->lt_opr)
+	{
+		if (sc->nulls_first)
+			appendStringInfoString(out, " NULLS FIRST");
+	}
+	else if (sc->sortop == tc->gt_opr)
+	{
+		appendStringInfoString(out, " DESC");
+		if (!sc->nulls_first)
+			appendStringInfoString(out, " NULLS LAST");
+	}
+	else
+		appendStringInfo(out, " USING %s%s", flusso_sql_operator_name(sc->sortop),
+						 sc->nulls_first ? " NULLS FIRST" : " NULLS LAST");
+}
+
+/*
+ * The analyzed expression (or ORDER BY list) written back as text by
+ * PostgreSQL's deparser under the fixed search_path: every function,
+ * operator, type and collation that is not in pg_catalog comes out
+ * schema-qualified, so the text means the same thing to whoever runs it.
+ */
+static char *
+deparse(Query *q, const DefTable *t, bool ordering)
+{
+	List	   *context = deparse_context_for(t->relname, t->relid);
+	int			level = NewGUCNestLevel();
+	StringInfoData out;
+	ListCell   *lc;
+
+	(void) set_config_option("search_path", FLUSSO_SAFE_SEARCH_PATH, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	initStringInfo(&out);
+	if (!ordering)
+		appendStringInfoString(&out, deparse_expression((Node *) ((TargetEntry *) linitial(q->targetList))->expr,
+														context, true, false));
+	foreach(lc, ordering ? q->sortClause : NIL)
+	{
+		SortGroupClause *sc = lfirst(lc);
+		Node	   *expr = (Node *) get_sortgroupclause_tle(sc, q->targetList)->expr;
+
+		appendStringInfo(&out, "%s%s", out.len ? ", " : "",
+						 deparse_expression(expr, context, true, false));
+		append_direction(&out, sc, exprType(expr));
+	}
+	AtEOXact_GUC(true, level);
+	return out.data;
+}
+
 /*
  * Analyze "SELECT expr FROM schema.table AS relname" (or an ORDER BY) and
- * return the expression's type.  Unknown columns, type errors, subqueries,
- * aggregates, set-returning and volatile functions are refused.
+ * return the expression's type; *text becomes its deparsed form.  Unknown
+ * columns, type errors, subqueries, aggregates, set-returning and volatile
+ * functions are refused.
  */
 static Oid
-analyze_expression(const DefTable *t, const char *text, const char *what,
+analyze_expression(const DefTable *t, char **text, const char *what,
 				   const char *path, bool ordering)
 {
 	char	   *sql;
@@ -253,11 +308,11 @@ analyze_expression(const DefTable *t, const char *text, const char *what,
 	ErrorData  *volatile edata = NULL;
 	Node	   *expr;
 
-	check_shape(text, what, path, ordering);
+	check_shape(*text, what, path, ordering);
 	sql = ordering ?
 		psprintf("SELECT 1 FROM %s AS %s ORDER BY %s", qualified(t),
-				 quote_identifier(t->relname), flusso_sql_fragment(text)) :
-		psprintf("SELECT (%s) FROM %s AS %s", flusso_sql_fragment(text), qualified(t),
+				 quote_identifier(t->relname), flusso_sql_fragment(*text)) :
+		psprintf("SELECT (%s) FROM %s AS %s", flusso_sql_fragment(*text), qualified(t),
 				 quote_identifier(t->relname));
 	PG_TRY();
 	{
@@ -293,6 +348,7 @@ analyze_expression(const DefTable *t, const char *text, const char *what,
 				 errmsg("%s at %s calls a volatile function", what, path),
 				 errdetail("A document must be the same each time it is built from the same rows; volatile functions (random(), nextval(), functions with side effects) are not allowed."),
 				 errhint("Remove the volatile call at %s, or mark the function STABLE or IMMUTABLE if it truly is.", path)));
+	*text = deparse(q, t, ordering);
 	return ordering ? InvalidOid :
 		exprType((Node *) ((TargetEntry *) linitial(q->targetList))->expr);
 }
@@ -305,7 +361,7 @@ check_filter(DefNode *node)
 
 	if (node->filter == NULL)
 		return;
-	type = analyze_expression(&node->table, node->filter, "filter", path, false);
+	type = analyze_expression(&node->table, &node->filter, "filter", path, false);
 	if (type != BOOLOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -359,7 +415,7 @@ check_fields(DefNode *node)
 								  &(Oid){0});
 		}
 		else
-			f->type = analyze_expression(&node->table, f->expr, "expression",
+			f->type = analyze_expression(&node->table, &f->expr, "expression",
 										 path_of(f->path, "expr"), false);
 	}
 	/* a column expanded from the table may clash with a child's name */
@@ -567,17 +623,15 @@ check_join(DefJoin *join, const DefTable *left, const DefTable *right)
 	{
 		Oid			lt = column_type(left, join->left[i], join->path);
 		Oid			rt = column_type(right, join->right[i], path_of(join->path, join->left[i]));
-		Operator	op = oper(NULL, list_make1(makeString("=")), lt, rt, true, -1);
 
-		if (op == NULL)
+		if (!OidIsValid(flusso_sql_equality(lt, rt, NULL)))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("cannot join %s.%s (%s) to %s.%s (%s) at %s",
 							left->relname, join->left[i], format_type_be(lt),
 							right->relname, join->right[i], format_type_be(rt), join->path),
-					 errdetail("There is no equality operator between the two types."),
+					 errdetail("There is no equality operator between the two types in a default btree operator class, and neither converts to the other implicitly."),
 					 errhint("Join columns of compatible types at %s.", join->path)));
-		ReleaseSysCache(op);
 	}
 }
 
@@ -734,10 +788,10 @@ check_node(IndexDef *def, DefNode *node)
 	check_fields(node);
 	check_filter(node);
 	if (node->value)
-		node->value_type = analyze_expression(&node->table, node->value, "value",
+		node->value_type = analyze_expression(&node->table, &node->value, "value",
 											  path_of(node->path, "value"), false);
 	if (node->order_by)
-		(void) analyze_expression(&node->table, node->order_by, "order_by",
+		(void) analyze_expression(&node->table, &node->order_by, "order_by",
 								  path_of(node->path, "order_by"), true);
 	foreach(lc, node->children)
 		check_node(def, lfirst(lc));

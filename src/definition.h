@@ -93,6 +93,7 @@ typedef struct IndexDef
 	char	   *os_mappings;	/* JSON text, or NULL */
 	int			nnodes;
 	List	   *warnings;		/* of char *, from defcheck.c */
+	Oid			owner;			/* the role its statements run as (stored) */
 } IndexDef;
 
 /* A definition error: where, what, and what to do. */
@@ -111,9 +112,19 @@ extern bool flusso_def_parse(const char *name, const char *json, IndexDef **resu
 extern bool flusso_index_name_valid(const char *name, const char **why);
 extern const char *flusso_def_kind_name(DefKind kind);
 
-/* defcheck.c: resolve against the catalogs; raises errors */
+/*
+ * defcheck.c: resolve against the catalogs; raises errors.  Afterwards
+ * every table's text is its schema-qualified name and every expression is
+ * PostgreSQL's deparsed form of it under the fixed search_path.
+ */
 extern void flusso_def_check(IndexDef *def, bool report);
 extern void flusso_def_raise(const DefError *err);
+
+/*
+ * defstore.c: the JSON to store for a checked definition: json as given,
+ * with every table and expression replaced by its resolved form.
+ */
+extern char *flusso_def_resolved_json(IndexDef *def, const char *json);
 
 /* the node list in pre-order */
 extern List *flusso_def_nodes(IndexDef *def);

@@ -602,37 +602,43 @@ parse_root(ParseState *ps, json_object *obj)
 		parse_children(ps, obj, root, &names, 1);
 }
 
+/*
+ * Index names follow a strict pattern, checked before anything is sent:
+ * lower-case letters (any script), digits, "-", "_" and "." inside, at most
+ * FLUSSO_MAX_INDEX_NAME bytes, starting with a letter or a digit.  No "%",
+ * no wildcard, no separator OpenSearch reads in a path or a list ("*", ",",
+ * "/", "#", ":", ...), and no "_" followed by digits at the end, which is
+ * how flusso names the physical indexes of its generations (an index
+ * "users_2" would collide with generation 2 of "users").
+ */
 bool
 flusso_index_name_valid(const char *name, const char **why)
 {
-	const char *p;
+	const unsigned char *p;
+	const char *tail;
 
+	*why = NULL;
 	if (name[0] == '\0')
 		*why = "it is empty";
 	else if (strlen(name) > FLUSSO_MAX_INDEX_NAME)
 		*why = "it is longer than 48 bytes";
-	else if (strchr("-_+", name[0]))
-		*why = "it starts with \"-\", \"_\" or \"+\"";
-	else if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		*why = "it is \".\" or \"..\"";
-	else
+	else if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9') ||
+			   (unsigned char) name[0] >= 0x80))
+		*why = "it does not start with a lower-case letter or a digit";
+	for (p = (const unsigned char *) name; *why == NULL && *p; p++)
 	{
-		for (p = name; *p; p++)
-		{
-			if (*p >= 'A' && *p <= 'Z')
-			{
-				*why = "it contains upper case letters";
-				return false;
-			}
-			if (strchr("\\/*?\"<>| ,#:", *p) || (unsigned char) *p < 0x20)
-			{
-				*why = "it contains one of \\ / * ? \" < > | , # : or white space";
-				return false;
-			}
-		}
-		return true;
+		if (*p >= 'A' && *p <= 'Z')
+			*why = "it contains upper case letters";
+		else if (*p < 0x80 && !((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+								*p == '-' || *p == '_' || *p == '.'))
+			*why = "it contains a character other than lower-case letters, digits, \"-\", \"_\" and \".\"";
 	}
-	return false;
+	tail = strrchr(name, '_');
+	if (*why == NULL && tail && tail[1] != '\0' && strspn(tail + 1, "0123456789") == strlen(tail + 1))
+		*why = "it ends with \"_\" and digits, the way flusso names the generations of an index";
+	if (*why == NULL && strstr(name, ".."))
+		*why = "it contains \"..\"";
+	return *why == NULL;
 }
 
 bool
@@ -653,7 +659,7 @@ flusso_def_parse(const char *name, const char *json, IndexDef **result, DefError
 	if (!flusso_index_name_valid(name, &why))
 		return fail(&ps, ERRCODE_INVALID_NAME, "name",
 					psprintf("\"%s\" is not a valid index name", name),
-					psprintf("OpenSearch index names must be lower case and must not start with \"-\", \"_\" or \"+\"; this one is invalid because %s.", why),
+					psprintf("Index names are lower-case letters, digits, \"-\", \"_\" and \".\", starting with a letter or a digit; this one is invalid because %s.", why),
 					pstrdup("Choose a name such as \"users\" or \"orders-v2\"."));
 
 	tok = json_tokener_new_ex(64);

@@ -270,6 +270,7 @@ eng_reset_pipeline(void)
 	E.retries = NULL;
 	E.nretries = 0;
 	dlist_init(&E.batches);
+	E.nbatches = 0;
 	MemoryContextReset(E.batches_cxt);
 	E.dead_letters = NIL;
 	for (i = 0; i < E.nix; i++)
@@ -298,6 +299,21 @@ flusso_engine_stop(void)
 void
 flusso_engine_settings_changed(bool connection_changed)
 {
+	static char *role = NULL;
+
+	/* flusso.role narrows what every index may read: load them all again */
+	if (role == NULL || strcmp(role, flusso_role) != 0)
+	{
+		if (role != NULL && E.loaded)
+		{
+			ereport(LOG, (errmsg("flusso.role changed; the indexes are loaded again")));
+			flusso_engine_after_error();
+			E.loaded = false;
+		}
+		if (role)
+			pfree(role);
+		role = MemoryContextStrdup(TopMemoryContext, flusso_role);
+	}
 	if (E.loaded && E.sink != flusso_sink())
 	{
 		ereport(LOG, (errmsg("flusso switches to the %s sink", flusso_sink()->name)));
@@ -370,6 +386,7 @@ sleep_time(bool worked)
 	{
 		long		remote = flusso_index_remote_wait_ms(E.ix[i]);
 		long		finish = flusso_index_finish_wait_ms(E.ix[i]);
+		long		locked = flusso_index_lock_wait_ms(E.ix[i]);
 
 		if (E.ix[i]->build_gen && E.ix[i]->nwait > 0)
 			ms = Min(ms, 100);
@@ -377,6 +394,8 @@ sleep_time(bool worked)
 			ms = Min(ms, Max(1, remote));
 		if (finish >= 0)
 			ms = Min(ms, Max(1, finish));
+		if (locked >= 0)
+			ms = Min(ms, Max(1, locked));
 	}
 	return ms;
 }
@@ -414,7 +433,8 @@ flusso_engine_step(void)
 			if (!eng_build_live_chunk(b))
 				break;
 		}
-		else if (E.reload_lsn != InvalidXLogRecPtr || !eng_decode_step())
+		else if (E.reload_lsn != InvalidXLogRecPtr || E.nbatches >= MAX_LIVE_BATCHES ||
+				 !eng_decode_step())
 			break;
 		worked = true;
 	}

@@ -15,7 +15,7 @@
 
 #include "postgres.h"
 
-#define FLUSSO_VERSION			"0.3.0"
+#define FLUSSO_VERSION			"0.4.0"
 #define FLUSSO_EXTENSION_NAME	"flusso"
 #define FLUSSO_LIBRARY			"flusso"
 #define FLUSSO_LAUNCHER_TYPE	"flusso launcher"
@@ -31,6 +31,8 @@ extern bool flusso_in_sync_worker;	/* this process is a sync worker */
 
 /* redact.c: remove credentials from text that may reach a log or a view */
 extern char *flusso_redact(const char *text);
+extern char *flusso_redact_url_list(const char *value);
+extern char *flusso_strip_values(const char *message);
 extern void flusso_redact_secret(const char *secret);
 extern void flusso_install_log_redaction(void);
 

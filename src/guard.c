@@ -18,15 +18,17 @@
 
 #include "flusso.h"
 #include "guard.h"
+#include "rights.h"
 
 bool
-flusso_guard(void (*fn) (void *arg), void *arg, char **error)
+flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = true;
 
-	*error = NULL;
+	error->message = NULL;
+	error->sqlerrcode = 0;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -43,13 +45,27 @@ flusso_guard(void (*fn) (void *arg), void *arg, char **error)
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		flusso_rights_after_error();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
-		*error = flusso_redact(edata->message);
+		error->message = flusso_redact(edata->message);
+		error->sqlerrcode = edata->sqlerrcode;
 		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+bool
+flusso_error_is_lock_wait(const FlussoError *error)
+{
+	return error->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+}
+
+bool
+flusso_error_is_timeout(const FlussoError *error)
+{
+	return error->sqlerrcode == ERRCODE_QUERY_CANCELED;
 }

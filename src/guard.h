@@ -8,12 +8,24 @@
 #ifndef FLUSSO_GUARD_H
 #define FLUSSO_GUARD_H
 
+/* An error caught by flusso_guard(). */
+typedef struct FlussoError
+{
+	int			sqlerrcode;
+	char	   *message;		/* redacted */
+} FlussoError;
+
 /*
  * Run fn(arg) in an internal subtransaction.  On error the subtransaction
- * is rolled back, *error gets the message (redacted), and false is
+ * is rolled back (and with it the user id, the settings and the statement
+ * timeout user code ran under), *error gets the error, and false is
  * returned; the surrounding transaction goes on.  Must be called inside a
  * transaction, with SPI connected if fn uses SPI.
  */
-extern bool flusso_guard(void (*fn) (void *arg), void *arg, char **error);
+extern bool flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error);
+
+/* Did the error come from flusso.lock_timeout, or from flusso.statement_timeout? */
+extern bool flusso_error_is_lock_wait(const FlussoError *error);
+extern bool flusso_error_is_timeout(const FlussoError *error);
 
 #endif							/* FLUSSO_GUARD_H */

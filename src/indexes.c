@@ -30,58 +30,27 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "storage/lmgr.h"
 #include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 #include "guard.h"
 #include "indexes.h"
+#include "indexrun.h"
 #include "mapping.h"
 #include "settings.h"
 #include "sqlgen.h"
 #include "status.h"
 
 #define REMOTE_BACKOFF_MIN_MS 100
-
-Oid			flusso_sync_role = InvalidOid;
-char	   *flusso_sync_role_problem = NULL;
-static Oid	saved_user;
-static int	saved_sec;
-
-/* Look flusso.role up (inside a transaction). */
-void
-flusso_index_resolve_role(void)
-{
-	flusso_sync_role = InvalidOid;
-	flusso_sync_role_problem = NULL;
-	if (flusso_role == NULL || flusso_role[0] == '\0')
-		return;
-	flusso_sync_role = get_role_oid(flusso_role, true);
-	if (!OidIsValid(flusso_sync_role))
-		flusso_sync_role_problem = MemoryContextStrdup(TopMemoryContext,
-													   psprintf("flusso.role \"%s\" does not exist", flusso_role));
-}
-
-void
-flusso_index_role_enter(void)
-{
-	if (!OidIsValid(flusso_sync_role))
-		return;
-	GetUserIdAndSecContext(&saved_user, &saved_sec);
-	SetUserIdAndSecContext(flusso_sync_role, saved_sec | SECURITY_LOCAL_USERID_CHANGE);
-}
-
-void
-flusso_index_role_leave(void)
-{
-	if (OidIsValid(flusso_sync_role))
-		SetUserIdAndSecContext(saved_user, saved_sec);
-}
 
 char *
 flusso_index_physical(IndexRuntime *ix, int generation)
@@ -163,17 +132,24 @@ typedef struct CompileArgs
 	MemoryContext cxt;
 } CompileArgs;
 
+/*
+ * Compile the definition and prepare its statements, with the rights of the
+ * index's owner (the lookups and the rewrite see what the owner may see).
+ */
 static void
 compile(void *arg)
 {
 	CompileArgs *a = arg;
 	IndexRuntime *ix = a->ix;
 	MemoryContext old = MemoryContextSwitchTo(a->cxt);
+	FlussoRights rights;
 	Oid		   *types;
 	ListCell   *lc;
 	int			i;
 
+	flusso_index_rights_enter(ix, &rights);
 	ix->def = flusso_definition_compile(ix->name, a->json, false);
+	ix->def->owner = ix->owner;
 	ix->nkeys = list_length(ix->def->key);
 	ix->watches = flusso_sql_watches(ix->def);
 	ix->body = flusso_index_body(ix->def, MyBgworkerEntry ? MyBgworkerEntry->bgw_extra : NULL, 0);
@@ -201,6 +177,7 @@ compile(void *arg)
 			ix->resolve_plans[i] = keep_plan(w->resolve_sql, w->ncols, wtypes);
 		i++;
 	}
+	flusso_rights_restore(&rights);
 	MemoryContextSwitchTo(old);
 }
 
@@ -208,30 +185,43 @@ void
 flusso_index_compile(IndexRuntime *ix, const char *json, MemoryContext cxt)
 {
 	CompileArgs args = {ix, json, cxt};
-	char	   *error;
+	FlussoError error;
 
 	flusso_index_free(ix);
 	ix->def = NULL;
 	ix->watches = NIL;
 	ix->def_json = MemoryContextStrdup(cxt, json);
+	flusso_observer->on_index_owner(ix->name, ix->owner);
 	if (flusso_guard(compile, &args, &error))
 	{
-		char	   *problem = flusso_sync_role_problem ? flusso_sync_role_problem :
-			OidIsValid(flusso_sync_role) ? flusso_def_access(ix->def, flusso_sync_role) : NULL;
-
 		ix->broken = NULL;
-		ix->no_access = problem != NULL;
-		if (problem)
-			flusso_index_set_error(ix, psprintf("index \"%s\" cannot be read: %s; grant it, then run flusso.resume('%s')",
-												ix->name, problem, ix->name), true);
+		ix->no_access = false;
 		return;
 	}
 	flusso_index_free(ix);
 	ix->def = NULL;
 	ix->watches = NIL;
-	ix->broken = MemoryContextStrdup(cxt, error);
+	if (error.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+	{
+		flusso_index_no_access(ix, error.message);
+		return;
+	}
+	ix->broken = MemoryContextStrdup(cxt, error.message);
 	flusso_index_set_error(ix, psprintf("index \"%s\" cannot sync: %s (fix it with flusso.alter_index)",
-										ix->name, error), false);
+										ix->name, error.message), false);
+}
+
+/*
+ * The index may not read a table any more (its owner lost a grant, or
+ * flusso.role may not): it stops, saying what to grant; the others go on.
+ */
+void
+flusso_index_no_access(IndexRuntime *ix, const char *problem)
+{
+	ix->no_access = true;
+	flusso_index_set_error(ix, psprintf("index \"%s\" cannot be read with the rights of its owner \"%s\": %s; grant what is missing, then run flusso.resume('%s')",
+										ix->name, flusso_role_name(ix->owner), problem, ix->name),
+						   true);
 }
 
 /* ---- durable state ---- */
@@ -356,39 +346,17 @@ flusso_index_delete_state(const char *name)
 
 /* ---- builds ---- */
 
-typedef struct CountArgs
-{
-	IndexRuntime *ix;
-	int64		count;
-} CountArgs;
-
-static void
-count(void *arg)
-{
-	CountArgs  *a = arg;
-	bool		isnull;
-	int			rc;
-
-	flusso_index_role_enter();
-	rc = SPI_execute(flusso_sql_count(a->ix->def), true, 1);
-	flusso_index_role_leave();
-	if (rc == SPI_OK_SELECT && SPI_processed == 1)
-		a->count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
-
 /*
  * The estimate shown while a build runs.  Failing to count (a table the
- * sync role may not read) is not fatal here: the backfill reports it.
+ * owner may not read) is not fatal here: the backfill reports it.
  */
 static int64
 count_rows(IndexRuntime *ix)
 {
-	CountArgs	args = {ix, 0};
-	char	   *error;
+	FlussoError error;
+	int64		count;
 
-	if (!flusso_guard(count, &args, &error))
-		return 0;
-	return args.count;
+	return flusso_run_count(ix, &count, &error) ? count : 0;
 }
 
 /* Remember the transactions running now: the build waits for them. */
@@ -466,6 +434,13 @@ flusso_index_build_ready(IndexRuntime *ix)
 void
 flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop)
 {
+	flusso_index_set_error_public(ix, message, NULL, stop);
+}
+
+void
+flusso_index_set_error_public(IndexRuntime *ix, const char *message,
+							  const char *public_message, bool stop)
+{
 	MemoryContext cxt = GetMemoryChunkContext(ix);
 
 	/* the same error again is counted, but the durable state is unchanged */
@@ -481,7 +456,74 @@ flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop)
 		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_STOPPED);
 		ereport(LOG, (errmsg("flusso index \"%s\" stopped: %s", ix->name, message)));
 	}
-	flusso_observer->on_error(ix->name, message);
+	flusso_observer->on_error(ix->name, message, public_message);
+}
+
+/* ---- waiting for locks ---- */
+
+/* The first table of the index that another session holds a conflicting lock on. */
+static char *
+locked_table(IndexRuntime *ix)
+{
+	ListCell   *lc;
+
+	foreach(lc, ix->watches)
+	{
+		Oid			relid = ((FlussoWatch *) lfirst(lc))->relid;
+
+		if (!ConditionalLockRelationOid(relid, AccessShareLock))
+			return psprintf("a lock on table %s",
+							quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													   get_rel_name(relid)));
+		UnlockRelationOid(relid, AccessShareLock);
+	}
+	return pstrdup("a lock");
+}
+
+void
+flusso_index_lock_wait(IndexRuntime *ix)
+{
+	MemoryContext cxt = GetMemoryChunkContext(ix);
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *what = locked_table(ix);
+
+	if (ix->waiting_for == NULL || strcmp(ix->waiting_for, what) != 0)
+	{
+		if (ix->waiting_for == NULL)
+			ix->waiting_since = now;
+		ix->waiting_for = MemoryContextStrdup(cxt, what);
+		flusso_observer->on_index_waiting(ix->name, ix->waiting_for, ix->waiting_since);
+		ereport(LOG,
+				(errmsg("flusso index \"%s\" waits for %s; the other indexes go on", ix->name, what),
+				 errdetail("Its statements gave up after flusso.lock_timeout (%d ms); they are tried again with a backoff.",
+						   flusso_lock_timeout)));
+	}
+	back_off(&ix->lock_backoff, now);
+}
+
+bool
+flusso_index_lock_waiting(IndexRuntime *ix)
+{
+	return ix->waiting_for != NULL && GetCurrentTimestamp() < ix->lock_backoff.retry_at;
+}
+
+long
+flusso_index_lock_wait_ms(IndexRuntime *ix)
+{
+	return ix->waiting_for == NULL ? -1 : backoff_wait_ms(&ix->lock_backoff);
+}
+
+void
+flusso_index_lock_granted(IndexRuntime *ix)
+{
+	if (ix->waiting_for == NULL)
+		return;
+	ereport(LOG, (errmsg("flusso index \"%s\" got %s after waiting %ld ms", ix->name,
+						 ix->waiting_for,
+						 TimestampDifferenceMilliseconds(ix->waiting_since, GetCurrentTimestamp()))));
+	ix->waiting_for = NULL;
+	backoff_clear(&ix->lock_backoff);
+	flusso_observer->on_index_waiting(ix->name, NULL, 0);
 }
 
 /* ---- the remote side ---- */
@@ -501,7 +543,7 @@ prepare(IndexRuntime *ix, const FlussoSink *sink, int gen, bool *created)
 	{
 		ereport(LOG, (errmsg("flusso index \"%s\": dropping a leftover \"%s\" before building it",
 							 ix->name, physical)));
-		error = sink->drop_index(physical);
+		error = sink->drop_index(physical, ix->name);
 		if (error == NULL)
 			error = sink->prepare_index(physical, ix->body, ix->name, created, &permanent);
 	}
@@ -675,7 +717,7 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 		if (gen == ix->live_gen || gen == ix->build_gen)
 			continue;
 		if (!in_use(ix, gen) &&
-			(error = sink->drop_index(flusso_index_physical(ix, gen))) == NULL)
+			(error = sink->drop_index(flusso_index_physical(ix, gen), ix->name)) == NULL)
 		{
 			backoff_clear(&ix->drop_backoff);
 			continue;

@@ -13,6 +13,7 @@
 #include "executor/spi.h"
 
 #include "definition.h"
+#include "rights.h"
 #include "sink.h"
 
 /* A backfill chunk: a key range sent in one or more bulk requests. */
@@ -41,6 +42,7 @@ typedef struct IndexRuntime
 {
 	int			num;
 	char	   *name;
+	Oid			owner;			/* its statements run with this role's rights */
 	char	   *def_json;		/* the stored definition */
 	IndexDef   *def;			/* NULL when broken */
 	char	   *broken;			/* why it cannot sync now */
@@ -64,7 +66,7 @@ typedef struct IndexRuntime
 	int64		build_total;
 	bool		paused;
 	bool		stopped;
-	bool		no_access;		/* flusso.role may not read a table (this load) */
+	bool		no_access;		/* its owner or flusso.role may not read a table */
 	char	   *error;
 
 	/* this run only */
@@ -82,17 +84,21 @@ typedef struct IndexRuntime
 	bool		build_fresh;	/* the build generation was started this run */
 	bool		dirty;			/* durable state changed; save it */
 	TimestampTz saved_at;
+	Backoff		lock_backoff;	/* after flusso.lock_timeout: its work waits */
+	char	   *waiting_for;	/* what it waits for, or NULL */
+	TimestampTz waiting_since;
 } IndexRuntime;
 
 /*
- * The role generated statements run as (flusso.role), InvalidOid for the
- * worker's own superuser; enter and leave it around each execution.
+ * Locks: a statement of the index waited flusso.lock_timeout for a lock.
+ * Its work is put aside (the caller keeps it) and tried again after a
+ * backoff; status says which table it waits for and since when.
  */
-extern Oid	flusso_sync_role;
-extern char *flusso_sync_role_problem;
-extern void flusso_index_role_enter(void);
-extern void flusso_index_role_leave(void);
-extern void flusso_index_resolve_role(void);
+extern void flusso_index_lock_wait(IndexRuntime *ix);
+extern void flusso_index_no_access(IndexRuntime *ix, const char *problem);
+extern bool flusso_index_lock_waiting(IndexRuntime *ix);
+extern void flusso_index_lock_granted(IndexRuntime *ix);
+extern long flusso_index_lock_wait_ms(IndexRuntime *ix);
 
 /* The physical OpenSearch index of a generation. */
 extern char *flusso_index_physical(IndexRuntime *ix, int generation);
@@ -134,6 +140,13 @@ extern bool flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink);
 extern void flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 									  bool (*in_use) (IndexRuntime *ix, int generation));
 
+/*
+ * Record an error of the index (and stop it when stop).  The message may
+ * carry row values: what members of pg_monitor see is public_message
+ * (NULL: the message itself).
+ */
 extern void flusso_index_set_error(IndexRuntime *ix, const char *message, bool stop);
+extern void flusso_index_set_error_public(IndexRuntime *ix, const char *message,
+										  const char *public_message, bool stop);
 
 #endif							/* FLUSSO_INDEXES_H */

@@ -27,6 +27,7 @@
 #include "utils/snapmgr.h"
 
 #include "ddlwatch.h"
+#include "indexrun.h"
 #include "pipeline.h"
 
 /* ---- watches ---- */
@@ -115,12 +116,13 @@ set_watches(void)
 /* ---- loading and reloading ---- */
 
 static IndexRuntime *
-add_index(const char *name, const char *json)
+add_index(const char *name, const char *json, Oid owner)
 {
 	MemoryContext old = MemoryContextSwitchTo(E.cxt);
 	IndexRuntime *ix = palloc0(sizeof(IndexRuntime));
 
 	ix->name = pstrdup(name);
+	ix->owner = owner;
 	ix->num = E.nix;
 	E.ix = E.ix ? repalloc(E.ix, sizeof(IndexRuntime *) * (E.nix + 1)) :
 		palloc(sizeof(IndexRuntime *));
@@ -189,7 +191,7 @@ static void
 drop_generation(IndexRuntime *tmp, int gen)
 {
 	char	   *physical = flusso_index_physical(tmp, gen);
-	char	   *error = E.sink->drop_index(physical);
+	char	   *error = E.sink->drop_index(physical, tmp->name);
 
 	if (error)
 		ereport(WARNING,
@@ -222,7 +224,8 @@ queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
 	MemoryContext old;
 	uint64		i;
 
-	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name = $1 RETURNING document_id",
+	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1 "
+							  "RETURNING document_id",
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "could not read flusso.dead_letters");
 	if (SPI_processed == 0)
@@ -279,7 +282,7 @@ handle_requests(XLogRecPtr lsn)
 	SPITupleTable *tab;
 	uint64		n;
 
-	if (SPI_execute("SELECT id, name, action FROM flusso.requests ORDER BY id", false, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT r.id, r.name, r.action FROM flusso.requests r ORDER BY r.id", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.requests");
 	tab = SPI_tuptable;
 	n = SPI_processed;
@@ -287,7 +290,7 @@ handle_requests(XLogRecPtr lsn)
 		handle_request(SPI_getvalue(tab->vals[i], tab->tupdesc, 2),
 					   SPI_getvalue(tab->vals[i], tab->tupdesc, 3), lsn);
 	if (n > 0 &&
-		SPI_execute(psprintf("DELETE FROM flusso.requests WHERE id <= %s",
+		SPI_execute(psprintf("DELETE FROM flusso.requests WHERE id OPERATOR(pg_catalog.<=) %s",
 							 SPI_getvalue(tab->vals[n - 1], tab->tupdesc, 1)), false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from flusso.requests");
 }
@@ -329,15 +332,18 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 	uint64		i;
 
 	flusso_index_resolve_role();
-	if (SPI_execute("SELECT name, definition::text FROM flusso.definitions ORDER BY name", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT d.name, d.definition::pg_catalog.text, d.owner::pg_catalog.oid "
+					"FROM flusso.definitions d ORDER BY d.name", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.definitions");
 	for (i = 0; i < SPI_processed; i++)
-		rows = lappend(rows, list_make2(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
-										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
+		rows = lappend(rows, list_make3(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2),
+										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3)));
 	eng_forget_indexes();
 	foreach(lc, rows)
 	{
-		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)));
+		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)),
+									 atooid(lthird(lfirst(lc))));
 
 		settle_index(ix, lsn, reloaded, fresh_slot);
 	}
@@ -395,7 +401,7 @@ ensure_slot(void)
 					   flusso_capture_slot_name());
 		ereport(WARNING,
 				(errmsg("flusso: %s; it was created again, and every index is rebuilt", why)));
-		flusso_observer->on_error(NULL, why);
+		flusso_observer->on_error(NULL, why, NULL);
 	}
 	return true;
 }

@@ -28,6 +28,7 @@
 #include "utils/wait_event.h"
 
 #include "catalog.h"
+#include "rights.h"
 #include "flusso.h"
 #include "settings.h"
 #include "status.h"
@@ -74,7 +75,7 @@ lag_seconds(TimestampTz oldest)
 }
 
 static void
-db_status_row(FlussoDbSlot *s, Datum *values, bool *nulls)
+db_status_row(FlussoDbSlot *s, bool full_errors, Datum *values, bool *nulls)
 {
 	uint64		captured = pg_atomic_read_u64(&s->changes_captured);
 	uint64		committed = pg_atomic_read_u64(&s->changes_committed);
@@ -101,7 +102,8 @@ db_status_row(FlussoDbSlot *s, Datum *values, bool *nulls)
 	values[i] = Int64GetDatum((int64) lag);
 	nulls[i++] = lag == PG_UINT64_MAX;
 	values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&s->errors));
-	values[i] = CStringGetTextDatum(s->last_error);
+	/* errors may carry row values: superusers see them, others see them stripped */
+	values[i] = CStringGetTextDatum(full_errors ? s->last_error : s->last_error_public);
 	nulls[i++] = s->last_error[0] == '\0';
 	values[i] = TimestampTzGetDatum(s->last_error_at);
 	nulls[i++] = s->last_error_at == 0;
@@ -131,9 +133,11 @@ Datum
 flusso_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool		full_errors;
 	int			i;
 
 	flusso_status_require_preload();
+	full_errors = superuser();	/* a catalog lookup: not under the lock */
 	InitMaterializedSRF(fcinfo, 0);
 	LWLockAcquire(flusso_shared->lock, LW_SHARED);
 	for (i = 0; i < flusso_shared->ndbs; i++)
@@ -144,7 +148,7 @@ flusso_status(PG_FUNCTION_ARGS)
 
 		if (!s->in_use)
 			continue;
-		db_status_row(s, values, nulls);
+		db_status_row(s, full_errors, values, nulls);
 		/* an older version of the SQL objects asks for fewer columns */
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -152,7 +156,7 @@ flusso_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-#define INDEX_STATUS_COLS 15
+#define INDEX_STATUS_COLS 18
 
 /* Time left for a running build, from its pace so far; (Datum) 0 if unknown. */
 static Datum
@@ -171,14 +175,22 @@ eta(FlussoIndexSlot *s)
 	return IntervalPGetDatum(iv);
 }
 
-static void
-index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
+/* An index slot copied out under the lock, with its database's name. */
+typedef struct IndexRow
 {
-	FlussoDbSlot *db = flusso_status_db(s->dboid);
+	FlussoIndexSlot slot;
+	char		dbname[NAMEDATALEN];
+	bool		has_db;
+} IndexRow;
+
+static void
+index_status_row(IndexRow *row, Datum *values, bool *nulls)
+{
+	FlussoIndexSlot *s = &row->slot;
 	int			i = 0;
 
-	values[i] = CStringGetTextDatum(db ? db->dbname : "");
-	nulls[i++] = db == NULL;
+	values[i] = CStringGetTextDatum(row->dbname);
+	nulls[i++] = !row->has_db;
 	values[i++] = CStringGetTextDatum(s->name);
 	values[i++] = CStringGetTextDatum(flusso_index_phase_name(s->phase));
 	values[i] = Int32GetDatum(s->live_generation);
@@ -195,7 +207,9 @@ index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
 							   s->backfill_total > 0 ?
 							   Min(99.9, 100.0 * s->backfill_done / s->backfill_total) : 0.0);
 	nulls[i++] = false;
-	values[i] = CStringGetTextDatum(s->last_error);
+	/* errors may carry row values: only who may manage the index sees them whole */
+	values[i] = CStringGetTextDatum(OidIsValid(s->owner) && flusso_rights_may_manage(s->owner) ?
+									s->last_error : s->last_error_public);
 	nulls[i++] = s->last_error[0] == '\0';
 	values[i] = TimestampTzGetDatum(s->last_error_at);
 	nulls[i++] = s->last_error_at == 0;
@@ -203,6 +217,13 @@ index_status_row(FlussoIndexSlot *s, Datum *values, bool *nulls)
 	values[i] = eta(s);
 	nulls[i] = values[i] == (Datum) 0;
 	i++;
+	values[i] = CStringGetDatum(OidIsValid(s->owner) ? flusso_role_name(s->owner) : "");
+	values[i] = DirectFunctionCall1(namein, values[i]);
+	nulls[i++] = !OidIsValid(s->owner);
+	values[i] = CStringGetTextDatum(s->waiting_for);
+	nulls[i++] = s->waiting_for[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->waiting_since);
+	nulls[i++] = s->waiting_since == 0;
 	Assert(i == INDEX_STATUS_COLS);
 }
 
@@ -211,23 +232,37 @@ Datum
 flusso_index_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	IndexRow   *rows;
+	int			n = 0;
 	int			i;
 
 	flusso_status_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
+	rows = palloc(sizeof(IndexRow) * Max(1, flusso_shared->nindexes));
 	LWLockAcquire(flusso_shared->lock, LW_SHARED);
 	for (i = 0; i < flusso_shared->nindexes; i++)
 	{
 		FlussoIndexSlot *s = &flusso_shared->indexes[i];
-		Datum		values[INDEX_STATUS_COLS];
-		bool		nulls[INDEX_STATUS_COLS] = {0};
+		FlussoDbSlot *db;
 
 		if (!s->in_use)
 			continue;
-		index_status_row(s, values, nulls);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		memcpy(&rows[n].slot, s, sizeof(FlussoIndexSlot));
+		db = flusso_status_db(s->dboid);
+		rows[n].has_db = db != NULL;
+		strlcpy(rows[n].dbname, db ? db->dbname : "", NAMEDATALEN);
+		n++;
 	}
 	LWLockRelease(flusso_shared->lock);
+	/* who may see which errors is a catalog question: asked outside the lock */
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[INDEX_STATUS_COLS];
+		bool		nulls[INDEX_STATUS_COLS] = {0};
+
+		index_status_row(&rows[i], values, nulls);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 	return (Datum) 0;
 }
 
@@ -286,12 +321,15 @@ definition_names(void)
 	List	   *names = NIL;
 	uint64		i;
 	MemoryContext caller = CurrentMemoryContext;
+	FlussoRights rights;
+	int			rc;
 
 	SPI_connect();
-	flusso_catalog_owner_enter();
-	if (SPI_execute("SELECT name FROM flusso.definitions", true, 0) != SPI_OK_SELECT)
+	flusso_rights_as_extension(&rights);
+	rc = SPI_execute("SELECT d.name FROM flusso.definitions d", true, 0);
+	flusso_rights_restore(&rights);
+	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.definitions");
-	flusso_catalog_owner_leave();
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
@@ -349,15 +387,13 @@ flusso_wait_synced(PG_FUNCTION_ARGS)
 
 /* ---- reindex ---- */
 
-static bool
-index_defined(const char *name)
+/* The index must exist and the caller must be allowed to manage it. */
+static void
+check_reindex(const char *name)
 {
-	bool		found;
-
 	SPI_connect();
-	found = flusso_definition_json(name) != NULL;
+	(void) flusso_definition_managed(name, "reindex");
 	SPI_finish();
-	return found;
 }
 
 /* Wait until the index's generation g is live and nothing is being built. */
@@ -409,11 +445,8 @@ flusso_reindex(PG_FUNCTION_ARGS)
 	char	   *error = NULL;
 
 	flusso_status_require_preload();
-	if (!index_defined(name))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("index \"%s\" does not exist", name),
-				 errhint("flusso.indexes lists the indexes.")));
+	flusso_require_current_sql();
+	check_reindex(name);
 	id = flusso_status_post_request(MyDatabaseId, name, wait);
 	flusso_wake_worker(MyDatabaseId);
 	if (!wait)

@@ -14,6 +14,7 @@
 #ifndef FLUSSO_OBSERVER_H
 #define FLUSSO_OBSERVER_H
 
+#include "postgres_ext.h"
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 
@@ -71,7 +72,13 @@ typedef struct FlussoObserver
 	void		(*on_index_phase) (const char *index, FlussoIndexPhase phase);
 	void		(*on_backfill_progress) (const char *index, int64 done, int64 total);
 	void		(*on_generations) (const char *index, int live, int building);
-	void		(*on_error) (const char *index, const char *message);
+	/* message may carry row values; public_message (NULL: message) must not */
+	void		(*on_error) (const char *index, const char *message,
+							 const char *public_message);
+	void		(*on_index_owner) (const char *index, Oid owner);
+	/* what the index waits for (NULL: nothing), since when */
+	void		(*on_index_waiting) (const char *index, const char *what,
+									 TimestampTz since);
 	void		(*on_slot_lag) (int64 bytes);
 	void		(*on_lag_warning) (bool over);
 	void		(*on_lag) (TimestampTz oldest_unacked);	/* 0: nothing waits */

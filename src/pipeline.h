@@ -14,6 +14,8 @@
 
 #include "lib/ilist.h"
 
+#include "resolve.h"
+
 #include "bulk.h"
 #include "capture.h"
 #include "indexes.h"
@@ -28,9 +30,10 @@ typedef struct LiveBatch
 	XLogRecPtr	end_lsn;		/* version, and where to confirm */
 	bool		confirm;		/* false for dead-letter retries */
 	int64		nchanges;
+	struct FlussoKeySet **keys; /* per index: the ids' set (NULL: a retry batch) */
 	List	  **ids;			/* per index: document ids to build */
 	int		   *done;			/* per index: how many are built */
-	int			next_index;
+	List	  **deferred;		/* per index: DeferredImages waiting for a lock */
 	int			pending;		/* requests not yet acknowledged */
 	bool		built;
 	int64		documents;
@@ -50,6 +53,7 @@ typedef struct Engine
 	Oid			definitions_relid;
 	Oid			requests_relid;
 	dlist_head	batches;		/* live batches, oldest first */
+	int			nbatches;
 	dlist_head	flight;			/* requests sent, not yet completed */
 	BulkRequest *retries;		/* waiting for their backoff */
 	int			nretries;
@@ -68,6 +72,13 @@ typedef struct Engine
 	bool		ddl_reload;		/* a watched table was altered: reload at round end */
 } Engine;
 
+/* Images of one watch whose resolution waits for a lock. */
+typedef struct DeferredImages
+{
+	FlussoWatch *watch;
+	List	   *images;			/* of char *[watch->ncols], in the batch's memory */
+} DeferredImages;
+
 /* Put documents of one index into requests of at most batch_size / batch_bytes. */
 typedef struct Builder
 {
@@ -77,6 +88,17 @@ typedef struct Builder
 	List	   *requests;
 	BulkRequest *current;
 } Builder;
+
+/* Where a builder stood, to take back what a failed build added. */
+typedef struct BuilderMark
+{
+	int			nrequests;
+	int			nitems;
+	int			len;
+} BuilderMark;
+
+/* Live batches held at once at most (a lock wait must not hold the WAL in memory). */
+#define MAX_LIVE_BATCHES 64
 
 extern Engine flusso_engine_state;
 #define E flusso_engine_state
@@ -108,8 +130,10 @@ extern void eng_take_requests(void);
 /* rounds.c: decoding into rounds */
 extern bool eng_decode_step(void);
 
-/* batches.c: live batches */
+/* batches.c: live batches, and building a list of documents */
 extern bool eng_build_live_chunk(LiveBatch *b);
+extern bool eng_build_ids(IndexRuntime *ix, List *ids, Builder *bld, uint64 version,
+						  bool build_only, int64 *documents);
 extern void eng_confirm_done_batches(void);
 extern LiveBatch *eng_new_batch(XLogRecPtr end_lsn, bool confirm);
 extern LiveBatch *eng_unbuilt_batch(void);
@@ -121,9 +145,13 @@ extern void eng_finish_builds(void);
 extern void eng_rebuild_vanished(void);
 
 /* ship.c: bulk requests and their outcomes */
-extern void eng_builder_add_row(Builder *bld, IndexRuntime *ix, HeapTuple tup, TupleDesc desc,
+extern void eng_builder_add_row(Builder *bld, IndexRuntime *ix, Datum id, Datum doc, bool doc_null,
 								uint64 version, bool build_only);
-extern int eng_builder_send(Builder *bld);
+extern void eng_builder_mark(Builder *bld, BuilderMark *mark);
+extern void eng_builder_rollback(Builder *bld, const BuilderMark *mark);
+extern int	eng_builder_send(Builder *bld);
+extern void eng_reject(IndexRuntime *ix, int generation, const char *id, const char *error,
+					   const char *public_error, const char *doc, size_t doclen);
 extern void eng_collect_completions(void);
 extern void eng_drop_retired(void);
 extern void eng_flush_dead_letters(void);

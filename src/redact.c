@@ -1,83 +1,137 @@
 /*-------------------------------------------------------------------------
  *
  * redact.c
- *	  Removes credentials from text before it reaches a log line or a view.
+ *	  Removes credentials from text before it reaches a log line or a view,
+ *	  and row values from errors shown to monitoring roles.
  *
  * Every message that may carry a URL or a server's answer passes through
- * flusso_redact() before it is logged or stored in shared memory: the
- * password part of "scheme://user:password@host" becomes "***", and so
- * does every occurrence of the OpenSearch password (from the setting or
- * the password file).  An emit_log_hook, installed in every process, does
- * the same to every server log line, including PostgreSQL's own (the
- * "parameter changed" line of a reload, a logged ALTER SYSTEM statement).
+ * flusso_redact() before it is logged or stored in shared memory, and an
+ * emit_log_hook, installed in every process, does the same to every server
+ * log line, PostgreSQL's own included (the "parameter changed" line of a
+ * reload, a logged ALTER SYSTEM statement).  Three rules, each on its own
+ * so that no spelling sidesteps all of them:
+ *	1. every known secret (the password setting, the password file's
+ *	   content, the password of every configured URL) is masked wherever it
+ *	   appears, as written and as SQL writes it ('' for ');
+ *	2. the password of any "scheme://user:password@host" is masked, up to
+ *	   the last "@" of the URL, whatever characters it holds;
+ *	3. a text that names a secret setting (in any letter case, quoted or
+ *	   not) has every string in it masked: SQL literals ('...', E'...',
+ *	   $tag$...$tag$) and double-quoted values, except the setting names
+ *	   themselves; a string holding a URL keeps all but its password.
+ *
+ * flusso_strip_values() is the other direction's guard: errors shown to
+ * members of pg_monitor carry no row values (quoted values, answers after
+ * "HTTP nnn:", key values).
+ *
+ * It must not raise errors: it runs inside the log hook.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
 #include "lib/stringinfo.h"
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
 
 #include "flusso.h"
 #include "settings.h"
-#include "tcop/tcopprot.h"
-#include "utils/elog.h"
 
 static char file_secret[1024];	/* the password read from the password file */
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* Replace the password of every "://user:password@" in text. */
+/* Settings whose values are secret, or hold a URL that may carry one. */
+static const char *const secret_settings[] = {
+	"opensearch_password", "opensearch_url", "opensearch_api_key", "opensearch_bearer_token",
+	"aws_secret", "aws_session_token", NULL
+};
+
+/* ---- URLs ---- */
+
+static bool
+is_scheme_char(char c)
+{
+	return isalnum((unsigned char) c) || c == '+' || c == '-' || c == '.';
+}
+
+/*
+ * Where the URL that starts at scheme_end ("://" + 3) ends: at white space
+ * or a quote, or where the next URL of a list begins.
+ */
+static const char *
+url_end(const char *p)
+{
+	for (; *p; p++)
+	{
+		if (isspace((unsigned char) *p) || *p == '"')
+			return p;
+		if (*p == ',' && (strncmp(p + 1, "http", 4) == 0 ||
+						  (p[1] == ' ' && strncmp(p + 2, "http", 4) == 0)))
+			return p;
+	}
+	return p;
+}
+
+/*
+ * Mask the password of every "scheme://user:password@host" in text: the
+ * userinfo ends at the last "@" of the URL, so a password holding ";",
+ * "'", "/" or "@" is masked whole.  With stop_at_quote, a single quote ends
+ * a URL too (text that is not one URL, such as a log line).
+ */
 static char *
-redact_userinfo(const char *text)
+redact_userinfo(const char *text, bool stop_at_quote)
 {
 	StringInfoData out;
 	const char *p = text;
+	const char *scheme;
 
 	initStringInfo(&out);
-	while (*p)
+	while ((scheme = strstr(p, "://")) != NULL)
 	{
-		const char *scheme = strstr(p, "://");
-		const char *end;
+		const char *start = scheme + 3;
+		const char *end = url_end(start);
 		const char *at = NULL;
 		const char *colon = NULL;
 		const char *q;
 
-		if (scheme == NULL)
-			break;
-		end = scheme + 3;
-		for (q = end; *q && !strchr("/ \t\r\n\"',;?#", *q); q++)
+		if (stop_at_quote)
+		{
+			const char *quote = memchr(start, '\'', end - start);
+
+			if (quote)
+				end = quote;
+		}
+		for (q = start; q < end; q++)
 		{
 			if (*q == '@')
 				at = q;
-			else if (*q == ':' && at == NULL && colon == NULL)
+		}
+		for (q = start; at && q < at && colon == NULL; q++)
+		{
+			if (*q == ':')
 				colon = q;
 		}
-		if (at != NULL)
+		if (at == NULL || scheme == text || !is_scheme_char(scheme[-1]))
 		{
-			if (colon != NULL && colon < at)
-			{
-				appendBinaryStringInfo(&out, p, colon - p);
-				appendStringInfoString(&out, ":***");
-			}
-			else
-			{
-				appendBinaryStringInfo(&out, p, end - p);
-				appendStringInfoString(&out, "***");
-			}
-			p = at;
+			appendBinaryStringInfo(&out, p, start - p);
+			p = start;
+			continue;
 		}
-		else
-		{
-			appendBinaryStringInfo(&out, p, end - p);
-			p = end;
-		}
+		appendBinaryStringInfo(&out, p, (colon ? colon + 1 : start) - p);
+		appendStringInfoString(&out, "***");
+		p = at;
 	}
 	appendStringInfoString(&out, p);
 	return out.data;
 }
 
+/* ---- known secrets ---- */
+
 /* Replace every occurrence of secret in text with "***". */
 static char *
-redact_secret(char *text, const char *secret)
+mask_secret(char *text, const char *secret)
 {
 	StringInfoData out;
 	const char *p = text;
@@ -98,30 +152,187 @@ redact_secret(char *text, const char *secret)
 	return out.data;
 }
 
-/* "... opensearch_password = 'secret' ..." -> "... opensearch_password = '***' ..." */
+/* A secret as written, and as an SQL literal writes it ('' for '). */
 static char *
-redact_setting_literal(char *text)
+mask_known(char *text, const char *secret)
 {
-	char	   *key = text;
-	StringInfoData out;
+	StringInfoData doubled;
 	const char *p;
 
-	while ((key = strstr(key, "opensearch_password")) != NULL)
+	if (secret == NULL || *secret == '\0')
+		return text;
+	text = mask_secret(text, secret);
+	if (strchr(secret, '\'') == NULL)
+		return text;
+	initStringInfo(&doubled);
+	for (p = secret; *p; p++)
 	{
-		char	   *open = strchr(key, '\'');
-		char	   *close = open ? strchr(open + 1, '\'') : NULL;
+		if (*p == '\'')
+			appendStringInfoChar(&doubled, '\'');
+		appendStringInfoChar(&doubled, *p);
+	}
+	return mask_secret(text, doubled.data);
+}
 
-		if (close == NULL)
-			break;
-		initStringInfo(&out);
-		appendBinaryStringInfo(&out, text, open + 1 - text);
-		appendStringInfoString(&out, "***");
-		p = close;
-		appendStringInfoString(&out, p);
-		key = out.data + (open + 1 - text) + 3;
-		text = out.data;
+/* The passwords of the configured URLs (flusso.opensearch_url). */
+static char *
+mask_url_passwords(char *text)
+{
+	const char *p = flusso_opensearch_url_full;
+	const char *scheme;
+
+	while (p && (scheme = strstr(p, "://")) != NULL)
+	{
+		const char *start = scheme + 3;
+		const char *end = url_end(start);
+		const char *at = NULL;
+		const char *colon = NULL;
+		const char *q;
+
+		for (q = start; q < end; q++)
+		{
+			if (*q == '@')
+				at = q;
+		}
+		for (q = start; at && q < at && colon == NULL; q++)
+		{
+			if (*q == ':')
+				colon = q;
+		}
+		if (colon && at > colon + 1)
+		{
+			char	   *secret = pnstrdup(colon + 1, at - colon - 1);
+
+			text = mask_known(text, secret);
+		}
+		p = end;
 	}
 	return text;
+}
+
+/* ---- texts that name a secret setting ---- */
+
+static bool
+names_secret_setting(const char *text)
+{
+	int			i;
+
+	for (i = 0; text && secret_settings[i]; i++)
+	{
+		const char *name = secret_settings[i];
+		size_t		len = strlen(name);
+		const char *p;
+
+		for (p = text; *p; p++)
+		{
+			if (pg_strncasecmp(p, name, len) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Is the string s[0..len) a setting's name (flusso.x, "flusso"."x", x)? */
+static bool
+is_setting_name(const char *s, size_t len)
+{
+	int			i;
+
+	if (len > 7 && pg_strncasecmp(s, "flusso.", 7) == 0)
+	{
+		s += 7;
+		len -= 7;
+	}
+	for (i = 0; secret_settings[i]; i++)
+	{
+		if (len == strlen(secret_settings[i]) && pg_strncasecmp(s, secret_settings[i], len) == 0)
+			return true;
+	}
+	return len == 6 && pg_strncasecmp(s, "flusso", 6) == 0;
+}
+
+/* What stands in for a string: its URL without the password, or "***". */
+static void
+append_masked(StringInfo out, const char *s, size_t len)
+{
+	char	   *value = pnstrdup(s, len);
+
+	if (is_setting_name(s, len))
+		appendBinaryStringInfo(out, s, len);
+	else if (strstr(value, "://"))
+		appendStringInfoString(out, redact_userinfo(value, false));
+	else
+		appendStringInfoString(out, "***");
+}
+
+/* The end of a quoted string opened at p (quote char q, doubled to escape; backslashes when escapes). */
+static const char *
+quoted_end(const char *p, char q, bool escapes)
+{
+	for (p++; *p; p++)
+	{
+		if (escapes && *p == '\\' && p[1])
+			p++;
+		else if (*p == q && p[1] == q)
+			p++;
+		else if (*p == q)
+			return p;
+	}
+	return p;
+}
+
+/* A dollar-quote tag starting at p ("$tag$" or "$$"), its length, or 0. */
+static size_t
+dollar_tag(const char *p)
+{
+	const char *q = p + 1;
+
+	while (*q && (isalnum((unsigned char) *q) || *q == '_'))
+		q++;
+	return *q == '$' ? (size_t) (q - p + 1) : 0;
+}
+
+/* Mask every string of a text that names a secret setting (rule 3). */
+static char *
+mask_strings(const char *text)
+{
+	StringInfoData out;
+	const char *p = text;
+
+	initStringInfo(&out);
+	while (*p)
+	{
+		size_t		tag = *p == '$' ? dollar_tag(p) : 0;
+		const char *end;
+
+		if (*p == '\'' || *p == '"')
+		{
+			bool		escapes = *p == '\'' && p > text && (p[-1] == 'E' || p[-1] == 'e');
+
+			end = quoted_end(p, *p, escapes);
+			appendStringInfoChar(&out, *p);
+			append_masked(&out, p + 1, end - p - 1);
+			if (*end)
+				appendStringInfoChar(&out, *end++);
+			p = end;
+		}
+		else if (tag > 0)
+		{
+			char	   *close = pnstrdup(p, tag);
+			const char *body = p + tag;
+			const char *stop = strstr(body, close);
+
+			end = stop ? stop : body + strlen(body);
+			appendBinaryStringInfo(&out, p, tag);
+			append_masked(&out, body, end - body);
+			if (stop)
+				appendBinaryStringInfo(&out, stop, tag);
+			p = stop ? stop + tag : end;
+		}
+		else
+			appendStringInfoChar(&out, *p++);
+	}
+	return out.data;
 }
 
 void
@@ -137,20 +348,71 @@ flusso_redact(const char *text)
 
 	if (text == NULL)
 		return NULL;
-	result = redact_userinfo(text);
-	result = redact_secret(result, flusso_opensearch_password);
-	result = redact_secret(result, file_secret);
-	return redact_setting_literal(result);
+	result = redact_userinfo(text, true);
+	result = mask_known(result, flusso_opensearch_password);
+	result = mask_known(result, file_secret);
+	result = mask_url_passwords(result);
+	if (names_secret_setting(result))
+		result = mask_strings(result);
+	return result;
+}
+
+/* The password part of each URL of a URL list setting, masked (for pg_settings). */
+char *
+flusso_redact_url_list(const char *value)
+{
+	return redact_userinfo(value, false);
+}
+
+/*
+ * An error without row values, for roles that may see that something went
+ * wrong but not the rows: quoted values become "…", an engine's answer
+ * after "HTTP nnn:" and key values after "=(" go.
+ */
+char *
+flusso_strip_values(const char *message)
+{
+	StringInfoData out;
+	const char *p = message;
+
+	if (message == NULL)
+		return NULL;
+	initStringInfo(&out);
+	while (*p)
+	{
+		if (*p == '\'' || *p == '"')
+		{
+			const char *end = quoted_end(p, *p, false);
+
+			appendStringInfo(&out, "%c…%c", *p, *p);
+			p = *end ? end + 1 : end;
+		}
+		else if (strncmp(p, "HTTP ", 5) == 0 && isdigit((unsigned char) p[5]) &&
+				 strchr(p + 5, ':') != NULL)
+		{
+			appendBinaryStringInfo(&out, p, strchr(p + 5, ':') - p);
+			break;
+		}
+		else if (strncmp(p, "=(", 2) == 0)
+		{
+			appendStringInfoString(&out, "=(…)");
+			p = strchr(p, ')') ? strchr(p, ')') + 1 : p + strlen(p);
+		}
+		else
+			appendStringInfoChar(&out, *p++);
+	}
+	return out.data;
 }
 
 static bool
 may_hold_secret(const char *text)
 {
 	return text != NULL &&
-		(strstr(text, "://") != NULL || strstr(text, "opensearch_password") != NULL ||
+		(strstr(text, "://") != NULL || names_secret_setting(text) ||
 		 (flusso_opensearch_password && flusso_opensearch_password[0] &&
 		  strstr(text, flusso_opensearch_password) != NULL) ||
-		 (file_secret[0] && strstr(text, file_secret) != NULL));
+		 (file_secret[0] && strstr(text, file_secret) != NULL) ||
+		 (flusso_opensearch_url_full && strchr(flusso_opensearch_url_full, '@')));
 }
 
 static void
@@ -170,7 +432,8 @@ redact_log_line(ErrorData *edata)
 		edata->context = flusso_redact(edata->context);
 	if (may_hold_secret(edata->internalquery))
 		edata->internalquery = flusso_redact(edata->internalquery);
-	if (may_hold_secret(debug_query_string))
+	if (may_hold_secret(debug_query_string) &&
+		strcmp(flusso_redact(debug_query_string), debug_query_string) != 0)
 		edata->hide_stmt = true;	/* the STATEMENT: line would show it */
 }
 

@@ -21,19 +21,10 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
-#include "guard.h"
+#include "indexrun.h"
 #include "pipeline.h"
 #include "resolve.h"
 #include "settings.h"
-
-typedef struct ResolveArgs
-{
-	IndexRuntime *ix;
-	FlussoWatch *watch;
-	SPIPlanPtr	plan;
-	List	   *images;
-	FlussoKeySet *keys;
-} ResolveArgs;
 
 /* ---- rounds ---- */
 
@@ -44,16 +35,6 @@ wait_visible(CaptureRound *round)
 
 	for (i = 0; i < round->nxids; i++)
 		XactLockTableWait(round->xids[i], NULL, NULL, XLTW_None);
-}
-
-static void
-resolve_guarded(void *arg)
-{
-	ResolveArgs *a = arg;
-
-	flusso_index_role_enter();
-	flusso_resolve(a->watch, a->plan, a->images, a->keys, a->ix->nkeys);
-	flusso_index_role_leave();
 }
 
 static List *
@@ -75,24 +56,32 @@ use_images(CaptureRel *cr, CaptureUse *use)
 	return out;
 }
 
-static int
-watch_number(IndexRuntime *ix, FlussoWatch *w)
+/* Keep images whose resolution waits for a lock in the batch's memory. */
+static void
+defer(LiveBatch *b, int index, FlussoWatch *w, List *images)
 {
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	DeferredImages *d = palloc(sizeof(DeferredImages));
 	ListCell   *lc;
-	int			i = 0;
 
-	foreach(lc, ix->watches)
+	d->watch = w;
+	d->images = NIL;
+	foreach(lc, images)
 	{
-		if (lfirst(lc) == w)
-			return i;
-		i++;
+		char	  **src = lfirst(lc);
+		char	  **copy = palloc(sizeof(char *) * w->ncols);
+		int			i;
+
+		for (i = 0; i < w->ncols; i++)
+			copy[i] = src[i] ? pstrdup(src[i]) : NULL;
+		d->images = lappend(d->images, copy);
 	}
-	elog(ERROR, "unknown watch");
-	return -1;
+	b->deferred[index] = lappend(b->deferred[index], d);
+	MemoryContextSwitchTo(old);
 }
 
 static void
-resolve_rel(CaptureRel *cr, FlussoKeySet **keys)
+resolve_rel(CaptureRel *cr, LiveBatch *b)
 {
 	ListCell   *lc;
 
@@ -100,19 +89,26 @@ resolve_rel(CaptureRel *cr, FlussoKeySet **keys)
 	{
 		CaptureUse *use = lfirst(lc);
 		IndexRuntime *ix = E.ix[use->index];
-		ResolveArgs args;
-		char	   *error;
+		List	   *images;
+		FlussoError error;
 
 		if (!flusso_index_active(ix))
 			continue;
-		args.ix = ix;
-		args.watch = use->watch;
-		args.plan = ix->resolve_plans[watch_number(ix, use->watch)];
-		args.images = use_images(cr, use);
-		args.keys = keys[use->index];
-		if (!flusso_guard(resolve_guarded, &args, &error))
+		images = use_images(cr, use);
+		if (flusso_index_lock_waiting(ix) || b->deferred[use->index] != NIL)
+			defer(b, use->index, use->watch, images);	/* in order, after the waiting ones */
+		else if (flusso_run_resolve(ix, use->watch, images, b->keys[use->index], &error))
+			flusso_index_lock_granted(ix);
+		else if (flusso_error_is_lock_wait(&error))
+		{
+			flusso_index_lock_wait(ix);
+			defer(b, use->index, use->watch, images);
+		}
+		else if (error.sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
+			flusso_index_no_access(ix, error.message);
+		else
 			flusso_index_set_error(ix, psprintf("resolving changes of %s for index \"%s\" failed: %s",
-												get_rel_name(cr->relid), ix->name, error), true);
+												get_rel_name(cr->relid), ix->name, error.message), true);
 	}
 }
 
@@ -120,12 +116,11 @@ resolve_rel(CaptureRel *cr, FlussoKeySet **keys)
 static void
 resolve_round(CaptureRound *round, LiveBatch *b)
 {
-	FlussoKeySet **keys = palloc(sizeof(FlussoKeySet *) * Max(1, E.nix));
 	ListCell   *lc;
 	int			i;
 
 	for (i = 0; i < E.nix; i++)
-		keys[i] = flusso_keyset_create(b->cxt);
+		b->keys[i] = flusso_keyset_create(b->cxt);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	wait_visible(round);
@@ -138,12 +133,12 @@ resolve_round(CaptureRound *round, LiveBatch *b)
 		CaptureRel *cr = lfirst(lc);
 
 		if (cr->images != NIL)
-			resolve_rel(cr, keys);
+			resolve_rel(cr, b);
 	}
 	eng_save_dirty();
 	eng_end_work();
 	for (i = 0; i < E.nix; i++)
-		b->ids[i] = flusso_keyset_ids(keys[i]);
+		b->ids[i] = flusso_keyset_ids(b->keys[i]);
 }
 
 static void

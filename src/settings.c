@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
@@ -52,6 +53,8 @@ bool		flusso_pretty = false;
 bool		flusso_manage_replica_identity = false;
 int			flusso_capture_memory = 65536;
 int			flusso_max_lag_bytes = 1024 * 1024;
+int			flusso_statement_timeout = 60000;
+int			flusso_lock_timeout = 1000;
 
 static const struct config_enum_entry on_error_options[] = {
 	{"stop", FLUSSO_ON_ERROR_STOP, false},
@@ -176,7 +179,7 @@ url_is_valid(const char *url, const char **why)
 static bool
 keep_url_secret(char **newval, void **extra)
 {
-	char	   *shown = flusso_redact(*newval);
+	char	   *shown = flusso_redact_url_list(*newval);
 	char	   *full = strdup(*newval);	/* GUC frees values and extras with free() */
 	char	   *masked;
 
@@ -211,7 +214,7 @@ check_opensearch_url(char **newval, void **extra, GucSource source)
 
 		if (!url_is_valid(lfirst(lc), &why))
 		{
-			char	   *shown = flusso_redact(lfirst(lc));
+			char	   *shown = flusso_redact_url_list(lfirst(lc));
 
 			GUC_check_errdetail("\"%s\" is not a usable OpenSearch URL: %s.",
 								shown, why);
@@ -295,6 +298,58 @@ show_password(void)
 	return flusso_opensearch_password && flusso_opensearch_password[0] ? "********" : "";
 }
 
+/*
+ * Settings that hold URLs, user names and paths show to superusers only:
+ * GUC_SUPERUSER_ONLY alone still lets members of pg_read_all_settings (and
+ * so pg_monitor) read them, so they are also left out of pg_settings
+ * (GUC_NO_SHOW_ALL) and SHOW gives others "(hidden)".
+ */
+#define HIDDEN_SETTING (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL)
+
+static const char *
+show_hidden(const char *value)
+{
+	if (value == NULL || value[0] == '\0')
+		return "";
+	return superuser() ? value : "(hidden)";
+}
+
+static const char *
+show_url(void)
+{
+	return show_hidden(flusso_opensearch_url);
+}
+
+static const char *
+show_user(void)
+{
+	return show_hidden(flusso_opensearch_user);
+}
+
+static const char *
+show_password_file(void)
+{
+	return show_hidden(flusso_opensearch_password_file);
+}
+
+static const char *
+show_client_cert(void)
+{
+	return show_hidden(flusso_opensearch_client_cert);
+}
+
+static const char *
+show_client_key(void)
+{
+	return show_hidden(flusso_opensearch_client_key);
+}
+
+static const char *
+show_ca_file(void)
+{
+	return show_hidden(flusso_opensearch_ca_file);
+}
+
 char *
 flusso_opensearch_secret(void)
 {
@@ -334,13 +389,12 @@ define_connection_settings(void)
 	DefineCustomStringVariable("flusso.opensearch_url",
 							   "OpenSearch node URLs, comma-separated; empty for a dry run.",
 							   "With several URLs, requests fail over to the next node.",
-							   &flusso_opensearch_url, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY,
-							   check_opensearch_url, assign_opensearch_url, NULL);
+							   &flusso_opensearch_url, "", PGC_SIGHUP, HIDDEN_SETTING,
+							   check_opensearch_url, assign_opensearch_url, show_url);
 	DefineCustomStringVariable("flusso.opensearch_user",
 							   "User name for HTTP basic authentication to OpenSearch.",
 							   NULL, &flusso_opensearch_user, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+							   HIDDEN_SETTING, NULL, NULL, show_user);
 	DefineCustomStringVariable("flusso.opensearch_password",
 							   "Password for HTTP basic authentication to OpenSearch.",
 							   "flusso.opensearch_password_file is the safer way to give it.",
@@ -351,20 +405,20 @@ define_connection_settings(void)
 							   "File holding the password for OpenSearch (readable by its owner only).",
 							   "It takes precedence over flusso.opensearch_password.",
 							   &flusso_opensearch_password_file, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, check_password_file, NULL, NULL);
+							   HIDDEN_SETTING, check_password_file, NULL, show_password_file);
 	DefineCustomStringVariable("flusso.opensearch_client_cert",
 							   "Client certificate for mutual TLS with OpenSearch (PEM).",
 							   NULL, &flusso_opensearch_client_cert, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, check_readable_file, NULL, NULL);
+							   HIDDEN_SETTING, check_readable_file, NULL, show_client_cert);
 	DefineCustomStringVariable("flusso.opensearch_client_key",
 							   "Private key of the client certificate (PEM).",
 							   NULL, &flusso_opensearch_client_key, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, check_readable_file, NULL, NULL);
+							   HIDDEN_SETTING, check_readable_file, NULL, show_client_key);
 	DefineCustomStringVariable("flusso.opensearch_ca_file",
 							   "File of CA certificates that verify OpenSearch's TLS certificate.",
 							   "Empty means the system's default CA store.",
 							   &flusso_opensearch_ca_file, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY, check_readable_file, NULL, NULL);
+							   HIDDEN_SETTING, check_readable_file, NULL, show_ca_file);
 	DefineCustomBoolVariable("flusso.opensearch_tls_verify",
 							 "Verify OpenSearch's TLS certificate and host name.",
 							 NULL, &flusso_opensearch_tls_verify, true,
@@ -445,6 +499,16 @@ define_definition_settings(void)
 							   "Role the sync worker reads the indexed tables as.",
 							   "Empty: the bootstrap superuser.  The role needs SELECT on every table an index reads.",
 							   &flusso_role, "", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.statement_timeout",
+							"Longest time one statement the sync worker runs for an index may take.",
+							"A build or change resolution that takes longer is cancelled and its documents go to the index's failure policy; the other indexes go on. 0 turns the limit off.",
+							&flusso_statement_timeout, 60000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("flusso.lock_timeout",
+							"Longest time the sync worker waits for a lock on a table an index reads.",
+							"Past it the index's work is put aside and tried again later, while the other indexes go on; index_status says what it waits for.",
+							&flusso_lock_timeout, 1000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("flusso.max_indexes",
 							"Largest number of indexes, over all databases, whose status is kept.",
 							NULL, &flusso_max_indexes, 64, 1, 10000,

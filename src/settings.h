@@ -44,6 +44,8 @@ extern bool flusso_pretty;
 extern bool flusso_manage_replica_identity;
 extern int	flusso_capture_memory;
 extern int	flusso_max_lag_bytes;
+extern int	flusso_statement_timeout;
+extern int	flusso_lock_timeout;
 
 extern void flusso_define_settings(void);
 

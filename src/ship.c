@@ -21,7 +21,6 @@
 #include "pipeline.h"
 #include "settings.h"
 
-static void reject(IndexRuntime *ix, int generation, const char *id, const char *error, const char *doc, size_t doclen);
 
 /* ---- sending ---- */
 
@@ -70,6 +69,7 @@ dead_letter(IndexRuntime *ix, int generation, const char *id, const char *error,
 	List	   *row = list_make5(pstrdup(ix->name), pstrdup(id), psprintf("%d", generation),
 								 pstrdup(error), doc ? pnstrdup(doc, doclen) : NULL);
 
+	row = lappend(row, psprintf("%u", ix->owner));
 	E.dead_letters = lappend(E.dead_letters, row);
 	MemoryContextSwitchTo(old);
 }
@@ -84,9 +84,10 @@ builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, siz
 
 	if (len + 256 > (size_t) flusso_batch_bytes)
 	{
-		reject(ix, gens[0] ? gens[0] : gens[1], id,
-			   psprintf("the document is %zu bytes, more than flusso.batch_bytes (%d)",
-						len, flusso_batch_bytes), doc, len);
+		char	   *why = psprintf("the document is %zu bytes, more than flusso.batch_bytes (%d)",
+								   len, flusso_batch_bytes);
+
+		eng_reject(ix, gens[0] ? gens[0] : gens[1], id, why, why, NULL, 0);
 		return;
 	}
 	for (g = 0; g < 2; g++)
@@ -103,22 +104,46 @@ builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, siz
  * where it lies in the row, not copied out through its output function.
  */
 void
-eng_builder_add_row(Builder *bld, IndexRuntime *ix, HeapTuple tup, TupleDesc desc,
+eng_builder_add_row(Builder *bld, IndexRuntime *ix, Datum id, Datum doc, bool doc_null,
 					uint64 version, bool build_only)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
-	const char *doc = NULL;
+	const char *body = NULL;
 	size_t		len = 0;
 
-	if (!isnull)
+	if (!doc_null)
 	{
-		struct varlena *text = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(d));
+		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(doc));
 
-		doc = VARDATA_ANY(text);
-		len = VARSIZE_ANY_EXHDR(text);
+		body = VARDATA_ANY(v);
+		len = VARSIZE_ANY_EXHDR(v);
 	}
-	builder_add(bld, ix, SPI_getvalue(tup, desc, 1), doc, len, version, build_only);
+	builder_add(bld, ix, TextDatumGetCString(id), body, len, version, build_only);
+}
+
+void
+eng_builder_mark(Builder *bld, BuilderMark *mark)
+{
+	mark->nrequests = list_length(bld->requests);
+	mark->nitems = bld->current ? bld->current->nitems : 0;
+	mark->len = bld->current ? bld->current->body.len : 0;
+}
+
+/* Take back what was added since the mark: a build that failed half way. */
+void
+eng_builder_rollback(Builder *bld, const BuilderMark *mark)
+{
+	while (list_length(bld->requests) > mark->nrequests)
+	{
+		flusso_bulk_free(llast(bld->requests));
+		bld->requests = list_delete_last(bld->requests);
+	}
+	bld->current = bld->requests != NIL ? llast(bld->requests) : NULL;
+	if (bld->current)
+	{
+		bld->current->nitems = mark->nitems;
+		bld->current->body.len = mark->len;
+		bld->current->body.data[mark->len] = '\0';
+	}
 }
 
 int
@@ -151,26 +176,43 @@ policy_of(IndexRuntime *ix)
 	return ix->def && ix->def->on_error >= 0 ? ix->def->on_error : flusso_on_error;
 }
 
-static void
-reject(IndexRuntime *ix, int generation, const char *id, const char *error,
-	   const char *doc, size_t doclen)
+/*
+ * A document that cannot be written goes to its index's failure policy.
+ * error may carry row values; public_error (what pg_monitor sees) must not.
+ */
+void
+eng_reject(IndexRuntime *ix, int generation, const char *id, const char *error,
+		   const char *public_error, const char *doc, size_t doclen)
 {
 	char	   *message = psprintf("document \"%s\" of index \"%s\" rejected: %s", id, ix->name, error);
+	char	   *public_message = psprintf("a document of index \"%s\" was rejected: %s", ix->name,
+										  public_error);
 
 	switch (policy_of(ix))
 	{
 		case FLUSSO_ON_ERROR_STOP:
-			flusso_index_set_error(ix, message, true);
+			flusso_index_set_error_public(ix, message, public_message, true);
 			break;
 		case FLUSSO_ON_ERROR_SKIP:
-			flusso_observer->on_error(ix->name, message);
+			flusso_observer->on_error(ix->name, message, public_message);
 			eng_log_limited(LOG, "flusso skipped a document: %s", message);
 			break;
 		case FLUSSO_ON_ERROR_DEAD_LETTER:
-			flusso_observer->on_error(ix->name, message);
+			flusso_observer->on_error(ix->name, message, public_message);
 			dead_letter(ix, generation, id, error, doc, doclen);
 			break;
 	}
+}
+
+/* The error type of an engine's "type: reason": what may be shown without row values. */
+static char *
+error_type(const char *error)
+{
+	const char *colon = error ? strchr(error, ':') : NULL;
+
+	if (error == NULL)
+		return pstrdup("rejected");
+	return colon ? pnstrdup(error, colon - error) : pstrdup(error);
 }
 
 void
@@ -183,9 +225,9 @@ eng_flush_dead_letters(void)
 	foreach(lc, E.dead_letters)
 	{
 		List	   *row = lfirst(lc);
-		Oid			types[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
-		Datum		values[5];
-		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+		Oid			types[6] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, REGROLEOID};
+		Datum		values[6];
+		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 		values[0] = CStringGetTextDatum(list_nth(row, 0));
 		values[1] = CStringGetTextDatum(list_nth(row, 1));
@@ -193,8 +235,9 @@ eng_flush_dead_letters(void)
 		values[3] = CStringGetTextDatum(list_nth(row, 3));
 		nulls[4] = list_nth(row, 4) ? ' ' : 'n';
 		values[4] = list_nth(row, 4) ? CStringGetTextDatum(list_nth(row, 4)) : (Datum) 0;
-		if (SPI_execute_with_args("INSERT INTO flusso.dead_letters (index_name, document_id, generation, error, body) "
-								  "VALUES ($1, $2, $3, $4, $5)", 5, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		values[5] = ObjectIdGetDatum(atooid(list_nth(row, 5)));
+		if (SPI_execute_with_args("INSERT INTO flusso.dead_letters (index_name, document_id, generation, error, body, owner) "
+								  "VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into flusso.dead_letters");
 	}
 	E.dead_letters = NIL;
@@ -219,7 +262,7 @@ note_opensearch(BulkRequest *req)
 	{
 		if (!E.os_failing)
 			flusso_observer->on_opensearch(FLUSSO_OS_UNREACHABLE, NULL, req->failure);
-		flusso_observer->on_error(NULL, req->failure);
+		flusso_observer->on_error(NULL, req->failure, NULL);
 		eng_log_limited(LOG, "flusso: %s; retrying with backoff", req->failure);
 		E.os_failing = true;
 	}
@@ -286,19 +329,17 @@ count_items(BulkRequest *req)
 			item->error && strstr(item->error, "index_not_found_exception"))
 			settle_missing_index(ix, item);
 		if (item->outcome == BULK_ITEM_REJECTED)
-			reject(ix, item->generation, item->id, item->error,
-				   req->body.data + item->doc, item->is_delete ? 0 : item->end - item->doc - 1);
-		if (req->kind != BULK_BACKFILL)
+			eng_reject(ix, item->generation, item->id, item->error, error_type(item->error),
+					   req->body.data + item->doc, item->is_delete ? 0 : item->end - item->doc - 1);
+		/* rejections count as errors when they happen (eng_reject), once */
+		if (req->kind != BULK_BACKFILL && item->outcome == BULK_ITEM_OK)
 		{
-			LiveBatch  *b = req->owner;
-			FlussoIndexBatchStats *s = &b->stats[item->index];
+			FlussoIndexBatchStats *s = &((LiveBatch *) req->owner)->stats[item->index];
 
-			if (item->outcome == BULK_ITEM_REJECTED)
-				s->failed++;
-			else if (item->is_delete)
-				s->deleted++;
-			else
+			if (!item->is_delete)
 				s->upserted++;
+			else if (item->status != 404)
+				s->deleted++;	/* a delete of a document never written is not counted */
 		}
 	}
 }

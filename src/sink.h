@@ -26,9 +26,13 @@ typedef struct FlussoSink
 	char	   *(*prepare_index) (const char *physical, const char *body,
 								  const char *index_name, bool *created,
 								  bool *permanent);
-	/* point alias at physical only (in one atomic step) */
+	/*
+	 * Point alias (the index's name) at physical only, in one atomic step;
+	 * refuses when the alias is held by an index flusso did not make.
+	 */
 	char	   *(*point_alias) (const char *alias, const char *physical);
-	char	   *(*drop_index) (const char *physical);
+	/* Drop physical, only if flusso made it for index_name (its _meta marker). */
+	char	   *(*drop_index) (const char *physical, const char *index_name);
 
 	/* bulk requests, asynchronous */
 	void		(*send) (BulkRequest *req);

@@ -44,7 +44,7 @@ dry_point_alias(const char *alias, const char *physical)
 }
 
 static char *
-dry_drop_index(const char *physical)
+dry_drop_index(const char *physical, const char *index_name)
 {
 	ereport(LOG, (errmsg("flusso dry run: would drop index \"%s\"", physical)));
 	return NULL;

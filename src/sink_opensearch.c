@@ -11,7 +11,10 @@
  * the engine's business.  Index management runs synchronously: it only
  * happens when an index is created, swapped or dropped.  Physical indexes
  * carry a _meta.flusso marker; an index of the same name without it was
- * not made by flusso and is never touched.
+ * not made by flusso and is never touched: every destructive call (a drop,
+ * moving the alias) checks the marker of what it would change first.
+ * Index names are checked against a strict pattern when they are defined
+ * (defparse.c), and every name is percent-encoded into the path anyway.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +24,7 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/json.h"
 #include "storage/latch.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -38,6 +42,36 @@ static char *
 answer_problem(FlussoHttpRequest *http, const char *what)
 {
 	return psprintf("%s: %s", what, flusso_http_describe_failure(http));
+}
+
+/* An index or alias name as one path segment: everything but [A-Za-z0-9-._~] percent-encoded. */
+static char *
+seg(const char *name)
+{
+	StringInfoData out;
+	const unsigned char *p;
+
+	initStringInfo(&out);
+	for (p = (const unsigned char *) name; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			*p == '-' || *p == '.' || *p == '_' || *p == '~')
+			appendStringInfoChar(&out, (char) *p);
+		else
+			appendStringInfo(&out, "%%%02X", *p);
+	}
+	return out.data;
+}
+
+/* A JSON string literal. */
+static char *
+json_string(const char *s)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	escape_json(&out, s);
+	return out.data;
 }
 
 /* GET path; the decoded JSON object, or NULL with *status set. */
@@ -74,22 +108,63 @@ made_by_flusso(json_object *mapping, const char *physical, const char *index_nam
 		strcmp(json_object_get_string(name), index_name) == 0;
 }
 
-/* The alias name must not be a concrete index. */
+/* Did flusso make physical for index_name?  NULL if so, else why not (or why it cannot tell). */
+static char *
+check_ours(const char *physical, const char *index_name)
+{
+	long		status;
+	char	   *error = NULL;
+	json_object *mapping = get_json(psprintf("/%s/_mapping?expand_wildcards=none", seg(physical)),
+									&status, &error);
+	bool		ours = mapping && made_by_flusso(mapping, physical, index_name);
+
+	json_object_put(mapping);
+	if (ours)
+		return NULL;
+	if (error)
+		return error;
+	if (status == 404)
+		return NULL;			/* gone already */
+	return psprintf("OpenSearch's \"%s\" was not created by flusso for index \"%s\"; it is left alone",
+					physical, index_name);
+}
+
+/*
+ * The alias name must not be a concrete index, and an alias of that name
+ * must point only at indexes flusso made for it.
+ */
 static char *
 check_alias_name(const char *alias, bool *permanent)
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *obj = get_json(psprintf("/%s/_alias", alias), &status, &error);
+	json_object *obj = get_json(psprintf("/_alias/%s?expand_wildcards=none", seg(alias)), &status, &error);
 	char	   *problem = error;
 
+	if (obj && status == 200)
+	{
+		json_object_object_foreach(obj, index, val)
+		{
+			(void) val;
+			if (problem == NULL && strcmp(index, alias) != 0 && (problem = check_ours(index, alias)) != NULL)
+			{
+				*permanent = true;
+				problem = psprintf("OpenSearch already has an alias \"%s\" on index \"%s\", which flusso did not create; flusso needs that name for the alias of its index and leaves it alone",
+								   alias, index);
+			}
+		}
+	}
+	json_object_put(obj);
+	if (problem)
+		return problem;
+	obj = get_json(psprintf("/%s/_alias?expand_wildcards=none", seg(alias)), &status, &error);
 	if (obj && json_object_object_get_ex(obj, alias, NULL))
 	{
 		*permanent = true;
 		problem = psprintf("OpenSearch already has an index named \"%s\" that was not created by flusso; flusso needs that name for the alias of its index", alias);
 	}
 	json_object_put(obj);
-	return problem;
+	return problem ? problem : error;
 }
 
 /* Is the answer OpenSearch's "no such index" (and not a passing failure)? */
@@ -113,11 +188,11 @@ os_prepare_index(const char *physical, const char *body, const char *index_name,
 	*permanent = false;
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
-	http = flusso_os_request("GET", psprintf("/%s/_mapping", physical), NULL, NULL);
+	http = flusso_os_request("GET", psprintf("/%s/_mapping?expand_wildcards=none", seg(physical)), NULL, NULL);
 	if (index_not_found(http))
 	{
 		flusso_http_free(http);
-		http = flusso_os_request("PUT", psprintf("/%s", physical), "application/json", body);
+		http = flusso_os_request("PUT", psprintf("/%s", seg(physical)), "application/json", body);
 		if (http->result == CURLE_OK && http->status == 200)
 			*created = true;
 		else
@@ -152,14 +227,29 @@ os_point_alias(const char *alias, const char *physical)
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *current = get_json(psprintf("/_alias/%s", alias), &status, &error);
+	json_object *current = get_json(psprintf("/_alias/%s?expand_wildcards=none", seg(alias)), &status, &error);
 	StringInfoData actions;
 	FlussoHttpRequest *http;
 
 	if (error)
 		return error;
+	/* never move an alias off an index flusso did not make for it */
+	if (current && status == 200)
+	{
+		json_object_object_foreach(current, holder, v)
+		{
+			(void) v;
+			if (error == NULL && strcmp(holder, physical) != 0)
+				error = check_ours(holder, alias);
+		}
+	}
+	if (error)
+	{
+		json_object_put(current);
+		return psprintf("the alias \"%s\" is not moved: %s", alias, error);
+	}
 	/* searches through the alias must find every document at once */
-	http = flusso_os_request("POST", psprintf("/%s/_refresh", physical), NULL, NULL);
+	http = flusso_os_request("POST", psprintf("/%s/_refresh", seg(physical)), NULL, NULL);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not refresh \"%s\" before pointing the alias at it", physical));
 	flusso_http_free(http);
@@ -176,13 +266,13 @@ os_point_alias(const char *alias, const char *physical)
 		{
 			(void) val;
 			if (strcmp(index, physical) != 0)
-				appendStringInfo(&actions, "{\"remove\":{\"index\":\"%s\",\"alias\":\"%s\"}},",
-								 index, alias);
+				appendStringInfo(&actions, "{\"remove\":{\"index\":%s,\"alias\":%s}},",
+								 json_string(index), json_string(alias));
 		}
 	}
 	json_object_put(current);
-	appendStringInfo(&actions, "{\"add\":{\"index\":\"%s\",\"alias\":\"%s\",\"is_write_index\":true}}]}",
-					 physical, alias);
+	appendStringInfo(&actions, "{\"add\":{\"index\":%s,\"alias\":%s,\"is_write_index\":true}}]}",
+					 json_string(physical), json_string(alias));
 	http = flusso_os_request("POST", "/_aliases", "application/json", actions.data);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not point alias \"%s\" at \"%s\"", alias, physical));
@@ -191,10 +281,14 @@ os_point_alias(const char *alias, const char *physical)
 }
 
 static char *
-os_drop_index(const char *physical)
+os_drop_index(const char *physical, const char *index_name)
 {
-	FlussoHttpRequest *http = flusso_os_request("DELETE", psprintf("/%s", physical), NULL, NULL);
-	char	   *error = NULL;
+	FlussoHttpRequest *http;
+	char	   *error = check_ours(physical, index_name);
+
+	if (error)
+		return error;
+	http = flusso_os_request("DELETE", psprintf("/%s?expand_wildcards=none", seg(physical)), NULL, NULL);
 
 	if (http->result != CURLE_OK || (http->status != 200 && http->status != 404))
 		error = answer_problem(http, psprintf("could not drop OpenSearch index \"%s\"", physical));

@@ -13,10 +13,15 @@
  *	  must carry and the statement that maps those values (from the old and
  *	  the new image) to the root keys of the documents they affect.
  *
- * Conventions of the generated SQL: every identifier is quoted; each table
- * is aliased by its own name, so that user expressions may name columns
- * bare or as table.column; our own CTEs and columns are named "~...", which
- * no user table or column realistically uses; user SQL text is embedded in
+ * Conventions of the generated SQL: every identifier is quoted; every table
+ * is schema-qualified and aliased by its own name, so that user expressions
+ * may name columns as table.column; every function, operator and type is
+ * schema-qualified (pg_catalog.count, OPERATOR(pg_catalog.=),
+ * pg_catalog.text), and the equality operators that join columns are found
+ * through the types' default btree operator families, never by name on a
+ * search_path (CVE-2018-1058); our own CTEs and columns are named "~...",
+ * which no user table or column realistically uses; user SQL text -- stored
+ * already resolved and deparsed, see defcheck.c -- is embedded in
  * parentheses via flusso_sql_fragment().  The text is laid out to be read:
  * flusso.explain() shows it as is.
  *
@@ -24,12 +29,18 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
 #include "nodes/value.h"
+#include "parser/parse_coerce.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "definition.h"
 #include "sqlgen.h"
@@ -64,6 +75,106 @@ static Oid
 column_type(const DefTable *t, const char *column)
 {
 	return get_atttype(t->relid, get_attnum(t->relid, column));
+}
+
+/* ---- names that no search_path can change ---- */
+
+/* Embed user SQL text so that a trailing "--" comment cannot swallow ours. */
+char *
+flusso_sql_fragment(const char *text)
+{
+	return strstr(text, "--") ? psprintf("%s\n", text) : pstrdup(text);
+}
+
+char *
+flusso_sql_operator_name(Oid opno)
+{
+	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
+	Form_pg_operator op;
+	char	   *name;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", opno);
+	op = (Form_pg_operator) GETSTRUCT(tup);
+	name = psprintf("OPERATOR(%s.%s)", quote_identifier(get_namespace_name(op->oprnamespace)),
+					NameStr(op->oprname));
+	ReleaseSysCache(tup);
+	return name;
+}
+
+Oid
+flusso_sql_equality(Oid ltype, Oid rtype, Oid *common)
+{
+	int			flags = TYPECACHE_EQ_OPR | TYPECACHE_BTREE_OPFAMILY;
+	TypeCacheEntry *l = lookup_type_cache(ltype, flags);
+	TypeCacheEntry *r = lookup_type_cache(rtype, flags);
+	Oid			op = InvalidOid;
+
+	if (common)
+		*common = InvalidOid;
+	if (ltype == rtype)
+		return l->eq_opr;
+	if (OidIsValid(l->btree_opf) && l->btree_opf == r->btree_opf)
+		op = get_opfamily_member(l->btree_opf, l->btree_opintype, r->btree_opintype,
+								 BTEqualStrategyNumber);
+	if (OidIsValid(op))
+		return op;
+	if (OidIsValid(r->eq_opr) && can_coerce_type(1, &ltype, &rtype, COERCION_IMPLICIT))
+		op = r->eq_opr;
+	else if (OidIsValid(l->eq_opr) && can_coerce_type(1, &rtype, &ltype, COERCION_IMPLICIT))
+		op = l->eq_opr;
+	if (OidIsValid(op) && common)
+		*common = op == r->eq_opr ? rtype : ltype;
+	return op;
+}
+
+/* "lhs OPERATOR(s.=) rhs", the operands converted where the operator needs it. */
+static char *
+eq_sql(const char *lhs, Oid ltype, const char *rhs, Oid rtype)
+{
+	Oid			common;
+	Oid			op = flusso_sql_equality(ltype, rtype, &common);
+
+	if (!OidIsValid(op))
+		elog(ERROR, "no equality operator between %s and %s",
+			 format_type_be(ltype), format_type_be(rtype));
+	if (OidIsValid(common) && ltype != common)
+		lhs = psprintf("(%s)::%s", lhs, type_name(common));
+	if (OidIsValid(common) && rtype != common)
+		rhs = psprintf("(%s)::%s", rhs, type_name(common));
+	return psprintf("%s %s %s", lhs, flusso_sql_operator_name(op), rhs);
+}
+
+/*
+ * The rows of the text[] parameters $1..$n side by side.  (unnest() of
+ * several arrays is a shorthand that exists only unqualified: qualified, it
+ * is written out as ROWS FROM.)
+ */
+static char *
+unnest_sql(int n)
+{
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	if (n > 1)
+		appendStringInfoString(&out, "ROWS FROM (");
+	for (i = 0; i < n; i++)
+		appendStringInfo(&out, "%spg_catalog.unnest($%d::pg_catalog.text[])", i ? ", " : "", i + 1);
+	if (n > 1)
+		appendStringInfoString(&out, ")");
+	return out.data;
+}
+
+/* The default ordering's "greater than" of a key type. */
+static Oid
+key_gt(Oid type)
+{
+	TypeCacheEntry *tc = lookup_type_cache(type, TYPECACHE_GT_OPR);
+
+	if (!OidIsValid(tc->gt_opr))
+		elog(ERROR, "type %s has no default ordering", format_type_be(type));
+	return tc->gt_opr;
 }
 
 /* The parent-side columns a child joins on. */
@@ -139,7 +250,7 @@ child_value(DefNode *child)
 	switch (child->kind)
 	{
 		case DEF_MANY:
-			return psprintf("COALESCE(%s, '[]'::json)", d);
+			return psprintf("COALESCE(%s, '[]'::pg_catalog.json)", d);
 		case DEF_COUNT:
 		case DEF_SUM:
 			return psprintf("COALESCE(%s, 0)", d);
@@ -168,7 +279,7 @@ object_function(void)
 	Oid			any = ANYOID;
 
 	return OidIsValid(LookupFuncName(name, 1, &any, true)) ?
-		"flusso._object" : "json_build_object";
+		"flusso._object" : "pg_catalog.json_build_object";
 }
 
 /* The object of a node's fields and children, chunked by 50 pairs a call. */
@@ -204,7 +315,8 @@ object_expr(DefNode *node, const char *alias, const char *indent)
 	{
 		if (i % MAX_PAIRS_PER_CALL == 0)
 			appendStringInfo(&out, "%s%s(\n%s    ",
-							 i == 0 ? "" : (calls > 1 ? ")::jsonb || " : ""), fn, indent);
+							 i == 0 ? "" : (calls > 1 ? ")::pg_catalog.jsonb OPERATOR(pg_catalog.||) " : ""),
+							 fn, indent);
 		else
 			appendStringInfo(&out, ",\n%s    ", indent);
 		appendStringInfoString(&out, lfirst(lc));
@@ -214,8 +326,15 @@ object_expr(DefNode *node, const char *alias, const char *indent)
 		appendStringInfo(&out, "%s(", fn);
 	appendStringInfo(&out, "\n%s)", indent);
 	if (calls > 1)
-		appendStringInfoString(&out, "::jsonb)::json");
+		appendStringInfoString(&out, "::pg_catalog.jsonb)::pg_catalog.json");
 	return out.data;
+}
+
+/* The table whose columns are the left side of a child's join to its parent. */
+static const DefTable *
+parent_join_table(DefNode *node)
+{
+	return node->has_through ? &node->through : &node->table;
 }
 
 /* LEFT JOINs of a node's row source to its children's aggregates. */
@@ -234,28 +353,34 @@ append_child_joins(StringInfo buf, DefNode *node, const char *alias, const char 
 			continue;			/* joined with its leader */
 		appendStringInfo(buf, "\n%sLEFT JOIN \"~a%d\" ON ", indent, c->id);
 		for (i = 0; i < j->ncols; i++)
-			appendStringInfo(buf, "%s\"~a%d\".\"~p%d\" = %s", i ? " AND " : "",
-							 c->id, i, qcol(alias, j->right[i]));
+			appendStringInfo(buf, "%s%s", i ? " AND " : "",
+							 eq_sql(psprintf("\"~a%d\".\"~p%d\"", c->id, i),
+									column_type(parent_join_table(c), j->left[i]),
+									qcol(alias, j->right[i]),
+									column_type(&node->table, j->right[i])));
 	}
 }
 
 /* ---- the rows of a node under the batch's parents ---- */
 
-/* "(a.x, a.y) IN (SELECT "~p".u, "~p".v FROM "~rP" AS "~p")" */
+/*
+ * "EXISTS (SELECT FROM "~rP" AS "~p" WHERE a.x OPERATOR(s.=) "~p".u ...)":
+ * the rows of left (aliased alias) under the batch's parent rows.
+ */
 static char *
-restriction(DefJoin *j, const char *alias, int parent_id)
+restriction(DefJoin *j, const DefTable *left, const char *alias, DefNode *parent)
 {
 	StringInfoData out;
 	int			i;
 
 	initStringInfo(&out);
-	appendStringInfoString(&out, "(");
+	appendStringInfo(&out, "EXISTS (SELECT FROM \"~r%d\" AS \"~p\" WHERE ", parent->id);
 	for (i = 0; i < j->ncols; i++)
-		appendStringInfo(&out, "%s%s", i ? ", " : "", qcol(alias, j->left[i]));
-	appendStringInfoString(&out, ") IN (SELECT ");
-	for (i = 0; i < j->ncols; i++)
-		appendStringInfo(&out, "%s%s", i ? ", " : "", qcol("\"~p\"", j->right[i]));
-	appendStringInfo(&out, " FROM \"~r%d\" AS \"~p\")", parent_id);
+		appendStringInfo(&out, "%s%s", i ? " AND " : "",
+						 eq_sql(qcol(alias, j->left[i]), column_type(left, j->left[i]),
+								qcol("\"~p\"", j->right[i]),
+								column_type(&parent->table, j->right[i])));
+	appendStringInfoString(&out, ")");
 	return out.data;
 }
 
@@ -279,7 +404,7 @@ node_rows(DefNode *node, const char *indent)
 	{
 		appendStringInfo(&out, "SELECT %s.*\n%sFROM %s AS %s\n%sWHERE %s%s",
 						 alias, indent, qtable(&node->table), alias, indent,
-						 restriction(&node->on, alias, node->parent->id), filter);
+						 restriction(&node->on, &node->table, alias, node->parent), filter);
 		return out.data;
 	}
 	appendStringInfo(&out, "SELECT %s.*\n%sFROM (SELECT %s.*", alias, indent, alias);
@@ -289,11 +414,14 @@ node_rows(DefNode *node, const char *indent)
 	appendStringInfo(&out, "\n%s      FROM %s AS \"~l\"\n%s      JOIN %s AS %s ON ",
 					 indent, qtable(&node->through), indent, qtable(&node->table), alias);
 	for (i = 0; i < node->through_child.ncols; i++)
-		appendStringInfo(&out, "%s%s = %s", i ? " AND " : "",
-						 qcol(alias, node->through_child.right[i]),
-						 qcol("\"~l\"", node->through_child.left[i]));
+		appendStringInfo(&out, "%s%s", i ? " AND " : "",
+						 eq_sql(qcol(alias, node->through_child.right[i]),
+								column_type(&node->table, node->through_child.right[i]),
+								qcol("\"~l\"", node->through_child.left[i]),
+								column_type(&node->through, node->through_child.left[i])));
 	appendStringInfo(&out, "\n%s      WHERE %s) AS %s", indent,
-					 restriction(&node->through_parent, "\"~l\"", node->parent->id), alias);
+					 restriction(&node->through_parent, &node->through, "\"~l\"", node->parent),
+					 alias);
 	if (own_filter)
 		appendStringInfo(&out, "\n%sWHERE (%s)", indent, flusso_sql_fragment(node->filter));
 	return out.data;
@@ -327,20 +455,20 @@ aggregate_value(DefNode *node, const char *alias, const char *indent)
 	switch (node->kind)
 	{
 		case DEF_MANY:
-			return psprintf("json_agg(%s%s)", value ? value :
+			return psprintf("pg_catalog.json_agg(%s%s)", value ? value :
 							object_expr(node, alias, indent), order);
 		case DEF_ONE:
 			return value ? value : object_expr(node, alias, indent);
 		case DEF_COUNT:
-			return psprintf("count(*)%s", aggregate_filter(node));
+			return psprintf("pg_catalog.count(*)%s", aggregate_filter(node));
 		case DEF_SUM:
-			return psprintf("sum(%s)%s", value, aggregate_filter(node));
+			return psprintf("pg_catalog.sum(%s)%s", value, aggregate_filter(node));
 		case DEF_MIN:
-			return psprintf("min(%s)%s", value, aggregate_filter(node));
+			return psprintf("pg_catalog.min(%s)%s", value, aggregate_filter(node));
 		case DEF_MAX:
-			return psprintf("max(%s)%s", value, aggregate_filter(node));
+			return psprintf("pg_catalog.max(%s)%s", value, aggregate_filter(node));
 		case DEF_AVG:
-			return psprintf("avg(%s)%s", value, aggregate_filter(node));
+			return psprintf("pg_catalog.avg(%s)%s", value, aggregate_filter(node));
 		case DEF_ROOT:
 			break;
 	}
@@ -448,22 +576,103 @@ key_cast(IndexDef *def, int i, const char *value)
 	return psprintf("%s::%s", value, type_name(list_nth_oid(def->key_types, i)));
 }
 
-/* The document _id: the key's text, or for composite keys the escaped
- * parts joined by '|'. */
+/*
+ * The document _id from the key columns (parts[i] is column i as SQL): the
+ * key's text, or for composite keys the escaped parts joined by '|'.
+ */
 static char *
-id_expr(IndexDef *def, const char *alias)
+id_sql(int nkeys, char **parts)
 {
 	StringInfoData out;
 	int			i;
 
-	if (list_length(def->key) == 1)
-		return psprintf("%s.\"~k0\"::text", alias);
+	if (nkeys == 1)
+		return psprintf("%s::pg_catalog.text", parts[0]);
 	initStringInfo(&out);
-	appendStringInfoString(&out, "concat_ws('|'");
-	for (i = 0; i < list_length(def->key); i++)
-		appendStringInfo(&out, ", replace(replace(%s.\"~k%d\"::text, '\\', '\\\\'), '|', '\\|')",
-						 alias, i);
+	appendStringInfoString(&out, "pg_catalog.concat_ws('|'");
+	for (i = 0; i < nkeys; i++)
+		appendStringInfo(&out, ", pg_catalog.replace(pg_catalog.replace(%s::pg_catalog.text, '\\', '\\\\'), '|', '\\|')",
+						 parts[i]);
 	appendStringInfoString(&out, ")");
+	return out.data;
+}
+
+static char *
+id_expr(IndexDef *def, const char *alias)
+{
+	int			n = list_length(def->key);
+	char	  **parts = palloc(sizeof(char *) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		parts[i] = psprintf("%s.\"~k%d\"", alias, i);
+	return id_sql(n, parts);
+}
+
+/*
+ * The keyset condition "the key comes after $1..$n": a row comparison with
+ * the key types' own "greater than" (one per type, when they live in
+ * different schemas).
+ */
+static char *
+keyset_after(IndexDef *def, const char *alias)
+{
+	int			n = list_length(def->key);
+	char	  **cols = palloc(sizeof(char *) * n);
+	char	  **params = palloc(sizeof(char *) * n);
+	char	  **gts = palloc(sizeof(char *) * n);
+	bool		same = true;
+	StringInfoData out;
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+	{
+		cols[i] = qcol(alias, list_nth(def->key, i));
+		params[i] = key_cast(def, i, psprintf("$%d::pg_catalog.text", i + 1));
+		gts[i] = flusso_sql_operator_name(key_gt(list_nth_oid(def->key_types, i)));
+		same &= strcmp(gts[i], gts[0]) == 0;
+	}
+	initStringInfo(&out);
+	if (n == 1 || same)
+	{
+		for (i = 0; i < n; i++)
+			appendStringInfo(&out, "%s%s", i ? ", " : (n > 1 ? "ROW(" : ""), cols[i]);
+		appendStringInfo(&out, "%s %s ", n > 1 ? ")" : "", gts[0]);
+		for (i = 0; i < n; i++)
+			appendStringInfo(&out, "%s%s", i ? ", " : (n > 1 ? "ROW(" : ""), params[i]);
+		appendStringInfoString(&out, n > 1 ? ")" : "");
+		return out.data;
+	}
+	appendStringInfoString(&out, "(");
+	for (i = 0; i < n; i++)
+	{
+		appendStringInfo(&out, "%s(", i ? " OR " : "");
+		for (j = 0; j < i; j++)
+			appendStringInfo(&out, "%s AND ", eq_sql(cols[j], list_nth_oid(def->key_types, j),
+													 params[j], list_nth_oid(def->key_types, j)));
+		appendStringInfo(&out, "%s %s %s)", cols[i], gts[i], params[i]);
+	}
+	appendStringInfoString(&out, ")");
+	return out.data;
+}
+
+/* "alias.k0 OPERATOR(s.=) other.\"~k0\" AND ...": the key columns equal. */
+static char *
+keys_equal(IndexDef *def, const char *alias, const char *other)
+{
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	for (i = 0; i < list_length(def->key); i++)
+	{
+		Oid			type = list_nth_oid(def->key_types, i);
+
+		appendStringInfo(&out, "%s%s", i ? " AND " : "",
+						 eq_sql(qcol(alias, list_nth(def->key, i)), type,
+								psprintf("%s.\"~k%d\"", other, i), type));
+	}
 	return out.data;
 }
 
@@ -482,10 +691,7 @@ append_keys(StringInfo buf, IndexDef *def, int mode)
 		for (i = 0; i < nkeys; i++)
 			appendStringInfo(buf, "%s%s AS \"~k%d\"", i ? ", " : "",
 							 key_cast(def, i, psprintf("\"~u\".\"~k%d\"", i)), i);
-		appendStringInfoString(buf, "\n  FROM unnest(");
-		for (i = 0; i < nkeys; i++)
-			appendStringInfo(buf, "%s$%d::text[]", i ? ", " : "", i + 1);
-		appendStringInfoString(buf, ") AS \"~u\"(");
+		appendStringInfo(buf, "\n  FROM %s AS \"~u\"(", unnest_sql(nkeys));
 		for (i = 0; i < nkeys; i++)
 			appendStringInfo(buf, "%s\"~k%d\"", i ? ", " : "", i);
 		appendStringInfoString(buf, ")\n)");
@@ -496,16 +702,7 @@ append_keys(StringInfo buf, IndexDef *def, int mode)
 						 qcol(alias, list_nth(def->key, i)), i);
 	appendStringInfo(buf, "\n  FROM %s AS %s\n  WHERE ", qtable(&def->root->table), alias);
 	if (mode == 2)
-	{
-		appendStringInfoString(buf, "(");
-		for (i = 0; i < nkeys; i++)
-			appendStringInfo(buf, "%s%s", i ? ", " : "", qcol(alias, list_nth(def->key, i)));
-		appendStringInfoString(buf, ") > (");
-		for (i = 0; i < nkeys; i++)
-			appendStringInfo(buf, "%s%s", i ? ", " : "",
-							 key_cast(def, i, psprintf("$%d::text", i + 1)));
-		appendStringInfoString(buf, ")");
-	}
+		appendStringInfoString(buf, keyset_after(def, alias));
 	else
 		appendStringInfoString(buf, "true");
 	if (def->root->filter)
@@ -520,17 +717,10 @@ static void
 append_root_rows(StringInfo buf, IndexDef *def)
 {
 	const char *alias = qalias(&def->root->table);
-	int			nkeys = list_length(def->key);
-	int			i;
 
-	appendStringInfo(buf, ",\n\"~r0\" AS (\n  -- the root rows of this batch\n  SELECT %s.*\n  FROM %s AS %s\n  WHERE (",
-					 alias, qtable(&def->root->table), alias);
-	for (i = 0; i < nkeys; i++)
-		appendStringInfo(buf, "%s%s", i ? ", " : "", qcol(alias, list_nth(def->key, i)));
-	appendStringInfoString(buf, ") IN (SELECT ");
-	for (i = 0; i < nkeys; i++)
-		appendStringInfo(buf, "%s\"~k%d\"", i ? ", " : "", i);
-	appendStringInfoString(buf, " FROM \"~k\")");
+	appendStringInfo(buf, ",\n\"~r0\" AS (\n  -- the root rows of this batch\n  SELECT %s.*\n  FROM %s AS %s\n  WHERE EXISTS (SELECT FROM \"~k\" WHERE %s)",
+					 alias, qtable(&def->root->table), alias,
+					 keys_equal(def, alias, "\"~k\""));
 	if (def->root->filter)
 		appendStringInfo(buf, "\n    AND (%s)", flusso_sql_fragment(def->root->filter));
 	appendStringInfoString(buf, "\n)");
@@ -543,15 +733,13 @@ append_final_select(StringInfo buf, IndexDef *def, bool ordered)
 	int			nkeys = list_length(def->key);
 	int			i;
 
-	appendStringInfo(buf, "\nSELECT %s AS id,\n  CASE WHEN %s IS NULL THEN NULL ELSE %s::text END AS doc",
+	appendStringInfo(buf, "\nSELECT %s AS id,\n  CASE WHEN %s IS NULL THEN NULL ELSE %s::pg_catalog.text END AS doc",
 					 id_expr(def, "\"~k\""), qcol(alias, linitial(def->key)),
 					 object_expr(def->root, alias, "  "));
 	for (i = 0; i < nkeys; i++)
-		appendStringInfo(buf, ",\n  \"~k\".\"~k%d\"::text AS \"~k%d\"", i, i);
-	appendStringInfo(buf, "\nFROM \"~k\"\nLEFT JOIN \"~r0\" AS %s ON ", alias);
-	for (i = 0; i < nkeys; i++)
-		appendStringInfo(buf, "%s%s = \"~k\".\"~k%d\"", i ? " AND " : "",
-						 qcol(alias, list_nth(def->key, i)), i);
+		appendStringInfo(buf, ",\n  \"~k\".\"~k%d\"::pg_catalog.text AS \"~k%d\"", i, i);
+	appendStringInfo(buf, "\nFROM \"~k\"\nLEFT JOIN \"~r0\" AS %s ON %s", alias,
+					 keys_equal(def, alias, "\"~k\""));
 	append_child_joins(buf, def->root, alias, "");
 	if (ordered)
 	{
@@ -595,24 +783,42 @@ char *
 flusso_sql_document_ids(IndexDef *def)
 {
 	const char *alias = qalias(&def->root->table);
+	int			n = list_length(def->key);
+	char	  **parts = palloc(sizeof(char *) * n);
 	StringInfoData buf;
 	int			i;
 
+	for (i = 0; i < n; i++)
+		parts[i] = qcol(alias, list_nth(def->key, i));
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "SELECT ");
-	if (list_length(def->key) == 1)
-		appendStringInfo(&buf, "%s::text", qcol(alias, linitial(def->key)));
-	else
-	{
-		appendStringInfoString(&buf, "concat_ws('|'");
-		for (i = 0; i < list_length(def->key); i++)
-			appendStringInfo(&buf, ", replace(replace(%s::text, '\\', '\\\\'), '|', '\\|')",
-							 qcol(alias, list_nth(def->key, i)));
-		appendStringInfoString(&buf, ")");
-	}
-	appendStringInfo(&buf, " AS id FROM %s AS %s", qtable(&def->root->table), alias);
+	appendStringInfo(&buf, "SELECT %s AS id FROM %s AS %s", id_sql(n, parts),
+					 qtable(&def->root->table), alias);
 	if (def->root->filter)
 		appendStringInfo(&buf, " WHERE (%s)", flusso_sql_fragment(def->root->filter));
+	return buf.data;
+}
+
+/*
+ * The ids of a keyset page in key order, without the root filter: $1 the
+ * limit (first page), or $1..$k the key after which it starts and $k+1.
+ */
+char *
+flusso_sql_backfill_keys(IndexDef *def, bool first)
+{
+	const char *alias = qalias(&def->root->table);
+	int			n = list_length(def->key);
+	char	  **parts = palloc(sizeof(char *) * n);
+	StringInfoData buf;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		parts[i] = qcol(alias, list_nth(def->key, i));
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT %s AS id FROM %s AS %s WHERE %s ORDER BY ", id_sql(n, parts),
+					 qtable(&def->root->table), alias, first ? "true" : keyset_after(def, alias));
+	for (i = 0; i < n; i++)
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", parts[i]);
+	appendStringInfo(&buf, " LIMIT $%d", first ? 1 : n + 1);
 	return buf.data;
 }
 
@@ -621,7 +827,7 @@ flusso_sql_count(IndexDef *def)
 {
 	const char *alias = qalias(&def->root->table);
 
-	return psprintf("SELECT count(*) FROM %s AS %s%s%s%s", qtable(&def->root->table), alias,
+	return psprintf("SELECT pg_catalog.count(*) FROM %s AS %s%s%s%s", qtable(&def->root->table), alias,
 					def->root->filter ? " WHERE (" : "",
 					def->root->filter ? flusso_sql_fragment(def->root->filter) : "",
 					def->root->filter ? ")" : "");
@@ -639,6 +845,7 @@ typedef struct Known
 	char	  **cols;			/* columns of the current table */
 	char	  **exprs;			/* their values */
 	bool	   *text;			/* expr is text from the image: cast it */
+	Oid		   *types;			/* otherwise: the expression's type */
 	int		   *src;			/* for image text: which image column */
 } Known;
 
@@ -653,13 +860,16 @@ known_index(const Known *k, const char *col)
 	return -1;
 }
 
-/* The value of col, cast to type when it is image text. */
+/* "col = its known value" for column i of t (aliased alias); image text is cast first. */
 static char *
-known_value(const Known *k, int i, Oid type)
+known_equal(const Known *k, int i, const DefTable *t, const char *alias)
 {
+	Oid			type = column_type(t, k->cols[i]);
+
 	if (k->text[i])
-		return psprintf("%s::%s", k->exprs[i], type_name(type));
-	return k->exprs[i];
+		return eq_sql(qcol(alias, k->cols[i]), type,
+					  psprintf("%s::%s", k->exprs[i], type_name(type)), type);
+	return eq_sql(qcol(alias, k->cols[i]), type, k->exprs[i], k->types[i]);
 }
 
 static Known *
@@ -671,6 +881,7 @@ known_new(int n)
 	k->cols = palloc0(sizeof(char *) * n);
 	k->exprs = palloc0(sizeof(char *) * n);
 	k->text = palloc0(sizeof(bool) * n);
+	k->types = palloc0(sizeof(Oid) * n);
 	k->src = palloc0(sizeof(int) * n);
 	return k;
 }
@@ -700,6 +911,7 @@ step(StringInfo from, int *nalias, const Known *k, const DefTable *t,
 			out->cols[i] = as[i];
 			out->exprs[i] = k->exprs[j];
 			out->text[i] = k->text[j];
+			out->types[i] = k->types[j];
 			out->src[i] = k->src[j];
 		}
 		return out;
@@ -707,12 +919,12 @@ step(StringInfo from, int *nalias, const Known *k, const DefTable *t,
 	alias = psprintf("\"~t%d\"", (*nalias)++);
 	appendStringInfo(from, "\nJOIN %s AS %s ON ", qtable(t), alias);
 	for (i = 0; i < k->n; i++)
-		appendStringInfo(from, "%s%s = %s", i ? " AND " : "", qcol(alias, k->cols[i]),
-						 known_value(k, i, column_type(t, k->cols[i])));
+		appendStringInfo(from, "%s%s", i ? " AND " : "", known_equal(k, i, t, alias));
 	for (i = 0; i < nwant; i++)
 	{
 		out->cols[i] = as[i];
 		out->exprs[i] = qcol(alias, want[i]);
+		out->types[i] = column_type(t, want[i]);
 	}
 	return out;
 }
@@ -774,11 +986,8 @@ resolve_sql(FlussoWatch *w, IndexDef *def, Known *start, int **key_map)
 	appendStringInfo(&sql, "-- flusso index \"%s\": documents affected by a change to %s (%s)\nSELECT DISTINCT ",
 					 def->name, w->columns_text, w->path[0] ? w->path : "root");
 	for (i = 0; i < k->n; i++)
-		appendStringInfo(&sql, "%s%s::text", i ? ", " : "", k->exprs[i]);
-	appendStringInfoString(&sql, "\nFROM unnest(");
-	for (i = 0; i < w->ncols; i++)
-		appendStringInfo(&sql, "%s$%d::text[]", i ? ", " : "", i + 1);
-	appendStringInfoString(&sql, ") AS \"~v\"(");
+		appendStringInfo(&sql, "%s%s::pg_catalog.text", i ? ", " : "", k->exprs[i]);
+	appendStringInfo(&sql, "\nFROM %s AS \"~v\"(", unnest_sql(w->ncols));
 	for (i = 0; i < w->ncols; i++)
 		appendStringInfo(&sql, "%s\"~c%d\"", i ? ", " : "", i);
 	appendStringInfo(&sql, ")%s", from.data);

@@ -62,6 +62,9 @@ extern char *flusso_sql_build(IndexDef *def);
  */
 extern char *flusso_sql_backfill(IndexDef *def, bool first);
 
+/* The ids of a backfill page, keys only and without the root filter. */
+extern char *flusso_sql_backfill_keys(IndexDef *def, bool first);
+
 /* SELECT of every document _id (for the consistency checker). */
 extern char *flusso_sql_document_ids(IndexDef *def);
 
@@ -70,5 +73,17 @@ extern char *flusso_sql_count(IndexDef *def);
 
 /* User SQL text, made safe to embed before a closing parenthesis. */
 extern char *flusso_sql_fragment(const char *text);
+
+/*
+ * The equality operator joining a column of ltype to one of rtype, found
+ * without the search_path: the types' default btree operator family, or
+ * one side's own equality after an implicit conversion of the other side
+ * to its type (*common, when not NULL, is then that type).  InvalidOid
+ * when there is none.
+ */
+extern Oid	flusso_sql_equality(Oid ltype, Oid rtype, Oid *common);
+
+/* "OPERATOR(schema.name)": an operator named so that no search_path matters. */
+extern char *flusso_sql_operator_name(Oid opno);
 
 #endif							/* FLUSSO_SQLGEN_H */

@@ -525,14 +525,17 @@ obs_bulk_latency(double ms)
 }
 
 static void
-obs_error(const char *index, const char *message)
+obs_error(const char *index, const char *message, const char *public_message)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	char	   *shown = flusso_redact(message);
+	char	   *shown_public = flusso_redact(public_message ? public_message :
+											 flusso_strip_values(message));
 
 	pg_atomic_fetch_add_u64(&my_db_slot->errors, 1);
 	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
 	strlcpy(my_db_slot->last_error, shown, FLUSSO_ERROR_LEN);
+	strlcpy(my_db_slot->last_error_public, shown_public, FLUSSO_ERROR_LEN);
 	my_db_slot->last_error_at = now;
 	if (index != NULL)
 	{
@@ -542,8 +545,36 @@ obs_error(const char *index, const char *message)
 		{
 			pg_atomic_fetch_add_u64(&slot->errors, 1);
 			strlcpy(slot->last_error, shown, FLUSSO_ERROR_LEN);
+			strlcpy(slot->last_error_public, shown_public, FLUSSO_ERROR_LEN);
 			slot->last_error_at = now;
 		}
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_index_owner(const char *index, Oid owner)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = claim_index_slot(MyDatabaseId, index);
+	if (slot)
+		slot->owner = owner;
+	LWLockRelease(flusso_shared->lock);
+}
+
+static void
+obs_index_waiting(const char *index, const char *what, TimestampTz since)
+{
+	FlussoIndexSlot *slot;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	slot = flusso_status_find_index(MyDatabaseId, index);
+	if (slot)
+	{
+		strlcpy(slot->waiting_for, what ? what : "", FLUSSO_ACTIVITY_LEN);
+		slot->waiting_since = what ? since : 0;
 	}
 	LWLockRelease(flusso_shared->lock);
 }
@@ -579,6 +610,8 @@ const FlussoObserver flusso_status_observer = {
 	.on_backfill_progress = obs_backfill_progress,
 	.on_generations = obs_generations,
 	.on_error = obs_error,
+	.on_index_owner = obs_index_owner,
+	.on_index_waiting = obs_index_waiting,
 	.on_slot_lag = obs_slot_lag,
 	.on_lag_warning = obs_lag_warning,
 	.on_lag = obs_lag,

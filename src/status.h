@@ -33,6 +33,7 @@ typedef struct FlussoDbSlot
 	TimestampTz started_at;
 	char		activity[FLUSSO_ACTIVITY_LEN];
 	char		last_error[FLUSSO_ERROR_LEN];
+	char		last_error_public[FLUSSO_ERROR_LEN];	/* without row values */
 	TimestampTz last_error_at;
 	TimestampTz oldest_unacked; /* commit time of the oldest change waiting */
 	bool		lag_warning;	/* slot lag is past flusso.max_lag_bytes */
@@ -71,7 +72,11 @@ typedef struct FlussoIndexSlot
 	TimestampTz build_started_at;
 	TimestampTz oldest_unacked;
 	char		last_error[FLUSSO_ERROR_LEN];
+	char		last_error_public[FLUSSO_ERROR_LEN];	/* without row values */
 	TimestampTz last_error_at;
+	Oid			owner;			/* who may see last_error */
+	char		waiting_for[FLUSSO_ACTIVITY_LEN];
+	TimestampTz waiting_since;
 
 	/* lock-free */
 	pg_atomic_uint64 upserted;

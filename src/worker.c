@@ -38,6 +38,7 @@
 #include "flusso.h"
 #include "http.h"
 #include "opensearch.h"
+#include "rights.h"
 #include "settings.h"
 #include "status.h"
 
@@ -217,7 +218,7 @@ recover_from_error(void)
 	flusso_engine_after_error();
 	MemoryContextSwitchTo(ecxt);
 
-	flusso_observer->on_error(NULL, edata->message);
+	flusso_observer->on_error(NULL, edata->message, NULL);
 	state.next_extension_check = 0;	/* the extension may be gone */
 	ereport(LOG,
 			(errmsg("flusso sync worker step failed: %s", flusso_redact(edata->message)),
@@ -299,8 +300,10 @@ flusso_worker_main(Datum main_arg)
 	allow_own_plugin();
 	/* short statements, run many times: JIT compilation only costs here */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	flusso_rights_pin_session();
 	flusso_os_configure();
 	flusso_engine_init();
+	flusso_engine_settings_changed(false);
 
 	for (;;)
 	{

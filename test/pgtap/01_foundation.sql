@@ -11,7 +11,7 @@ SELECT has_schema('flusso');
 SELECT has_view('flusso', 'status', 'flusso.status exists');
 SELECT has_view('flusso', 'index_status', 'flusso.index_status exists');
 SELECT has_function('flusso', 'check_setting', ARRAY['text', 'text']);
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'flusso'), '0.3.0', 'version 0.3.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'flusso'), '0.4.0', 'version 0.4.0');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'flusso'), false, 'not relocatable');
 
 SELECT columns_are('flusso', 'status', ARRAY[
@@ -23,7 +23,7 @@ SELECT columns_are('flusso', 'status', ARRAY[
 SELECT columns_are('flusso', 'index_status', ARRAY[
     'database', 'name', 'state', 'generation', 'building_generation', 'documents_upserted', 'documents_deleted', 'errors',
     'backfill_rows_done', 'backfill_rows_total', 'backfill_percent', 'last_error',
-    'last_error_at', 'lag_seconds', 'backfill_eta']);
+    'last_error_at', 'lag_seconds', 'backfill_eta', 'owner', 'waiting_for', 'waiting_since']);
 
 -- who may read status
 SELECT ok(has_table_privilege('pg_monitor', 'flusso.status', 'SELECT'), 'pg_monitor reads status');
