@@ -79,6 +79,9 @@ public class ElasticsearchRootPlugin extends Plugin implements ActionPlugin {
                 ClusterService cs = clusterService;
                 Build build = Build.current();
                 XContentBuilder b = channel.newBuilder();
+                if (request.hasParam("pretty") == false) {
+                    b.prettyPrint().lfAtEnd(); // like the real GET /: pretty unless asked otherwise
+                }
                 b.startObject();
                 b.field("name", cs.getNodeName());
                 b.field("cluster_name", cs.getClusterName().value());
