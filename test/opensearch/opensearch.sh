@@ -64,8 +64,12 @@ set_engine() {
     if [[ "$engine" == opensearch ]] && ((major < 2 || major > 3)); then
         die "OpenSearch $version is not supported (2.x and 3.x are)"
     fi
-    if [[ "$engine" == elasticsearch ]] && ((major < 8 || major > 9)); then
-        die "Elasticsearch $version is not supported (8.x is; 9.x is tried)"
+    if [[ "$engine" == elasticsearch ]] && ((major == 9)); then
+        die "Elasticsearch $version is not supported: Maven Central has its server jar but no transport-netty4 module" \
+            "for 9.x, and without it a node has no HTTP layer (see README.md); 8.x is supported"
+    fi
+    if [[ "$engine" == elasticsearch ]] && ((major != 8)); then
+        die "Elasticsearch $version is not supported (8.x is)"
     fi
     ENGINE="$engine"
     VERSION="$version"
@@ -77,7 +81,7 @@ set_engine() {
 # the Java feature release the engine needs at least
 engine_java_min() {
     local major="${VERSION%%.*}"
-    if [[ "$ENGINE" == opensearch && "$major" -ge 3 ]] || [[ "$ENGINE" == elasticsearch && "$major" -ge 9 ]]; then
+    if [[ "$ENGINE" == opensearch && "$major" -ge 3 ]]; then
         echo 21
     else
         echo 17
