@@ -303,7 +303,12 @@ elif [[ "${engines[*]}" == all ]]; then
     mapfile -t engines < <("$OS" engines | awk '{ print $1 }')
 fi
 for e in "${engines[@]}"; do
-    [[ "$e" == *:* ]] || fail "engine '$e' must be ENGINE:VERSION, e.g. opensearch:3.3.0"
+    case "$e" in # a bare engine name means its default version
+        opensearch) e=opensearch:2.19.6 ;;
+        elasticsearch) e=elasticsearch:8.17.0 ;;
+        *:*) ;;
+        *) fail "engine '$e' must be ENGINE:VERSION, e.g. opensearch:3.3.0" ;;
+    esac
     smoke_engine "$e"
 done
 printf '%s' "$SUMMARY" >&2
