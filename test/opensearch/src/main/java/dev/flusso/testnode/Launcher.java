@@ -3,6 +3,7 @@ package dev.flusso.testnode;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.PrintStream;
+import java.lang.reflect.InvocationTargetException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
@@ -14,32 +15,32 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 /**
- * Entry point of the test node JVM.
+ * Entry point of the test node JVM, the same for every engine.
  *
  * <pre>
- *   java -cp 'target/classes:target/lib/*' dev.flusso.testnode.Launcher -Epath.home=DIR [-Ekey=value ...] [--log-file FILE]
- *   java -cp target/classes dev.flusso.testnode.Launcher free-ports N
+ *   java -cp 'flusso-testnode.jar:lib/*' dev.flusso.testnode.Launcher -Epath.home=DIR [-Ekey=value ...]
+ *        [--log-file FILE] [--plugin CLASS ...]
+ *   java -cp flusso-testnode.jar dev.flusso.testnode.Launcher free-ports N
  * </pre>
  *
- * This class must not touch OpenSearch or log4j classes before {@link #startNode} has configured logging, so that
- * log4j does not initialise itself with its default configuration first.
+ * This class touches no engine or log4j class: it prepares the node's home and log configuration, then hands over
+ * to the starter of the engine found on the class path ({@link OpenSearchStarter} or {@code ElasticsearchStarter}),
+ * so that log4j does not initialise itself with its default configuration first. {@code --plugin} adds a plugin
+ * class (loaded from the class path like the built-in modules) to the node.
  */
 public final class Launcher {
 
-    private static final CountDownLatch KEEP_ALIVE = new CountDownLatch(1);
-
     private Launcher() {}
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) throws Throwable {
         if (args.length >= 1 && args[0].equals("free-ports")) {
             freePorts(args.length > 1 ? Integer.parseInt(args[1]) : 1);
             return;
         }
         Map<String, String> settings = new LinkedHashMap<>();
+        List<String> plugins = new ArrayList<>();
         String logFile = null;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -49,6 +50,8 @@ public final class Launcher {
                 putSetting(settings, a.substring(2));
             } else if (a.equals("--log-file") && i + 1 < args.length) {
                 logFile = args[++i];
+            } else if (a.equals("--plugin") && i + 1 < args.length) {
+                plugins.add(args[++i]);
             } else {
                 usage("unknown argument: " + a);
             }
@@ -87,87 +90,31 @@ public final class Launcher {
             Files.copy(in, config.resolve("log4j2.properties"), StandardCopyOption.REPLACE_EXISTING);
         }
         System.setProperty("flusso.log.file", Paths.get(logFile).toAbsolutePath().toString());
-
-        startNode(settings, config);
-    }
-
-    private static void startNode(Map<String, String> map, Path config) throws Exception {
-        // as the distribution's JVM options do (opensearch.sh passes them too): the node closes log4j itself
+        // as the distributions' JVM options do (opensearch.sh passes them too): the node closes log4j itself
         // after it has stopped, and no JMX
         System.setProperty("log4j.shutdownHookEnabled", "false");
         System.setProperty("log4j2.disable.jmx", "true");
-        // as OpenSearch's own launcher does: catch log4j status errors until logging is configured
-        org.opensearch.common.logging.LogConfigurator.registerErrorListener();
 
-        org.opensearch.common.settings.Settings.Builder builder = org.opensearch.common.settings.Settings.builder();
-        map.forEach(builder::put);
-        final org.opensearch.env.Environment env = org.opensearch.node.InternalSettingsPreparer.prepareEnvironment(
-            builder.build(),
-            Map.of(),
-            config,
-            () -> map.get("node.name")
-        );
-        org.opensearch.common.logging.LogConfigurator.setNodeName(org.opensearch.node.Node.NODE_NAME_SETTING.get(env.settings()));
-        org.opensearch.common.logging.LogConfigurator.configure(env);
-
-        final org.apache.logging.log4j.Logger logger = org.apache.logging.log4j.LogManager.getLogger(Launcher.class);
-        Thread.setDefaultUncaughtExceptionHandler((thread, t) -> {
-            if (t instanceof Error && !(t instanceof StackOverflowError)) {
-                // like OpenSearch: a fatal error leaves the JVM in an unknown state, so die at once
-                try {
-                    logger.fatal("fatal error in thread [" + thread.getName() + "], exiting", t);
-                    System.err.flush();
-                } finally {
-                    Runtime.getRuntime().halt(1);
-                }
-            } else {
-                logger.error("uncaught exception in thread [" + thread.getName() + "]", t);
-            }
-        });
-
-        // what Bootstrap#initializeProbes does
-        org.opensearch.monitor.process.ProcessProbe.getInstance();
-        org.opensearch.monitor.os.OsProbe.getInstance();
-        org.opensearch.monitor.jvm.JvmInfo.jvmInfo();
-
-        final FlussoNode node;
-        try {
-            node = new FlussoNode(env, FlussoNode.PLUGINS);
-        } catch (Throwable t) {
-            logger.fatal("failed to create the node", t);
-            shutdownLogging();
-            Runtime.getRuntime().halt(1);
-            return;
+        String starter = onClassPath("org.opensearch.node.Node") ? "dev.flusso.testnode.OpenSearchStarter"
+            : onClassPath("org.elasticsearch.node.Node") ? "dev.flusso.testnode.ElasticsearchStarter"
+            : null;
+        if (starter == null) {
+            usage("neither OpenSearch nor Elasticsearch is on the class path");
         }
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            try {
-                logger.info("stopping node (shutdown signal)");
-                node.close();
-                if (!node.awaitClose(10, TimeUnit.SECONDS)) {
-                    logger.warn("node did not stop within 10 seconds");
-                }
-            } catch (Exception e) {
-                logger.error("failed to stop the node", e);
-            } finally {
-                shutdownLogging();
-                KEEP_ALIVE.countDown();
-            }
-        }, "flusso-node-shutdown"));
         try {
-            node.start();
-        } catch (Throwable t) {
-            logger.fatal("failed to start the node", t);
-            System.exit(1); // runs the shutdown hook, which closes the node
+            Class.forName(starter).getMethod("start", Map.class, Path.class, List.class).invoke(null, settings, config, plugins);
+        } catch (InvocationTargetException e) {
+            throw e.getCause();
         }
-        logger.info("flusso test node started: cluster [{}], node [{}], home [{}]",
-            env.settings().get("cluster.name"), env.settings().get("node.name"), env.settings().get("path.home"));
-        KEEP_ALIVE.await();
     }
 
-    private static void shutdownLogging() {
-        org.apache.logging.log4j.core.config.Configurator.shutdown(
-            (org.apache.logging.log4j.core.LoggerContext) org.apache.logging.log4j.LogManager.getContext(false)
-        );
+    private static boolean onClassPath(String className) {
+        try {
+            Class.forName(className, false, Launcher.class.getClassLoader());
+            return true;
+        } catch (ClassNotFoundException e) {
+            return false;
+        }
     }
 
     private static void putSetting(Map<String, String> settings, String kv) {
@@ -199,9 +146,10 @@ public final class Launcher {
         }
     }
 
-    private static void usage(String message) {
+    static void usage(String message) {
         System.err.println("flusso test node: " + message);
-        System.err.println("usage: Launcher -Epath.home=DIR [-Ekey=value ...] [--log-file FILE] | Launcher free-ports N");
+        System.err.println("usage: Launcher -Epath.home=DIR [-Ekey=value ...] [--log-file FILE] [--plugin CLASS ...]"
+            + " | Launcher free-ports N");
         System.exit(64);
     }
 }
