@@ -368,6 +368,12 @@ def test_es_curl_valid(ctx):
     a = curl(px.url + "/_search?filter_path=hits.total&q=title%3Aa&size=0", sigv4=s,
              key=(AK_LONG, SK_LONG), tmp=tmp)
     forwarded_clean(ctx, a, "GET", "/_search?filter_path=hits.total&q=title%3Aa&size=0")
+    # a 2 MiB body: curl adds "Expect: 100-continue" itself (over 1 MiB), unsigned, and the
+    # proxy answers it
+    big = NDJSON * (2 * 1024 * 1024 // len(NDJSON) + 1)
+    a = curl(px.url + BULK_ENCODED, "-H", "Content-Type: application/x-ndjson", sigv4=s,
+             key=(AK_LONG, SK_LONG), body=big, tmp=tmp)
+    forwarded_clean(ctx, a, "POST", BULK_ENCODED, big)
     # three requests on one kept-alive connection, each signed anew
     n = ctx.up.count()
     r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null",
@@ -377,7 +383,7 @@ def test_es_curl_valid(ctx):
     lines = r.stdout.decode().split()
     assert lines == ["200", "1", "200", "0", "200", "0"], lines
     assert ctx.up.count() == n + 3
-    return "GET, PUT, POST _bulk, HEAD, DELETE, session token, keep-alive (curl %d.%d.%d)" % CURL
+    return "GET, PUT, POST _bulk (also 2 MiB), HEAD, DELETE, session token, keep-alive (curl %d.%d.%d)" % CURL
 
 
 # (form, curl arguments, path sent, libcurl version that signs it the AWS way, hint when refused)
