@@ -13,6 +13,8 @@ Needs curl and botocore: when this interpreter lacks botocore, the test runs its
 the venv that authproxy.sh makes (botocore from PyPI).  Exits 0 when every check passes.
 """
 
+import base64
+import datetime
 import faulthandler
 import hashlib
 import http.client
@@ -27,6 +29,7 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote_to_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROXY_SH = os.path.join(HERE, "authproxy.sh")
@@ -139,7 +142,6 @@ def boto_send(base, method, target, body=b"", headers=None, creds=None, region=R
                      headers=dict(headers or {}))
     saved = botocore.auth.get_current_datetime
     if when is not None:
-        import datetime
         botocore.auth.get_current_datetime = lambda: datetime.datetime.fromtimestamp(
             when, datetime.timezone.utc).replace(tzinfo=None)
     try:
@@ -414,12 +416,11 @@ def test_es_curl_forms(ctx):
             expect(a, 403, "signature_mismatch", hint)
             notes.append("%s: refused" % name)
         # botocore signs the same request the AWS way and passes (the form itself is valid)
-        q = target.partition("?")[2]
-        enc = "&".join(sorted("%s=%s" % tuple(aws_enc(x) for x in (p.partition("=")[0], p.partition("=")[2]))
-                              for p in q.split("&") if p)) if q else ""
+        path, _, q = target.partition("?")
+        enc = aws_query(q)
         hdrs = {"Content-Type": "application/x-ndjson"} if body else {}
         b = boto_send(px.url, "POST" if body else "GET", target, body or b"", hdrs,
-                      sign_target=target.partition("?")[0] + ("?" + enc if enc else ""))
+                      sign_target=path + ("?" + enc if enc else ""))
         forwarded_clean(ctx, b, "POST" if body else "GET", target, body or b"")
     # a body sent by a read callback (curl -T, CURLOPT_READFUNCTION) is signed as an empty payload
     up = os.path.join(tmp, "upload.ndjson")
@@ -432,9 +433,15 @@ def test_es_curl_forms(ctx):
     return "libcurl %d.%d.%d: " % CURL + "; ".join(notes)
 
 
-def aws_enc(s):
-    from urllib.parse import quote, unquote_to_bytes
-    return quote(unquote_to_bytes(s), safe="-_.~")
+def aws_query(q):
+    """q in AWS's canonical form (botocore, as AWS SDKs use it, is given URLs already in it)."""
+    pairs = []
+    for p in q.split("&"):
+        if p:
+            k, _, v = p.partition("=")
+            pairs.append("%s=%s" % (quote(unquote_to_bytes(k), safe="-_.~"),
+                                    quote(unquote_to_bytes(v), safe="-_.~")))
+    return "&".join(sorted(pairs))
 
 
 def test_es_botocore_valid(ctx):
@@ -681,7 +688,6 @@ def test_basic(ctx):
 
 
 def test_apikey(ctx):
-    import base64
     px, tmp = ctx.px["apikey"], ctx.tmp
     enc = base64.b64encode(b"key-id-1:the-api-key").decode()
     a = curl(px.url + BULK_RAW, "-H", "Authorization: ApiKey " + enc, "-H",
