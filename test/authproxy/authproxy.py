@@ -646,11 +646,11 @@ def check_sigv4(cfg, method, target, headers, body, now):
     for k, v in headers:
         if k.lower() in names:
             hdrs[k.lower()] = header_text(v)
-    host = (hmap.get("host") or ["localhost"])[0]
 
     def make_request(q):
-        r = AWSRequest(method=method, url="http://%s%s%s" % (host, path or "/", "?" + q if q else ""),
-                       data=body)
+        # the signed host is the Host header (in hdrs); the URL's host only carries the path
+        r = AWSRequest(method=method, url="http://authproxy.invalid%s%s" % (
+            path if path.startswith("/") else "/" + path, "?" + q if q else ""), data=body)
         r.headers = hdrs
         r.context["timestamp"] = amzdate
         return r

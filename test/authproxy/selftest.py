@@ -247,10 +247,18 @@ class Proxy:
                            stderr=subprocess.PIPE)
         return r.returncode, r.stdout.decode(), r.stderr.decode()
 
+    def admin(self, method, path):
+        base = open(os.path.join(self.dir, "admin")).read().strip()
+        c = http.client.HTTPConnection(base[len("http://"):], timeout=10)
+        c.request(method, path)
+        r = c.getresponse()
+        data = json.loads(r.read())
+        c.close()
+        assert r.status == 200, (method, path, r.status, data)
+        return data
+
     def stats(self):
-        rc, out, err = self.sh("stats")
-        assert rc == 0, err
-        return json.loads(out)
+        return self.admin("GET", "/stats")
 
     def write_config(self, config):
         """Rewrites the configuration file the way a test would (atomically), no signal."""
@@ -646,6 +654,8 @@ def test_rotation(ctx):
     rc, out, err = px.sh("config")
     shown = json.loads(out)
     assert SK_LONG not in out and shown["credentials"][0]["secret_key"].endswith("..."), out
+    rc, out, err = px.sh("stats")
+    assert rc == 0 and json.loads(out)["accepted"] >= 1, (rc, out, err)
     # 5. SIGHUP reads the file again
     before = px.stats()["config_reloads"]
     rc, out, err = px.sh("reload")
@@ -799,7 +809,7 @@ def main():
             if only and only not in test.__name__:
                 continue
             for p in ctx.px.values():
-                p.sh("stats", "--reset")
+                p.admin("POST", "/stats/reset")
             t0 = time.monotonic()
             try:
                 note = test(ctx)
@@ -811,8 +821,11 @@ def main():
                 traceback.print_exc()
             sys.stdout.flush()
     finally:
-        for p in list(ctx.px.values()):
-            p.stop()
+        stoppers = [threading.Thread(target=p.stop) for p in list(ctx.px.values())]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         up.shutdown()
         if failed or VERBOSE:
             for name, p in ctx.px.items():
