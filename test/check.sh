@@ -5,7 +5,8 @@
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
 #   4. fault suite (test/fault/t/*.pl, prove)      faults under load, each
 #      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh), after the
-#      fault proxy's own tests (test/faultproxy/selftest.py)
+#      fault proxy's and the auth proxy's own tests (test/faultproxy/selftest.py,
+#      test/authproxy/selftest.py)
 #   5. fuzzing     (test/fuzz/run.sh)              the _bulk answer and the
 #      definition parsers, 30 s each under ASan/UBSan (FLUSSO_FUZZ_SECONDS)
 #   6. Perl TAP again with flusso.so built under AddressSanitizer (test/asan.sh)
@@ -117,6 +118,8 @@ fi
 if [ -z "$only" ] || [ "$only" = fault ]; then
 	log "the fault proxy's own tests"
 	python3 test/faultproxy/selftest.py || failed+=(faultproxy)
+	log "the auth proxy's own tests"
+	python3 test/authproxy/selftest.py || failed+=(authproxy)
 	log "fault suite (${FLUSSO_FAULT_MODE:-short})"
 	files=("${tap_files[@]}")
 	[ -n "$only" ] && [ ${#files[@]} -gt 0 ] || files=(test/fault/t/*.pl)
