@@ -212,10 +212,12 @@ reject_unbuilt(BuildCtx *c, List *ids, const FlussoError *error)
 	}
 }
 
+static BuildOutcome build_each(BuildCtx *c, List *ids);
+
 /*
- * Build ids.  A failure that is not a lock wait, a missing grant or the
- * statement timeout is the rows': each half is built on its own, down to
- * the documents that fail, so that one bad row costs one document.
+ * Build ids.  A failure that is not a lock wait or a missing grant is the
+ * rows': each half is built on its own, down to the documents that fail,
+ * so that one bad row costs one document.
  */
 static BuildOutcome
 build_split(BuildCtx *c, List *ids)
@@ -238,15 +240,36 @@ build_split(BuildCtx *c, List *ids)
 		flusso_index_no_access(c->ix, error.message);
 		return BUILD_STOPPED;
 	}
-	if (n == 1 || flusso_error_is_timeout(&error))
+	if (n == 1)
 	{
 		reject_unbuilt(c, ids, &error);
 		return c->ix->stopped ? BUILD_STOPPED : BUILD_DONE;
 	}
+	if (flusso_error_is_timeout(&error))
+		return build_each(c, ids);
 	outcome = build_split(c, list_copy_head(ids, n / 2));
 	if (outcome != BUILD_DONE)
 		return outcome;
 	return build_split(c, list_copy_tail(ids, n / 2));
+}
+
+/*
+ * After flusso.statement_timeout, one document at a time: a document whose
+ * build never ends costs one timeout, not one per halving of the chunk.
+ */
+static BuildOutcome
+build_each(BuildCtx *c, List *ids)
+{
+	ListCell   *lc;
+
+	foreach(lc, ids)
+	{
+		BuildOutcome outcome = build_split(c, list_make1(lfirst(lc)));
+
+		if (outcome != BUILD_DONE)
+			return outcome;
+	}
+	return BUILD_DONE;
 }
 
 /*

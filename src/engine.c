@@ -273,6 +273,7 @@ eng_reset_pipeline(void)
 	E.nbatches = 0;
 	MemoryContextReset(E.batches_cxt);
 	E.dead_letters = NIL;
+	E.settled_letters = NIL;
 	for (i = 0; i < E.nix; i++)
 	{
 		E.ix[i]->chunks = NIL;
@@ -422,7 +423,9 @@ flusso_engine_step(void)
 	if (E.reload_lsn != InvalidXLogRecPtr && eng_drained())
 	{
 		eng_reload(E.reload_lsn);
-		flusso_observer->on_caught_up(E.reload_lsn);	/* see report_batch() */
+		/* see report_batch(); a dead-letter retry reports it when acknowledged */
+		if (dlist_is_empty(&E.batches))
+			flusso_observer->on_caught_up(E.reload_lsn);
 		E.reload_lsn = InvalidXLogRecPtr;
 		worked = true;
 	}

@@ -194,8 +194,12 @@ flusso_index_compile(IndexRuntime *ix, const char *json, MemoryContext cxt)
 	flusso_observer->on_index_owner(ix->name, ix->owner);
 	if (flusso_guard(compile, &args, &error))
 	{
+		char	   *problem = flusso_index_access_problem(ix);
+
 		ix->broken = NULL;
 		ix->no_access = false;
+		if (problem)
+			flusso_index_no_access(ix, problem);	/* flusso.role, say: at once, not at the next build */
 		return;
 	}
 	flusso_index_free(ix);

@@ -66,6 +66,7 @@ typedef struct IndexRuntime
 	int64		build_total;
 	bool		paused;
 	bool		stopped;
+	bool		has_dead_letters;	/* some of its documents are in dead_letters */
 	bool		no_access;		/* its owner or flusso.role may not read a table */
 	char	   *error;
 

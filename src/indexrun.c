@@ -57,8 +57,8 @@ flusso_index_resolve_role(void)
 }
 
 /* Why the index may not be read now (its owner gone, flusso.role), or NULL. */
-static char *
-access_problem(IndexRuntime *ix)
+char *
+flusso_index_access_problem(IndexRuntime *ix)
 {
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(ix->owner)))
 		return psprintf("its owner (role %u) was dropped; a superuser can hand it to another role with flusso.alter_index_owner('%s', ...)",
@@ -73,7 +73,7 @@ access_problem(IndexRuntime *ix)
 void
 flusso_index_rights_enter(IndexRuntime *ix, FlussoRights *rights)
 {
-	char	   *problem = access_problem(ix);
+	char	   *problem = flusso_index_access_problem(ix);
 
 	if (problem)
 		ereport(ERROR,

@@ -28,6 +28,9 @@ extern void flusso_index_resolve_role(void);
  */
 extern void flusso_index_rights_enter(IndexRuntime *ix, FlussoRights *rights);
 
+/* Why the index may not be read now (its owner dropped, flusso.role), or NULL. */
+extern char *flusso_index_access_problem(IndexRuntime *ix);
+
 /*
  * One result row of a build or backfill statement: (id text, doc text or
  * NULL, key0 text, ...).  The values are valid only during the call.

@@ -20,6 +20,8 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "pgstat.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -224,13 +226,15 @@ queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
 	MemoryContext old;
 	uint64		i;
 
-	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1 "
-							  "RETURNING document_id",
-							  1, types, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+	/* they stay until OpenSearch acknowledges their documents (ship.c settles them) */
+	if (SPI_execute_with_args("SELECT l.document_id FROM flusso.dead_letters l "
+							  "WHERE l.index_name OPERATOR(pg_catalog.=) $1",
+							  1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read flusso.dead_letters");
 	if (SPI_processed == 0)
 		return;
-	b = eng_new_batch(lsn, false);
+	/* confirmed like a live batch: wait_synced() waits for it (its end is confirmed already) */
+	b = eng_new_batch(lsn, true);
 	old = MemoryContextSwitchTo(b->cxt);
 	for (i = 0; i < SPI_processed; i++)
 		b->ids[ix->num] = lappend(b->ids[ix->num],
@@ -240,58 +244,147 @@ queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
 						 ix->name, SPI_processed)));
 }
 
-static void
-handle_request(const char *name, const char *action, XLogRecPtr lsn)
+/* A row of flusso.requests. */
+typedef struct Request
 {
-	IndexRuntime *ix = eng_find_index(name);
+	int64		id;
+	char	   *name;
+	char	   *action;
+} Request;
 
-	if (strcmp(action, "drop") == 0 || strcmp(action, "drop_remote") == 0)
+static bool
+is_drop(const Request *r)
+{
+	return strcmp(r->action, "drop") == 0 || strcmp(r->action, "drop_remote") == 0;
+}
+
+/*
+ * The pending requests, read with the snapshot the definitions are read
+ * with: a request and the definition change made in the same transaction
+ * (drop_index deletes the definition and asks for the drop) are always
+ * seen together, or not at all.
+ */
+static List *
+read_requests(void)
+{
+	List	   *requests = NIL;
+	uint64		i;
+
+	if (SPI_execute("SELECT r.id, r.name, r.action FROM flusso.requests r ORDER BY r.id",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.requests");
+	for (i = 0; i < SPI_processed; i++)
 	{
-		if (ix != NULL)
-			return;				/* dropped and created again: the new one stays */
-		if (strcmp(action, "drop_remote") == 0)
-			drop_remote(name);
-		flusso_index_delete_state(name);
-		flusso_status_forget_index(MyDatabaseId, name);
-		ereport(LOG, (errmsg("flusso index \"%s\" dropped%s", name,
-							 strcmp(action, "drop_remote") == 0 ? " here and in OpenSearch" : "")));
+		Request    *r = palloc(sizeof(Request));
+		bool		isnull;
+
+		r->id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		r->name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		r->action = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		requests = lappend(requests, r);
+	}
+	return requests;
+}
+
+/* An index was dropped: its OpenSearch side (when asked) and its state go. */
+static void
+drop_index(const Request *r)
+{
+	bool		remote = strcmp(r->action, "drop_remote") == 0;
+
+	if (remote)
+		drop_remote(r->name);
+	flusso_index_delete_state(r->name);
+	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1",
+							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(r->name)},
+							  NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from flusso.dead_letters");
+	ereport(LOG, (errmsg("flusso index \"%s\" dropped%s", r->name,
+						 remote ? " here and in OpenSearch" : "")));
+}
+
+/*
+ * Drops of indexes whose name is defined again (dropped, then created
+ * again before the worker saw the drop): the old one goes before the new
+ * one is loaded, so the new one starts from nothing, not from the old
+ * one's state.
+ */
+static void
+drop_recreated(List *requests, List *rows)
+{
+	ListCell   *lc;
+
+	foreach(lc, requests)
+	{
+		Request    *r = lfirst(lc);
+		ListCell   *rc;
+
+		if (!is_drop(r))
+			continue;
+		foreach(rc, rows)
+		{
+			if (strcmp(linitial(lfirst(rc)), r->name) == 0)
+			{
+				drop_index(r);
+				r->action = "done";
+				break;
+			}
+		}
+	}
+}
+
+static void
+handle_request(const Request *r, XLogRecPtr lsn)
+{
+	IndexRuntime *ix = eng_find_index(r->name);
+
+	if (is_drop(r))
+	{
+		drop_index(r);
+		flusso_status_forget_index(MyDatabaseId, r->name);
 		return;
 	}
 	if (ix == NULL || ix->def == NULL)
 		return;
-	if (strcmp(action, "reindex") == 0)
+	if (strcmp(r->action, "reindex") == 0)
 		flusso_index_start_build(ix, lsn, "reindex requested");
-	else if (strcmp(action, "pause") == 0 && !ix->paused)
+	else if (strcmp(r->action, "pause") == 0 && !ix->paused)
 	{
 		ix->paused = ix->dirty = true;
 		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_PAUSED);
 	}
-	else if (strcmp(action, "resume") == 0 && (ix->paused || ix->stopped))
+	else if (strcmp(r->action, "resume") == 0 && (ix->paused || ix->stopped))
 	{
 		ix->paused = false;
 		flusso_index_start_build(ix, lsn, "resumed");
 	}
-	else if (strcmp(action, "retry_dead_letters") == 0)
+	else if (strcmp(r->action, "retry_dead_letters") == 0)
 		queue_dead_letters(ix, lsn);
 }
 
+/* Handle the requests in order, then delete exactly those. */
 static void
-handle_requests(XLogRecPtr lsn)
+handle_requests(List *requests, XLogRecPtr lsn)
 {
-	uint64		i;
-	SPITupleTable *tab;
-	uint64		n;
+	Datum	   *ids = palloc(sizeof(Datum) * Max(1, list_length(requests)));
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	ListCell   *lc;
+	int			n = 0;
 
-	if (SPI_execute("SELECT r.id, r.name, r.action FROM flusso.requests r ORDER BY r.id", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read flusso.requests");
-	tab = SPI_tuptable;
-	n = SPI_processed;
-	for (i = 0; i < n; i++)
-		handle_request(SPI_getvalue(tab->vals[i], tab->tupdesc, 2),
-					   SPI_getvalue(tab->vals[i], tab->tupdesc, 3), lsn);
-	if (n > 0 &&
-		SPI_execute(psprintf("DELETE FROM flusso.requests WHERE id OPERATOR(pg_catalog.<=) %s",
-							 SPI_getvalue(tab->vals[n - 1], tab->tupdesc, 1)), false, 0) != SPI_OK_DELETE)
+	foreach(lc, requests)
+	{
+		Request    *r = lfirst(lc);
+
+		if (strcmp(r->action, "done") != 0)
+			handle_request(r, lsn);
+		ids[n++] = Int64GetDatum(r->id);
+	}
+	if (n == 0)
+		return;
+	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_with_args("DELETE FROM flusso.requests WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from flusso.requests");
 }
 
@@ -320,6 +413,23 @@ sync_status(void)
 	flusso_status_sync_indexes(MyDatabaseId, names);
 }
 
+/* Which indexes have dead letters (their documents, once acknowledged, settle them). */
+static void
+mark_dead_letters(void)
+{
+	uint64		i;
+
+	if (SPI_execute("SELECT DISTINCT l.index_name FROM flusso.dead_letters l", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read flusso.dead_letters");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		IndexRuntime *ix = eng_find_index(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+
+		if (ix)
+			ix->has_dead_letters = true;
+	}
+}
+
 /*
  * Load every definition and its durable state; the stream stands at lsn
  * and nothing is in flight (a reload waits for the pipeline to drain).
@@ -328,6 +438,7 @@ static void
 load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	List	   *rows = NIL;
+	List	   *requests;
 	ListCell   *lc;
 	uint64		i;
 
@@ -339,7 +450,9 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 		rows = lappend(rows, list_make3(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
 										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2),
 										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3)));
+	requests = read_requests();
 	eng_forget_indexes();
+	drop_recreated(requests, rows);
 	foreach(lc, rows)
 	{
 		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)),
@@ -347,7 +460,8 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 
 		settle_index(ix, lsn, reloaded, fresh_slot);
 	}
-	handle_requests(lsn);
+	mark_dead_letters();
+	handle_requests(requests, lsn);
 	eng_save_dirty();
 	sync_status();
 }
@@ -464,7 +578,10 @@ eng_take_requests(void)
 		char	   *name = strchr(req, ' ') + 1;
 		IndexRuntime *ix = eng_find_index(name);
 
-		if (ix && ix->def)
+		if (ix && ix->def && ix->paused)
+			flusso_status_finish_request(id, 0, psprintf("index \"%s\" is paused; flusso.resume('%s') rebuilds it",
+														 name, name));
+		else if (ix && ix->def)
 		{
 			flusso_index_start_build(ix, flusso_capture_round()->end_lsn, "reindex requested");
 			flusso_status_finish_request(id, ix->build_gen, NULL);

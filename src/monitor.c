@@ -22,6 +22,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
@@ -281,6 +282,55 @@ last_record_end(void)
 	return lsn;
 }
 
+/* How long a waiting call goes on without a sync worker before it gives up. */
+#define NO_WORKER_GRACE_MS 30000
+
+/* Is database dbname in flusso.database? */
+static bool
+database_synced(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, flusso_split_list(flusso_database))
+	{
+		if (strcmp(lfirst(lc), get_database_name(MyDatabaseId)) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A call that waits for the worker must end: when the database has no
+ * sync worker, at once; when its worker is gone for NO_WORKER_GRACE_MS
+ * (it restarts with a backoff), with an error.  since is when the worker
+ * was last seen missing (0: it runs).
+ */
+static void
+check_worker(TimestampTz *since)
+{
+	FlussoDbSlot *db = flusso_status_db(MyDatabaseId);
+	bool		running = db != NULL && db->pid != 0;
+
+	if (!database_synced())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no flusso sync worker serves database \"%s\"", get_database_name(MyDatabaseId)),
+				 errdetail("flusso.database is \"%s\".", flusso_database),
+				 errhint("Add the database to flusso.database and reload the configuration (SELECT pg_reload_conf()).")));
+	if (running)
+	{
+		*since = 0;
+		return;
+	}
+	if (*since == 0)
+		*since = GetCurrentTimestamp();
+	else if (TimestampDifferenceExceeds(*since, GetCurrentTimestamp(), NO_WORKER_GRACE_MS))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the flusso sync worker of database \"%s\" is not running", get_database_name(MyDatabaseId)),
+				 errhint("The server log says why; flusso.status shows its state.")));
+}
+
 typedef enum SyncVerdict
 {
 	SYNC_WAIT,
@@ -358,14 +408,21 @@ flusso_wait_synced(PG_FUNCTION_ARGS)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	XLogRecPtr	target;
 	List	   *names;
+	TimestampTz no_worker_since = 0;
 
 	flusso_status_require_preload();
+	if (flusso_in_sync_worker)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("flusso.wait_synced() cannot be called by the sync worker itself"),
+				 errdetail("An expression of an index called it: the worker would wait for itself.")));
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("flusso.wait_synced() cannot wait for changes of its own transaction"),
 				 errdetail("This transaction has written and not committed; flusso only sees committed changes."),
 				 errhint("Call flusso.wait_synced() after COMMIT.")));
+	check_worker(&no_worker_since);
 	names = definition_names();
 	target = last_record_end();
 	XLogFlush(target);
@@ -400,27 +457,31 @@ check_reindex(const char *name)
 static void
 wait_for_generation(const char *name, int g)
 {
+	TimestampTz no_worker_since = 0;
+
 	for (;;)
 	{
 		FlussoIndexSlot *s;
 		bool		done = false;
-		bool		stopped = false;
+		FlussoIndexPhase phase = FLUSSO_INDEX_PENDING;
 
 		LWLockAcquire(flusso_shared->lock, LW_SHARED);
 		s = flusso_status_find_index(MyDatabaseId, name);
 		if (s)
 		{
 			done = s->live_generation >= g && s->build_generation == 0;
-			stopped = s->phase == FLUSSO_INDEX_STOPPED;
+			phase = s->phase;
 		}
 		LWLockRelease(flusso_shared->lock);
 		if (done)
 			return;
-		if (stopped)
+		if (phase == FLUSSO_INDEX_STOPPED || phase == FLUSSO_INDEX_PAUSED)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("index \"%s\" stopped while it was being rebuilt", name),
+					 errmsg("index \"%s\" %s while it was being rebuilt", name,
+							phase == FLUSSO_INDEX_PAUSED ? "was paused" : "stopped"),
 					 errhint("flusso.index_status shows why.")));
+		check_worker(&no_worker_since);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 50, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -444,15 +505,23 @@ flusso_reindex(PG_FUNCTION_ARGS)
 	int			generation = 0;
 	char	   *error = NULL;
 
+	TimestampTz no_worker_since = 0;
+
 	flusso_status_require_preload();
 	flusso_require_current_sql();
+	if (flusso_in_sync_worker)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("flusso.reindex() cannot be called by the sync worker itself")));
 	check_reindex(name);
+	check_worker(&no_worker_since);
 	id = flusso_status_post_request(MyDatabaseId, name, wait);
 	flusso_wake_worker(MyDatabaseId);
 	if (!wait)
 		PG_RETURN_VOID();
 	while (!flusso_status_request_result(id, &generation, &error))
 	{
+		check_worker(&no_worker_since);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 50, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -65,12 +65,21 @@ typedef struct Engine
 	bool		os_failing;
 	TimestampTz last_log;
 	List	   *dead_letters;	/* rows to insert, in cxt */
+	List	   *settled_letters;	/* SettledLetters: dead letters to delete, in cxt */
 	int			backfill_turn;
 	XLogRecPtr	reload_lsn;		/* a control change waits for the pipeline to drain */
 	TimestampTz lag_warned_at;
 	List	   *requests;		/* reindex requests not handled yet */
 	bool		ddl_reload;		/* a watched table was altered: reload at round end */
 } Engine;
+
+/* Documents of an index with dead letters that OpenSearch has since acknowledged. */
+typedef struct SettledLetters
+{
+	char	   *index;
+	List	   *ids;
+	TimestampTz sent_at;		/* only dead letters older than this go */
+} SettledLetters;
 
 /* Images of one watch whose resolution waits for a lock. */
 typedef struct DeferredImages

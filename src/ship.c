@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "opensearch.h"
@@ -71,6 +73,7 @@ dead_letter(IndexRuntime *ix, int generation, const char *id, const char *error,
 
 	row = lappend(row, psprintf("%u", ix->owner));
 	E.dead_letters = lappend(E.dead_letters, row);
+	ix->has_dead_letters = true;
 	MemoryContextSwitchTo(old);
 }
 
@@ -215,11 +218,41 @@ error_type(const char *error)
 	return colon ? pnstrdup(error, colon - error) : pstrdup(error);
 }
 
+/* Delete the dead letters of documents OpenSearch has since acknowledged. */
+static void
+delete_settled_letters(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, E.settled_letters)
+	{
+		SettledLetters *s = lfirst(lc);
+		Oid			types[3] = {TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID};
+		Datum		values[3];
+		Datum	   *ids = palloc(sizeof(Datum) * list_length(s->ids));
+		ListCell   *ic;
+		int			n = 0;
+
+		foreach(ic, s->ids)
+			ids[n++] = CStringGetTextDatum(lfirst(ic));
+		values[0] = CStringGetTextDatum(s->index);
+		values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
+		values[2] = TimestampTzGetDatum(s->sent_at);
+		if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1 "
+								  "AND document_id OPERATOR(pg_catalog.=) ANY ($2) "
+								  "AND failed_at OPERATOR(pg_catalog.<) $3",
+								  3, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete from flusso.dead_letters");
+	}
+	E.settled_letters = NIL;
+}
+
 void
 eng_flush_dead_letters(void)
 {
 	ListCell   *lc;
 
+	delete_settled_letters();
 	if (E.dead_letters == NIL)
 		return;
 	foreach(lc, E.dead_letters)
@@ -236,6 +269,11 @@ eng_flush_dead_letters(void)
 		nulls[4] = list_nth(row, 4) ? ' ' : 'n';
 		values[4] = list_nth(row, 4) ? CStringGetTextDatum(list_nth(row, 4)) : (Datum) 0;
 		values[5] = ObjectIdGetDatum(atooid(list_nth(row, 5)));
+		/* a document rejected again replaces its earlier dead letter */
+		if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1 "
+								  "AND document_id OPERATOR(pg_catalog.=) $2",
+								  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not delete from flusso.dead_letters");
 		if (SPI_execute_with_args("INSERT INTO flusso.dead_letters (index_name, document_id, generation, error, body, owner) "
 								  "VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into flusso.dead_letters");
@@ -310,9 +348,30 @@ settle_missing_index(IndexRuntime *ix, BulkItem *item)
 	item->outcome = BULK_ITEM_OK;
 }
 
+/*
+ * Documents of an index with dead letters that OpenSearch acknowledged:
+ * their dead letters, older than this request, are settled.
+ */
+static void
+settle_letters(BulkRequest *req, IndexRuntime *ix, List *ids)
+{
+	MemoryContext old = MemoryContextSwitchTo(E.cxt);
+	SettledLetters *s = palloc(sizeof(SettledLetters));
+	ListCell   *lc;
+
+	s->index = pstrdup(ix->name);
+	s->ids = NIL;
+	foreach(lc, ids)
+		s->ids = lappend(s->ids, pstrdup(lfirst(lc)));
+	s->sent_at = req->sent_at;
+	E.settled_letters = lappend(E.settled_letters, s);
+	MemoryContextSwitchTo(old);
+}
+
 static void
 count_items(BulkRequest *req)
 {
+	List	  **acked = palloc0(sizeof(List *) * Max(1, E.nix));
 	int			i;
 
 	for (i = 0; i < req->nitems; i++)
@@ -331,6 +390,8 @@ count_items(BulkRequest *req)
 		if (item->outcome == BULK_ITEM_REJECTED)
 			eng_reject(ix, item->generation, item->id, item->error, error_type(item->error),
 					   req->body.data + item->doc, item->is_delete ? 0 : item->end - item->doc - 1);
+		if (item->outcome == BULK_ITEM_OK && ix->has_dead_letters)
+			acked[item->index] = lappend(acked[item->index], item->id);
 		/* rejections count as errors when they happen (eng_reject), once */
 		if (req->kind != BULK_BACKFILL && item->outcome == BULK_ITEM_OK)
 		{
@@ -341,6 +402,11 @@ count_items(BulkRequest *req)
 			else if (item->status != 404)
 				s->deleted++;	/* a delete of a document never written is not counted */
 		}
+	}
+	for (i = 0; i < E.nix; i++)
+	{
+		if (acked[i] != NIL)
+			settle_letters(req, E.ix[i], acked[i]);
 	}
 }
 
@@ -402,7 +468,7 @@ static void
 record_outcomes(void)
 {
 	int			i;
-	bool		dirty = E.dead_letters != NIL;
+	bool		dirty = E.dead_letters != NIL || E.settled_letters != NIL;
 
 	for (i = 0; i < E.nix && !dirty; i++)
 		dirty = E.ix[i]->dirty;

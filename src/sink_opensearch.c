@@ -108,25 +108,36 @@ made_by_flusso(json_object *mapping, const char *physical, const char *index_nam
 		strcmp(json_object_get_string(name), index_name) == 0;
 }
 
+/* Is the answer OpenSearch's "no such index" (and not a passing failure)? */
+static bool
+index_not_found(FlussoHttpRequest *http)
+{
+	return http->result == CURLE_OK && http->status == 404 && http->response &&
+		strstr(http->response, "index_not_found_exception") != NULL;
+}
+
 /* Did flusso make physical for index_name?  NULL if so, else why not (or why it cannot tell). */
 static char *
 check_ours(const char *physical, const char *index_name)
 {
-	long		status;
-	char	   *error = NULL;
-	json_object *mapping = get_json(psprintf("/%s/_mapping?expand_wildcards=none", seg(physical)),
-									&status, &error);
-	bool		ours = mapping && made_by_flusso(mapping, physical, index_name);
+	FlussoHttpRequest *http = flusso_os_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
+	json_object *mapping = NULL;
+	char	   *problem = NULL;
 
+	if (http->result == CURLE_OK && http->status == 200 && http->response)
+		mapping = json_tokener_parse(http->response);
+	if (mapping && made_by_flusso(mapping, physical, index_name))
+		problem = NULL;
+	else if (index_not_found(http))
+		problem = NULL;			/* gone already */
+	else if (http->result != CURLE_OK || http->status != 200)
+		problem = answer_problem(http, psprintf("could not check that OpenSearch's \"%s\" is flusso's", physical));
+	else
+		problem = psprintf("OpenSearch's \"%s\" was not created by flusso for index \"%s\"; it is left alone",
+						   physical, index_name);
 	json_object_put(mapping);
-	if (ours)
-		return NULL;
-	if (error)
-		return error;
-	if (status == 404)
-		return NULL;			/* gone already */
-	return psprintf("OpenSearch's \"%s\" was not created by flusso for index \"%s\"; it is left alone",
-					physical, index_name);
+	flusso_http_free(http);
+	return problem;
 }
 
 /*
@@ -138,7 +149,7 @@ check_alias_name(const char *alias, bool *permanent)
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *obj = get_json(psprintf("/_alias/%s?expand_wildcards=none", seg(alias)), &status, &error);
+	json_object *obj = get_json(psprintf("/_alias/%s", seg(alias)), &status, &error);
 	char	   *problem = error;
 
 	if (obj && status == 200)
@@ -157,7 +168,7 @@ check_alias_name(const char *alias, bool *permanent)
 	json_object_put(obj);
 	if (problem)
 		return problem;
-	obj = get_json(psprintf("/%s/_alias?expand_wildcards=none", seg(alias)), &status, &error);
+	obj = get_json(psprintf("/%s/_alias", seg(alias)), &status, &error);
 	if (obj && json_object_object_get_ex(obj, alias, NULL))
 	{
 		*permanent = true;
@@ -165,14 +176,6 @@ check_alias_name(const char *alias, bool *permanent)
 	}
 	json_object_put(obj);
 	return problem ? problem : error;
-}
-
-/* Is the answer OpenSearch's "no such index" (and not a passing failure)? */
-static bool
-index_not_found(FlussoHttpRequest *http)
-{
-	return http->result == CURLE_OK && http->status == 404 && http->response &&
-		strstr(http->response, "index_not_found_exception") != NULL;
 }
 
 static char *
@@ -188,7 +191,7 @@ os_prepare_index(const char *physical, const char *body, const char *index_name,
 	*permanent = false;
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
-	http = flusso_os_request("GET", psprintf("/%s/_mapping?expand_wildcards=none", seg(physical)), NULL, NULL);
+	http = flusso_os_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
 	if (index_not_found(http))
 	{
 		flusso_http_free(http);
@@ -227,7 +230,7 @@ os_point_alias(const char *alias, const char *physical)
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *current = get_json(psprintf("/_alias/%s?expand_wildcards=none", seg(alias)), &status, &error);
+	json_object *current = get_json(psprintf("/_alias/%s", seg(alias)), &status, &error);
 	StringInfoData actions;
 	FlussoHttpRequest *http;
 

@@ -53,14 +53,27 @@ like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE na
 is($node->safe_psql($db, q{SELECT flusso.wait_synced('2 s')}), 'f', 'wait_synced is false while an index is stopped');
 
 # fix the data; each policy recovers its own way
-$node->safe_psql($db, q{UPDATE things SET val = '7' WHERE id = 7; UPDATE things SET val = '8' WHERE id = 8});
-is($node->safe_psql($db, q{SELECT flusso.retry_dead_letters('t3-dead-letter')}), '2',
-	'retry_dead_letters queues both');
+sub dead_letter_count
+{
+	return $node->safe_psql($db, qq{SELECT count(*) FROM flusso.dead_letters WHERE document_id = '$_[0]'});
+}
+$node->safe_psql($db, q{UPDATE things SET val = '7' WHERE id = 7});
+ok(FlussoTest::wait_for(sub { dead_letter_count(7) eq '0' }, 'dead letter 7 settled'),
+	'a dead letter goes once its document syncs normally');
+is(dead_letter_count(8), '1', 'the other stays');
+my $failed_at = $node->safe_psql($db, q{SELECT failed_at FROM flusso.dead_letters WHERE document_id = '8'});
+is($node->safe_psql($db, q{SELECT flusso.retry_dead_letters('t3-dead-letter')}), '1',
+	'retry_dead_letters queues the one left');
 # the request makes the worker reload while t3-stop is stopped; a reindex
 # afterwards must bring its live changes back too
 ok(FlussoTest::wait_for(sub {
 			$node->safe_psql($db, q{SELECT count(*) FROM flusso.requests}) eq '0'
 		}, 'request handled'), 'the worker took the retry request');
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, qq{SELECT failed_at > '$failed_at' FROM flusso.dead_letters WHERE document_id = '8'}) eq 't'
+		}, 'rejected again'), 'the retried document, still bad, is rejected again');
+is(dead_letter_count(8), '1', 'and its dead letter replaced, not doubled');
+$node->safe_psql($db, q{UPDATE things SET val = '8' WHERE id = 8});
 $node->safe_psql($db, q{SELECT flusso.reindex('t3-stop', true)});
 $node->safe_psql($db, q{INSERT INTO things VALUES (60, '60')});
 ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t3-stop', 60) }, 'live after reindex'),
@@ -68,6 +81,23 @@ ok(FlussoTest::wait_for(sub { defined FlussoTest::os_doc('t3-stop', 60) }, 'live
 ok(FlussoTest::wait_synced($node, $db), 'everything synced after the fix');
 is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters}), '0', 'dead letters are gone once sent');
 FlussoTest::is_consistent($node, $db, $_, 'after fixing the data') for qw(t3-skip t3-dead-letter t3-stop);
+
+# --- wait_synced() covers a dead-letter retry ------------------------------------
+$node->safe_psql($db, q{CREATE TABLE retried (id int PRIMARY KEY, val text NOT NULL);
+	INSERT INTO retried SELECT i, i::text FROM generate_series(1, 5) i;
+	SELECT flusso.create_index('t3-retry', '{"table": "retried", "on_error": "dead_letter",
+		"opensearch": {"mappings": {"properties": {"val": {"type": "integer"}}}}}')});
+ok(FlussoTest::wait_synced($node, $db), 'another dead_letter index is synced');
+$node->safe_psql($db, q{UPDATE retried SET val = 'bad' WHERE id = 3});
+ok(FlussoTest::wait_for(sub { dead_letter_count(3) eq '1' }, 'dead letter 3'), 'a new dead letter');
+$failed_at = $node->safe_psql($db, q{SELECT failed_at FROM flusso.dead_letters WHERE document_id = '3'});
+$node->safe_psql($db, q{SELECT flusso.retry_dead_letters('t3-retry')});
+ok(FlussoTest::wait_synced($node, $db), 'wait_synced after retry_dead_letters');
+is($node->safe_psql($db, qq{SELECT failed_at > '$failed_at' FROM flusso.dead_letters WHERE document_id = '3'}), 't',
+	'returns only once the retried document came back (rejected again here)');
+$node->safe_psql($db, q{UPDATE retried SET val = '3' WHERE id = 3});
+ok(FlussoTest::wait_synced($node, $db), 'synced once fixed');
+is(dead_letter_count(3), '0', 'and its dead letter is gone');
 
 # --- an oversized document goes to the policy, the pipeline goes on -----------
 $node->safe_psql($db, q{ALTER SYSTEM SET flusso.batch_bytes = '64kB'});

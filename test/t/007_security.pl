@@ -54,6 +54,45 @@ for my $s (@secrets[0 .. 2])
 	unlike($log, qr/\Q$s\E/, "the server log never shows the secret $s");
 }
 
+# --- any password characters, any spelling of the statement -------------------------
+my @spelled = ('Semi;Quote', "Quote'At", 'Slash/Pw', 'UpperCase-S3cret', 'Dollar-S3cret', 'QuotedIdent-S3cret',
+	'Doubled', 'EscapedA-S3cret', 'SetConfig-S3cret');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET flusso.opensearch_url = 'http://flusso:Semi;Quote''At@Slash/Pw@127.0.0.1:9'});
+$node->reload;
+sleep 1;
+is($node->safe_psql('postgres', 'SHOW flusso.opensearch_url'), 'http://flusso:***@127.0.0.1:9',
+	'a URL password holding ; \' @ / is masked whole');
+for my $stmt (q{ALTER SYSTEM SET FLUSSO.OPENSEARCH_PASSWORD = 'UpperCase-S3cret'},
+	q{ALTER SYSTEM SET flusso.opensearch_password = $$Dollar-S3cret$$},
+	q{ALTER SYSTEM SET flusso.opensearch_password = $tag$Dollar-S3cret$tag$},
+	q{ALTER SYSTEM SET "flusso.opensearch_password" = 'QuotedIdent-S3cret'},
+	q{ALTER SYSTEM SET flusso.opensearch_password = 'Doubled''Quote-S3cret'},
+	q{ALTER SYSTEM SET flusso.opensearch_password = E'Escaped\x41-S3cret'},
+	q{SELECT set_config('flusso.opensearch_password', 'SetConfig-S3cret', false)})
+{
+	$node->psql('postgres', $stmt);
+}
+$node->reload;
+sleep 1;
+$seen = '';
+for my $q ('SELECT * FROM flusso.status', 'SELECT * FROM flusso.index_status', 'SHOW flusso.opensearch_url',
+	q{SELECT * FROM pg_settings WHERE name LIKE 'flusso.%'})
+{
+	$seen .= $node->safe_psql($db, $q) . "\n";
+	$seen .= $node->safe_psql($db, $q, extra_params => ['-U', 'watcher']) . "\n";
+}
+$log = slurp_file($node->logfile);
+for my $s (@spelled)
+{
+	unlike($log, qr/\Q$s\E/, "the server log never shows \"$s\"");
+	unlike($seen, qr/\Q$s\E/, "nor do the views and settings");
+}
+like($log, qr/ALTER SYSTEM SET FLUSSO.OPENSEARCH_PASSWORD = '\*\*\*'/, 'the statement is logged, masked');
+is($node->safe_psql('postgres', 'SHOW flusso.opensearch_url', extra_params => ['-U', 'watcher']), '(hidden)',
+	'pg_monitor does not see the URL');
+is($node->safe_psql('postgres', 'SHOW flusso.opensearch_user', extra_params => ['-U', 'watcher']), '(hidden)',
+	'nor the user name');
+
 # --- the password file ---------------------------------------------------------------
 my $file = "$ENV{TESTDIR}/t7-password";
 open(my $fh, '>', $file) or die;
@@ -93,6 +132,10 @@ sub reset_setting { $tnode->safe_psql('postgres', "ALTER SYSTEM RESET $_[0]") }
 
 ok(FlussoTest::wait_for(sub { FlussoTest::status($tnode, $db)->{opensearch} eq 'reachable' }, 'tls'),
 	'verification succeeds with the CA');
+$tnode->safe_psql('postgres', 'CREATE ROLE watcher LOGIN IN ROLE pg_monitor');
+is($tnode->safe_psql('postgres', 'SHOW flusso.opensearch_ca_file', extra_params => ['-U', 'watcher']), '(hidden)',
+	'pg_monitor does not see the CA file path');
+is($tnode->safe_psql('postgres', 'SHOW flusso.opensearch_ca_file'), "$tlsdir/ca.crt", 'a superuser does');
 $tnode->safe_psql($db, q{CREATE TABLE docs (id int PRIMARY KEY, body text);
 	INSERT INTO docs SELECT i, 'doc ' || i FROM generate_series(1, 50) i;
 	SELECT flusso.create_index('t7-tls', '{"table": "docs"}')});
