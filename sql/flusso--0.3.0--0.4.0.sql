@@ -98,17 +98,58 @@ CREATE FUNCTION @extschema@._index_status(
     OUT backfill_eta interval,
     OUT owner name,
     OUT waiting_for text,
-    OUT waiting_since timestamptz)
+    OUT waiting_since timestamptz,
+    OUT error_active boolean)
 RETURNS SETOF record
 LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'flusso_index_status';
 CREATE VIEW @extschema@.index_status AS SELECT * FROM @extschema@._index_status();
 COMMENT ON VIEW @extschema@.index_status IS
-    'flusso indexes: state, generations, documents written, errors, build progress, lag, owner, what a waiting index waits for';
+    'flusso indexes: state, generations, documents written, errors, build progress, lag, owner, what a waiting index waits for, whether its last error still applies';
 REVOKE ALL ON FUNCTION @extschema@._index_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@._index_status() TO pg_monitor;
 REVOKE ALL ON @extschema@.index_status FROM PUBLIC;
 GRANT SELECT ON @extschema@.index_status TO pg_monitor;
+
+-- status: one word for "all is well"
+DROP VIEW @extschema@.status;
+DROP FUNCTION @extschema@._status();
+CREATE FUNCTION @extschema@._status(
+    OUT database text,
+    OUT phase text,
+    OUT activity text,
+    OUT started_at timestamptz,
+    OUT uptime interval,
+    OUT changes_captured bigint,
+    OUT changes_committed bigint,
+    OUT changes_in_flight bigint,
+    OUT documents_built bigint,
+    OUT batches bigint,
+    OUT slot_lag_bytes bigint,
+    OUT errors bigint,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT worker_pid integer,
+    OUT synced_lsn pg_lsn,
+    OUT bulk_latency_ms double precision,
+    OUT opensearch text,
+    OUT opensearch_version text,
+    OUT opensearch_error text,
+    OUT opensearch_checked_at timestamptz,
+    OUT opensearch_tls_verify boolean,
+    OUT lag_seconds double precision,
+    OUT lag_warning boolean,
+    OUT healthy boolean)
+RETURNS SETOF record
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'flusso_status';
+CREATE VIEW @extschema@.status AS SELECT * FROM @extschema@._status();
+COMMENT ON VIEW @extschema@.status IS
+    'flusso sync workers: phase, counters, lag, last error, OpenSearch reachability, whether all is well';
+REVOKE ALL ON FUNCTION @extschema@._status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._status() TO pg_monitor;
+REVOKE ALL ON @extschema@.status FROM PUBLIC;
+GRANT SELECT ON @extschema@.status TO pg_monitor;
 
 ------------------------------------------------------------------------
 -- Definitions are stored with every name resolved: tables schema-
@@ -123,3 +164,27 @@ LANGUAGE C STRICT VOLATILE
 AS 'MODULE_PATHNAME', 'flusso_resolve_stored_definitions';
 REVOKE ALL ON FUNCTION @extschema@._resolve_stored_definitions() FROM PUBLIC;
 SELECT @extschema@._resolve_stored_definitions();
+
+------------------------------------------------------------------------
+-- Say at once what would keep flusso from syncing this database
+-- (wal_level, shared_preload_libraries, flusso.database).
+------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@._check_environment()
+RETURNS void
+LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'flusso_check_environment';
+REVOKE ALL ON FUNCTION @extschema@._check_environment() FROM PUBLIC;
+SELECT @extschema@._check_environment();
+
+------------------------------------------------------------------------
+-- wait_synced(refresh => true): and searchable, not only acknowledged.
+------------------------------------------------------------------------
+
+DROP FUNCTION @extschema@.wait_synced(interval);
+CREATE FUNCTION @extschema@.wait_synced(timeout interval DEFAULT '30 s', refresh boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'flusso_wait_synced';
+COMMENT ON FUNCTION @extschema@.wait_synced(interval, boolean) IS
+    'wait until everything committed before the call is acknowledged by OpenSearch (and, with refresh, searchable); false on timeout';

@@ -21,7 +21,9 @@
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -153,6 +155,64 @@ compile_new(const char *name, const char *json, Oid owner)
 	return def;
 }
 
+/*
+ * What would keep flusso from syncing this database, said at CREATE
+ * EXTENSION and at every create_index: the log alone is read too late.
+ */
+static void
+warn_environment(void)
+{
+	bool		listed = false;
+	ListCell   *lc;
+
+	if (flusso_shared == NULL)
+		ereport(WARNING,
+				(errmsg("flusso is not loaded: nothing defined here will be synced"),
+				 errhint("Add flusso to shared_preload_libraries in postgresql.conf and restart the server.")));
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(WARNING,
+				(errmsg("flusso cannot sync: wal_level is \"%s\"", GetConfigOption("wal_level", false, false)),
+				 errdetail("flusso decodes the WAL, which needs wal_level = logical."),
+				 errhint("Set wal_level = logical in postgresql.conf and restart the server.")));
+	foreach(lc, flusso_split_list(flusso_database))
+		listed |= strcmp(lfirst(lc), get_database_name(MyDatabaseId)) == 0;
+	if (!listed)
+		ereport(WARNING,
+				(errmsg("no flusso sync worker serves database \"%s\": the indexes defined here are not synced",
+						get_database_name(MyDatabaseId)),
+				 errdetail("flusso.database is \"%s\".", flusso_database),
+				 errhint("Add the database to flusso.database and reload the configuration (SELECT pg_reload_conf()).")));
+}
+
+/* flusso._check_environment(): the install and upgrade scripts call it. */
+PG_FUNCTION_INFO_V1(flusso_check_environment);
+Datum
+flusso_check_environment(PG_FUNCTION_ARGS)
+{
+	warn_environment();
+	PG_RETURN_VOID();
+}
+
+/* flusso.role only narrows: a new definition must be readable by it too. */
+static void
+check_sync_role_access(IndexDef *def)
+{
+	Oid			role;
+	char	   *problem;
+
+	if (flusso_role == NULL || flusso_role[0] == '\0')
+		return;
+	role = get_role_oid(flusso_role, true);
+	problem = OidIsValid(role) ? flusso_def_access(def, role) :
+		psprintf("flusso.role \"%s\" does not exist", flusso_role);
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("index \"%s\" could not be synced: %s", def->name, problem),
+				 errdetail("flusso.role is set: every table an index reads must also be readable by it."),
+				 errhint("GRANT what is missing to %s, or change flusso.role.", quote_identifier(flusso_role))));
+}
+
 static Datum
 define_index(FunctionCallInfo fcinfo, bool create)
 {
@@ -179,6 +239,8 @@ define_index(FunctionCallInfo fcinfo, bool create)
 		flusso_rights_check_owner(name, sd->owner, "alter");
 	def = compile_new(name, json, create ? GetUserId() : sd->owner);
 	check_owner_access(def);
+	check_sync_role_access(def);
+	warn_environment();
 	prepare_generated(def);
 	store_definition(def, flusso_def_resolved_json(def, json), create);
 	SPI_finish();

@@ -216,6 +216,9 @@ backfill_chunk(IndexRuntime *ix)
 
 	chunk->index = ix;
 	chunk->generation = ix->build_gen;
+	flusso_observer->on_activity(psprintf("%s %s (generation %d)",
+										  ix->live_gen == ix->build_gen ? "backfilling" : "reindexing",
+										  ix->name, ix->build_gen));
 	eng_begin_work("flusso: backfill");
 	built = build_page(&page);
 	eng_flush_dead_letters();

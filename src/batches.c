@@ -164,6 +164,39 @@ eng_unbuilt_batch(void)
 	return NULL;
 }
 
+/* The commit time of the oldest change each index (and the database) waits for. */
+void
+eng_report_lag(void)
+{
+	CaptureRound *round = flusso_capture_round();
+	TimestampTz oldest = round->nimages > 0 ? round->oldest_commit : 0;
+	dlist_iter	it;
+	int			i;
+
+	for (i = 0; i < flusso_engine_state.nix; i++)
+	{
+		TimestampTz index_oldest = 0;
+
+		dlist_foreach(it, &flusso_engine_state.batches)
+		{
+			LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
+
+			if (b->oldest_commit && (b->ids[i] != NIL || b->deferred[i] != NIL) &&
+				(index_oldest == 0 || b->oldest_commit < index_oldest))
+				index_oldest = b->oldest_commit;
+		}
+		flusso_observer->on_index_lag(flusso_engine_state.ix[i]->name, index_oldest);
+	}
+	dlist_foreach(it, &flusso_engine_state.batches)
+	{
+		LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
+
+		if (b->oldest_commit && (oldest == 0 || b->oldest_commit < oldest))
+			oldest = b->oldest_commit;
+	}
+	flusso_observer->on_lag(oldest);
+}
+
 /* ---- building a list of documents ---- */
 
 typedef struct BuildCtx
@@ -196,11 +229,14 @@ static void
 reject_unbuilt(BuildCtx *c, List *ids, const FlussoError *error)
 {
 	IndexRuntime *ix = c->ix;
-	char	   *why = flusso_error_is_timeout(error) ?
+	bool		timeout = flusso_error_is_timeout(error);
+	char	   *path = !timeout && list_length(ids) == 1 ? flusso_run_probes(ix, linitial(ids)) : NULL;
+	char	   *where = path ? psprintf(" (at %s in the definition)", path) : "";
+	char	   *why = timeout ?
 		psprintf("building it took longer than flusso.statement_timeout (%d ms)", flusso_statement_timeout) :
-		psprintf("it cannot be built: %s", error->message);
-	char	   *public_why = flusso_error_is_timeout(error) ? why :
-		psprintf("it cannot be built (SQLSTATE %s)", unpack_sql_state(error->sqlerrcode));
+		psprintf("it cannot be built: %s%s", error->message, where);
+	char	   *public_why = timeout ? why :
+		psprintf("it cannot be built (SQLSTATE %s)%s", unpack_sql_state(error->sqlerrcode), where);
 	ListCell   *lc;
 
 	foreach(lc, ids)
@@ -362,6 +398,7 @@ eng_build_live_chunk(LiveBatch *b)
 	ix = eng->ix[i];
 	if (!flusso_index_ensure_remote(ix, eng->sink))
 		return false;			/* try again later */
+	flusso_observer->on_activity(psprintf("building documents of index \"%s\"", ix->name));
 	eng_begin_work("flusso: building documents");
 	if (b->deferred[i] != NIL)
 	{

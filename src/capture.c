@@ -495,6 +495,70 @@ flusso_capture_drop_slot(void)
 	ReplicationSlotDrop(flusso_capture_slot_name(), true);
 }
 
+/* Names of this database's slots decoded by flusso's plugin, but ours (name) when not NULL. */
+static List *
+plugin_slots(const char *but)
+{
+	List	   *names = NIL;
+	int			i;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	for (i = 0; i < max_replication_slots; i++)
+	{
+		ReplicationSlot *slot = &ReplicationSlotCtl->replication_slots[i];
+
+		if (slot->in_use && slot->data.database == MyDatabaseId &&
+			strcmp(NameStr(slot->data.plugin), FLUSSO_LIBRARY) == 0 &&
+			(but == NULL || strcmp(NameStr(slot->data.name), but) != 0))
+			names = lappend(names, pstrdup(NameStr(slot->data.name)));
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return names;
+}
+
+/*
+ * A slot nobody reads holds WAL until the disk fills: drop flusso's slots
+ * of this database that are not the current one (the extension was
+ * dropped, or flusso.slot_name changed), saying so; one in use by another
+ * process is left, with the command that drops it.  Outside a transaction.
+ */
+static void
+drop_slot_or_warn(const char *name, const char *why)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		ReplicationSlotDrop(name, true);
+		ereport(LOG, (errmsg("flusso dropped replication slot \"%s\": %s", name, why)));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (MyReplicationSlot != NULL)
+			ReplicationSlotRelease();
+		ereport(WARNING,
+				(errmsg("flusso's replication slot \"%s\" is left and holds WAL: %s", name, edata->message),
+				 errdetail("It is not used any more: %s.", why),
+				 errhint("Drop it: SELECT pg_drop_replication_slot('%s');", name)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+void
+flusso_capture_drop_stale_slots(bool all, const char *why)
+{
+	ListCell   *lc;
+
+	foreach(lc, plugin_slots(all ? NULL : flusso_capture_slot_name()))
+		drop_slot_or_warn(lfirst(lc), why);
+}
+
 static void
 no_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last)
 {

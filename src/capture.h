@@ -68,6 +68,7 @@ extern List *flusso_capture_rels(void);
 
 extern SlotState flusso_capture_slot_state(void);
 extern void flusso_capture_drop_slot(void);
+extern void flusso_capture_drop_stale_slots(bool all, const char *why);
 extern XLogRecPtr flusso_capture_create_slot(void);
 extern const char *flusso_capture_slot_name(void);
 extern bool flusso_capture_is_open(void);

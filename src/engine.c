@@ -205,39 +205,6 @@ poll_lag(void)
 	E.next_lag_poll = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
 }
 
-/* The commit time of the oldest change each index (and the database) waits for. */
-static void
-report_lag(void)
-{
-	CaptureRound *round = flusso_capture_round();
-	TimestampTz oldest = round->nimages > 0 ? round->oldest_commit : 0;
-	dlist_iter	it;
-	int			i;
-
-	for (i = 0; i < E.nix; i++)
-	{
-		TimestampTz index_oldest = 0;
-
-		dlist_foreach(it, &E.batches)
-		{
-			LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
-
-			if (b->oldest_commit && b->ids[i] != NIL &&
-				(index_oldest == 0 || b->oldest_commit < index_oldest))
-				index_oldest = b->oldest_commit;
-		}
-		flusso_observer->on_index_lag(E.ix[i]->name, index_oldest);
-	}
-	dlist_foreach(it, &E.batches)
-	{
-		LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
-
-		if (b->oldest_commit && (oldest == 0 || b->oldest_commit < oldest))
-			oldest = b->oldest_commit;
-	}
-	flusso_observer->on_lag(oldest);
-}
-
 /* ---- the engine's entry points ---- */
 
 void
@@ -382,7 +349,7 @@ sleep_time(bool worked)
 		ms = Min(ms, Max(1, flusso_flush_interval -
 						 TimestampDifferenceMilliseconds(E.round_started, GetCurrentTimestamp())));
 	if (retry >= 0)
-		ms = Min(ms, Max(1, retry));
+		ms = Min(ms, Max(1, E.os_failing ? Min(retry, 1000) : retry));
 	for (i = 0; i < E.nix; i++)
 	{
 		long		remote = flusso_index_remote_wait_ms(E.ix[i]);
@@ -418,6 +385,7 @@ flusso_engine_step(void)
 	eng_rebuild_vanished();
 	prepare_remotes();
 	eng_collect_completions();
+	eng_probe_opensearch();
 	eng_send_due_retries();
 	eng_confirm_done_batches();
 	if (E.reload_lsn != InvalidXLogRecPtr && eng_drained())
@@ -447,7 +415,7 @@ flusso_engine_step(void)
 	eng_confirm_done_batches();
 	eng_finish_builds();
 	eng_drop_retired();
-	report_lag();
+	eng_report_lag();
 	poll_lag();
 	report_phase();
 	return sleep_time(worked);

@@ -413,7 +413,7 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	backoff_clear(&ix->finish_backoff);
 	note_running(ix, cxt);
 	ix->dirty = true;
-	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_SEEDED);
+	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_REBUILDING);
 	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
 	flusso_observer->on_backfill_progress(ix->name, 0, ix->build_total);
 	ereport(LOG,
@@ -677,6 +677,9 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 		drop_later(ix, old);
 		ix->live_gen = ix->build_gen;
 	}
+	else
+		sink->drop_leftovers(ix->name, MyBgworkerEntry ? MyBgworkerEntry->bgw_extra : NULL,
+							 flusso_index_physical(ix, ix->live_gen));
 	ereport(LOG,
 			(errmsg("flusso index \"%s\": generation %d is live with " INT64_FORMAT " documents backfilled",
 					ix->name, ix->live_gen, ix->build_done)));

@@ -328,3 +328,75 @@ flusso_run_count(IndexRuntime *ix, int64 *count, FlussoError *error)
 	*count = a.count;
 	return ok;
 }
+
+/* ---- probes: which part of a definition a document fails in ---- */
+
+typedef struct ProbeArgs
+{
+	IndexRuntime *ix;
+	char	   *sql;
+	List	   *ids;
+} ProbeArgs;
+
+static void
+run_probe(void *arg)
+{
+	ProbeArgs  *a = arg;
+	Oid		   *types = palloc(sizeof(Oid) * a->ix->nkeys);
+	FlussoRights rights;
+	int			i;
+	int			rc;
+
+	for (i = 0; i < a->ix->nkeys; i++)
+		types[i] = TEXTARRAYOID;
+	flusso_index_rights_enter(a->ix, &rights);
+	rc = SPI_execute_with_args(a->sql, a->ix->nkeys, types,
+							   flusso_keyset_params(a->ids, a->ix->nkeys), NULL, true, 0);
+	flusso_rights_restore(&rights);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "a probe of index \"%s\" failed", a->ix->name);
+}
+
+/* Does this probe fail for the document? */
+static bool
+probe_fails(IndexRuntime *ix, const char *id, DefNode *node, const char *text,
+			FlussoProbeKind kind)
+{
+	ProbeArgs	a = {ix, flusso_sql_probe(ix->def, node, text, kind), list_make1((char *) id)};
+	FlussoError error;
+
+	return !flusso_guard(run_probe, &a, &error);
+}
+
+static char *
+path_of(const char *base, const char *key)
+{
+	return base[0] ? psprintf("%s.%s", base, key) : pstrdup(key);
+}
+
+char *
+flusso_run_probes(IndexRuntime *ix, const char *id)
+{
+	ListCell   *lc;
+
+	foreach(lc, flusso_def_nodes(ix->def))
+	{
+		DefNode    *node = lfirst(lc);
+		ListCell   *fc;
+
+		if (node->filter && probe_fails(ix, id, node, node->filter, PROBE_FILTER))
+			return path_of(node->path, "filter");
+		foreach(fc, node->fields)
+		{
+			DefField   *f = lfirst(fc);
+
+			if (f->expr && probe_fails(ix, id, node, f->expr, PROBE_VALUE))
+				return psprintf("%s.expr", f->path);
+		}
+		if (node->value && probe_fails(ix, id, node, node->value, PROBE_VALUE))
+			return path_of(node->path, "value");
+		if (node->order_by && probe_fails(ix, id, node, node->order_by, PROBE_ORDER))
+			return path_of(node->path, "order_by");
+	}
+	return NULL;
+}

@@ -53,4 +53,11 @@ extern bool flusso_run_resolve(IndexRuntime *ix, FlussoWatch *w, List *images,
 							   FlussoKeySet *keys, FlussoError *error);
 extern bool flusso_run_count(IndexRuntime *ix, int64 *count, FlussoError *error);
 
+/*
+ * The path in the definition (such as "children[0].columns[2].expr") of the
+ * first filter, expression, value or order_by that fails for the document
+ * id, each tried on its own; NULL when none does alone.
+ */
+extern char *flusso_run_probes(IndexRuntime *ix, const char *id);
+
 #endif							/* FLUSSO_INDEXRUN_H */

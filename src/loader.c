@@ -182,7 +182,7 @@ settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 									ix->stopped ? FLUSSO_INDEX_STOPPED :
 									ix->paused ? FLUSSO_INDEX_PAUSED :
 									ix->live_gen == ix->build_gen && ix->build_gen ? FLUSSO_INDEX_BACKFILLING :
-									FLUSSO_INDEX_SEEDED);
+									ix->build_gen ? FLUSSO_INDEX_REBUILDING : FLUSSO_INDEX_SEEDED);
 	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
 	if (ix->build_gen)
 		flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_total);
@@ -532,6 +532,11 @@ eng_load(void)
 	flusso_capture_close();
 	E.sink = flusso_sink();
 	fresh_slot = ensure_slot();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	flusso_capture_drop_stale_slots(false, psprintf("flusso.slot_name is \"%s\" now",
+												   flusso_capture_slot_name()));
+	CommitTransactionCommand();
 	flusso_capture_open();
 	eng_begin_work("flusso: loading definitions");
 	nsp = get_namespace_oid("flusso", false);
@@ -559,7 +564,25 @@ copy_requests(List *to, List *from)
 	return to;
 }
 
-/* Reindex requests from backends (flusso.reindex), through shared memory. */
+/* flusso.wait_synced(refresh => true): every live index made searchable now. */
+static char *
+refresh_all(void)
+{
+	char	   *error = NULL;
+	int			i;
+
+	for (i = 0; i < E.nix && error == NULL; i++)
+	{
+		if (flusso_index_active(E.ix[i]) && E.ix[i]->live_gen != 0)
+			error = E.sink->refresh(E.ix[i]->name);
+	}
+	return error;
+}
+
+/*
+ * Requests from backends, through shared memory: reindex (an index name),
+ * refresh (no name).
+ */
 void
 eng_take_requests(void)
 {
@@ -578,7 +601,9 @@ eng_take_requests(void)
 		char	   *name = strchr(req, ' ') + 1;
 		IndexRuntime *ix = eng_find_index(name);
 
-		if (ix && ix->def && ix->paused)
+		if (name[0] == '\0')
+			flusso_status_finish_request(id, 0, refresh_all());
+		else if (ix && ix->def && ix->paused)
 			flusso_status_finish_request(id, 0, psprintf("index \"%s\" is paused; flusso.resume('%s') rebuilds it",
 														 name, name));
 		else if (ix && ix->def)

@@ -48,7 +48,7 @@ const char *
 flusso_index_phase_name(FlussoIndexPhase phase)
 {
 	static const char *const names[] = {
-		"pending", "backfilling", "seeded", "paused", "stopped"
+		"pending", "backfilling", "seeded", "paused", "stopped", "rebuilding"
 	};
 
 	return names[phase];
@@ -64,7 +64,35 @@ reachability_name(FlussoReachability state)
 	return names[state];
 }
 
-#define STATUS_COLS 24
+#define STATUS_COLS 25
+
+/* Does an error of the index still apply (stopped, waiting, nothing acknowledged since)? */
+static bool
+error_active(const FlussoIndexSlot *s)
+{
+	return s->phase == FLUSSO_INDEX_STOPPED || s->waiting_for[0] != '\0' ||
+		(s->last_error_at != 0 && s->last_error_at > s->last_ok_at);
+}
+
+/* Is everything of a database's worker well: running, engine answering, no index in error? */
+static bool
+db_healthy(FlussoDbSlot *s)
+{
+	int			i;
+
+	Assert(LWLockHeldByMe(flusso_shared->lock));
+	if (s->pid == 0 || s->phase == FLUSSO_PHASE_STOPPED ||
+		(s->os_state != FLUSSO_OS_REACHABLE && s->os_state != FLUSSO_OS_DRY_RUN))
+		return false;
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		FlussoIndexSlot *ix = &flusso_shared->indexes[i];
+
+		if (ix->in_use && ix->dboid == s->dboid && error_active(ix))
+			return false;
+	}
+	return true;
+}
 
 /* Seconds since a commit still waiting for OpenSearch (0 when none waits). */
 static double
@@ -126,6 +154,7 @@ db_status_row(FlussoDbSlot *s, bool full_errors, Datum *values, bool *nulls)
 	values[i] = Float8GetDatum(lag_seconds(s->oldest_unacked));
 	nulls[i++] = s->pid == 0;
 	values[i++] = BoolGetDatum(s->lag_warning);
+	values[i++] = BoolGetDatum(db_healthy(s));
 	Assert(i == STATUS_COLS);
 }
 
@@ -157,7 +186,7 @@ flusso_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-#define INDEX_STATUS_COLS 18
+#define INDEX_STATUS_COLS 19
 
 /* Time left for a running build, from its pace so far; (Datum) 0 if unknown. */
 static Datum
@@ -225,6 +254,7 @@ index_status_row(IndexRow *row, Datum *values, bool *nulls)
 	nulls[i++] = s->waiting_for[0] == '\0';
 	values[i] = TimestampTzGetDatum(s->waiting_since);
 	nulls[i++] = s->waiting_since == 0;
+	values[i++] = BoolGetDatum(error_active(s));
 	Assert(i == INDEX_STATUS_COLS);
 }
 
@@ -393,6 +423,39 @@ definition_names(void)
 }
 
 /*
+ * Ask the worker to refresh every index (make what it wrote searchable),
+ * and wait for it until deadline; false when it could not.
+ */
+static bool
+refresh_indexes(TimestampTz deadline)
+{
+	uint32		id = flusso_status_post_request(MyDatabaseId, "", true);
+	TimestampTz no_worker_since = 0;
+	int			generation;
+	char	   *error = NULL;
+
+	flusso_wake_worker(MyDatabaseId);
+	while (!flusso_status_request_result(id, &generation, &error))
+	{
+		if (GetCurrentTimestamp() >= deadline)
+		{
+			flusso_status_abandon_request(id);
+			return false;
+		}
+		check_worker(&no_worker_since);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (error)
+		ereport(WARNING,
+				(errmsg("flusso.wait_synced(refresh => true): %s", error),
+				 errdetail("Everything is acknowledged by OpenSearch, but not yet searchable.")));
+	return error == NULL;
+}
+
+/*
  * flusso.wait_synced(timeout): true once everything committed before the
  * call is acknowledged by OpenSearch in every index of this database (and
  * no index is still being built); false on timeout, or at once when an
@@ -403,6 +466,7 @@ Datum
 flusso_wait_synced(PG_FUNCTION_ARGS)
 {
 	Interval   *timeout = PG_GETARG_INTERVAL_P(0);
+	bool		refresh = PG_NARGS() > 1 && PG_GETARG_BOOL(1);
 	int64		timeout_ms = (timeout->time +
 							  (timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY) / 1000;
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
@@ -432,7 +496,7 @@ flusso_wait_synced(PG_FUNCTION_ARGS)
 		SyncVerdict v = sync_verdict(target, names);
 
 		if (v != SYNC_WAIT)
-			PG_RETURN_BOOL(v == SYNC_DONE);
+			PG_RETURN_BOOL(v == SYNC_DONE && (!refresh || refresh_indexes(deadline)));
 		if (GetCurrentTimestamp() >= deadline)
 			PG_RETURN_BOOL(false);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -582,6 +646,7 @@ static const DbMetric db_metrics[] = {
 	{"flusso_lag_warning", "gauge", "1 when the slot lag is past flusso.max_lag_bytes."},
 	{"flusso_opensearch_reachable", "gauge", "1 when OpenSearch answered the last check."},
 	{"flusso_uptime_seconds", "gauge", "Seconds since the sync worker started."},
+	{"flusso_healthy", "gauge", "1 when the worker runs, OpenSearch answers and no index has an error that still applies."},
 };
 
 static double
@@ -615,8 +680,10 @@ db_metric_value(FlussoDbSlot *s, int m)
 			return s->lag_warning;
 		case 10:
 			return s->os_state == FLUSSO_OS_REACHABLE;
-		default:
+		case 11:
 			return s->pid ? (GetCurrentTimestamp() - s->started_at) / 1000000.0 : 0;
+		default:
+			return db_healthy(s);
 	}
 }
 
@@ -682,6 +749,8 @@ static const DbMetric index_metrics[] = {
 	{"flusso_index_building_generation", "gauge", "The generation being built, 0 when none."},
 	{"flusso_index_backfill_ratio", "gauge", "Progress of the running build, 0 to 1 (1 when none runs)."},
 	{"flusso_index_lag_seconds", "gauge", "Age of the oldest committed change to this index not yet acknowledged."},
+	{"flusso_index_error_active", "gauge", "1 while an error of the index still applies (stopped, waiting for a lock, nothing acknowledged since)."},
+	{"flusso_index_waiting_seconds", "gauge", "How long the index has been waiting for a lock, 0 when it is not."},
 };
 
 static double
@@ -702,8 +771,12 @@ index_metric_value(FlussoIndexSlot *s, int m)
 		case 5:
 			return s->build_generation == 0 ? 1.0 :
 				s->backfill_total > 0 ? Min(1.0, (double) s->backfill_done / s->backfill_total) : 0.0;
-		default:
+		case 6:
 			return lag_seconds(s->oldest_unacked);
+		case 7:
+			return error_active(s);
+		default:
+			return s->waiting_since ? lag_seconds(s->waiting_since) : 0;
 	}
 }
 

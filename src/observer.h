@@ -32,7 +32,8 @@ typedef enum FlussoIndexPhase
 	FLUSSO_INDEX_BACKFILLING,
 	FLUSSO_INDEX_SEEDED,
 	FLUSSO_INDEX_PAUSED,
-	FLUSSO_INDEX_STOPPED
+	FLUSSO_INDEX_STOPPED,
+	FLUSSO_INDEX_REBUILDING		/* seeded, and a new generation is being built */
 } FlussoIndexPhase;
 
 typedef enum FlussoReachability

@@ -146,6 +146,26 @@ parse_version(const char *body)
 	return result;
 }
 
+/* flusso_os_ping() that gives up after timeout_ms: the engine's probe while requests wait. */
+FlussoReachability
+flusso_os_ping_within(long timeout_ms)
+{
+	long		saved = options.timeout_ms;
+	volatile FlussoReachability state;
+
+	options.timeout_ms = Min(saved, timeout_ms);
+	PG_TRY();
+	{
+		state = flusso_os_ping();
+	}
+	PG_FINALLY();
+	{
+		options.timeout_ms = saved;
+	}
+	PG_END_TRY();
+	return state;
+}
+
 FlussoReachability
 flusso_os_ping(void)
 {

@@ -35,5 +35,6 @@ extern FlussoHttpRequest *flusso_os_request(const char *method, const char *path
 
 /* Ask the cluster for its version; report the outcome to the observer. */
 extern FlussoReachability flusso_os_ping(void);
+extern FlussoReachability flusso_os_ping_within(long timeout_ms);
 
 #endif							/* FLUSSO_OPENSEARCH_H */

@@ -146,6 +146,7 @@ extern bool eng_build_ids(IndexRuntime *ix, List *ids, Builder *bld, uint64 vers
 extern void eng_confirm_done_batches(void);
 extern LiveBatch *eng_new_batch(XLogRecPtr end_lsn, bool confirm);
 extern LiveBatch *eng_unbuilt_batch(void);
+extern void eng_report_lag(void);
 
 /* backfill.c: builds */
 extern bool eng_backfill_step(void);
@@ -165,6 +166,7 @@ extern void eng_collect_completions(void);
 extern void eng_drop_retired(void);
 extern void eng_flush_dead_letters(void);
 extern long eng_next_retry_ms(void);
+extern void eng_probe_opensearch(void);
 extern void eng_send_due_retries(void);
 
 #endif							/* FLUSSO_PIPELINE_H */

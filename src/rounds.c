@@ -182,6 +182,7 @@ close_round(void)
 	if (control || E.ddl_reload)
 		E.reload_lsn = b->end_lsn;
 	E.ddl_reload = false;
+	eng_report_lag();			/* at once: building it may take a while */
 }
 
 static bool

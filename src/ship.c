@@ -512,6 +512,29 @@ eng_send_due_retries(void)
 	}
 }
 
+/*
+ * While requests wait for their backoff because OpenSearch failed, ask it
+ * every second whether it answers again; once it does, they go at once
+ * instead of waiting out a backoff of up to flusso.retry_max_interval.
+ */
+void
+eng_probe_opensearch(void)
+{
+	static TimestampTz last_probe = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	BulkRequest *req;
+
+	if (!E.os_failing || E.retries == NULL || !TimestampDifferenceExceeds(last_probe, now, 1000))
+		return;
+	last_probe = now;
+	if (flusso_os_ping_within(1000) != FLUSSO_OS_REACHABLE)
+		return;
+	E.os_failing = false;
+	for (req = E.retries; req; req = req->next)
+		req->not_before = now;
+	ereport(LOG, (errmsg("flusso: OpenSearch answers again; the waiting requests are sent now")));
+}
+
 long
 eng_next_retry_ms(void)
 {

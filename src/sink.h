@@ -33,6 +33,14 @@ typedef struct FlussoSink
 	char	   *(*point_alias) (const char *alias, const char *physical);
 	/* Drop physical, only if flusso made it for index_name (its _meta marker). */
 	char	   *(*drop_index) (const char *physical, const char *index_name);
+	/*
+	 * Drop every other physical index flusso made for index_name from this
+	 * database (left by an earlier index of that name): all but keep.
+	 */
+	void		(*drop_leftovers) (const char *index_name, const char *database,
+								   const char *keep);
+	/* make what was written to the index (an alias) searchable now */
+	char	   *(*refresh) (const char *alias);
 
 	/* bulk requests, asynchronous */
 	void		(*send) (BulkRequest *req);

@@ -44,6 +44,17 @@ dry_point_alias(const char *alias, const char *physical)
 }
 
 static char *
+dry_refresh(const char *alias)
+{
+	return NULL;
+}
+
+static void
+dry_drop_leftovers(const char *index_name, const char *database, const char *keep)
+{
+}
+
+static char *
 dry_drop_index(const char *physical, const char *index_name)
 {
 	ereport(LOG, (errmsg("flusso dry run: would drop index \"%s\"", physical)));
@@ -140,6 +151,8 @@ const FlussoSink flusso_dryrun_sink = {
 	.prepare_index = dry_prepare_index,
 	.point_alias = dry_point_alias,
 	.drop_index = dry_drop_index,
+	.drop_leftovers = dry_drop_leftovers,
+	.refresh = dry_refresh,
 	.send = dry_send,
 	.next_done = dry_next_done,
 	.in_flight = dry_in_flight,

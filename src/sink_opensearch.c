@@ -299,6 +299,80 @@ os_drop_index(const char *physical, const char *index_name)
 	return error;
 }
 
+/* The database an index's _meta.flusso names, or NULL. */
+static const char *
+marker_database(json_object *mapping, const char *physical)
+{
+	json_object *ix,
+			   *mappings,
+			   *meta,
+			   *marker,
+			   *db;
+
+	if (json_object_object_get_ex(mapping, physical, &ix) &&
+		json_object_object_get_ex(ix, "mappings", &mappings) &&
+		json_object_object_get_ex(mappings, "_meta", &meta) &&
+		json_object_object_get_ex(meta, "flusso", &marker) &&
+		json_object_object_get_ex(marker, "database", &db))
+		return json_object_get_string(db);
+	return NULL;
+}
+
+/*
+ * Generations an earlier index of the same name left (a drop without
+ * drop_remote, DROP EXTENSION, a restored database): once a new first
+ * generation is live they are replaced, so they go.  Only indexes whose
+ * marker names this index and this database (or no database) are touched;
+ * best effort, said in the log.
+ */
+static void
+os_drop_leftovers(const char *index_name, const char *database, const char *keep)
+{
+	long		status;
+	char	   *error = NULL;
+	json_object *all = get_json(psprintf("/%s_*/_mapping", seg(index_name)), &status, &error);
+
+	if (all == NULL || status != 200)
+	{
+		json_object_put(all);
+		return;
+	}
+	{
+		json_object_object_foreach(all, physical, val)
+		{
+			const char *db;
+			char	   *problem;
+
+			(void) val;
+			if (strcmp(physical, keep) == 0 || !made_by_flusso(all, physical, index_name))
+				continue;
+			db = marker_database(all, physical);
+			if (db != NULL && database != NULL && strcmp(db, database) != 0)
+				continue;
+			problem = os_drop_index(physical, index_name);
+			if (problem)
+				ereport(LOG, (errmsg("flusso index \"%s\": a leftover \"%s\" is not dropped: %s",
+									 index_name, physical, problem)));
+			else
+				ereport(LOG, (errmsg("flusso index \"%s\": dropped \"%s\", left by an earlier index of that name",
+									 index_name, physical)));
+		}
+	}
+	json_object_put(all);
+}
+
+static char *
+os_refresh(const char *alias)
+{
+	FlussoHttpRequest *http = flusso_os_request("POST", psprintf("/%s/_refresh", seg(alias)), NULL, NULL);
+	char	   *error = NULL;
+
+	if (http->result != CURLE_OK || http->status != 200)
+		error = answer_problem(http, psprintf("could not refresh \"%s\"", alias));
+	flusso_http_free(http);
+	return error;
+}
+
 static void
 os_send(BulkRequest *req)
 {
@@ -426,6 +500,8 @@ const FlussoSink flusso_opensearch_sink = {
 	.prepare_index = os_prepare_index,
 	.point_alias = os_point_alias,
 	.drop_index = os_drop_index,
+	.drop_leftovers = os_drop_leftovers,
+	.refresh = os_refresh,
 	.send = os_send,
 	.next_done = os_next_done,
 	.in_flight = os_in_flight,

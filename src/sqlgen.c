@@ -390,10 +390,10 @@ restriction(DefJoin *j, const DefTable *left, const char *alias, DefNode *parent
  * the link's parent columns come along as "~p0".. .
  */
 static char *
-node_rows(DefNode *node, const char *indent)
+node_rows_filtered(DefNode *node, const char *indent, bool with_filter)
 {
 	const char *alias = qalias(&node->table);
-	bool		own_filter = node->filter && !is_aggregate(node);
+	bool		own_filter = with_filter && node->filter && !is_aggregate(node);
 	char	   *filter = own_filter ?
 		psprintf("\n%s  AND (%s)", indent, flusso_sql_fragment(node->filter)) : "";
 	StringInfoData out;
@@ -425,6 +425,12 @@ node_rows(DefNode *node, const char *indent)
 	if (own_filter)
 		appendStringInfo(&out, "\n%sWHERE (%s)", indent, flusso_sql_fragment(node->filter));
 	return out.data;
+}
+
+static char *
+node_rows(DefNode *node, const char *indent)
+{
+	return node_rows_filtered(node, indent, true);
 }
 
 /* The columns a node's aggregate is grouped by, as "~p0".. . */
@@ -1064,4 +1070,44 @@ flusso_sql_watches(IndexDef *def)
 
 	add_watches(def, def->root, &out);
 	return out;
+}
+
+/* ---- probes ---- */
+
+char *
+flusso_sql_probe(IndexDef *def, DefNode *node, const char *text, FlussoProbeKind kind)
+{
+	const char *alias = qalias(&node->table);
+	List	   *chain = NIL;
+	DefNode    *n;
+	ListCell   *lc;
+	StringInfoData buf;
+	char	   *rows;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "-- flusso index \"%s\": a probe of %s\n", def->name,
+					 node->path[0] ? node->path : "the root");
+	append_keys(&buf, def, 0);
+	append_root_rows(&buf, def);
+	for (n = node->parent; n != NULL && n->parent != NULL; n = n->parent)
+		chain = lcons(n, chain);
+	foreach(lc, chain)
+	{
+		DefNode    *a = lfirst(lc);
+
+		appendStringInfo(&buf, ",\n\"~r%d\" AS (\n  %s\n)", a->id, node_rows(a, "  "));
+	}
+	if (node->parent != NULL)
+		rows = node_rows_filtered(node, "  ", kind != PROBE_FILTER);
+	else if (kind == PROBE_FILTER)
+		rows = psprintf("SELECT %s.* FROM %s AS %s WHERE EXISTS (SELECT FROM \"~k\" WHERE %s)",
+						alias, qtable(&node->table), alias, keys_equal(def, alias, "\"~k\""));
+	else
+		rows = pstrdup("SELECT * FROM \"~r0\"");
+	if (kind == PROBE_ORDER)
+		appendStringInfo(&buf, "\nSELECT 1 FROM (%s) AS %s ORDER BY %s", rows, alias,
+						 flusso_sql_fragment(text));
+	else
+		appendStringInfo(&buf, "\nSELECT (%s) FROM (%s) AS %s", flusso_sql_fragment(text), rows, alias);
+	return buf.data;
 }

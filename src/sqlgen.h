@@ -71,6 +71,23 @@ extern char *flusso_sql_document_ids(IndexDef *def);
 /* SELECT count(*) estimate source: the root table and filter. */
 extern char *flusso_sql_count(IndexDef *def);
 
+/*
+ * A probe: one expression of one node (a filter, a field's expr, a value,
+ * an order_by) evaluated over that node's rows under the root keys $1..$k
+ * (text[] each, like the build statement), to tell which part of a
+ * definition a document that cannot be built fails in.  A filter is
+ * evaluated over the rows before it, the others over the rows it keeps.
+ */
+typedef enum FlussoProbeKind
+{
+	PROBE_FILTER,
+	PROBE_VALUE,
+	PROBE_ORDER
+} FlussoProbeKind;
+
+extern char *flusso_sql_probe(IndexDef *def, DefNode *node, const char *text,
+							  FlussoProbeKind kind);
+
 /* User SQL text, made safe to embed before a closing parenthesis. */
 extern char *flusso_sql_fragment(const char *text);
 

@@ -426,6 +426,7 @@ obs_batch_committed(const FlussoBatchStats *stats)
 
 		if (slot == NULL)
 			continue;
+		slot->last_ok_at = GetCurrentTimestamp();
 		pg_atomic_fetch_add_u64(&slot->upserted, is->upserted);
 		pg_atomic_fetch_add_u64(&slot->deleted, is->deleted);
 		pg_atomic_fetch_add_u64(&slot->errors, is->failed);
@@ -436,8 +437,18 @@ obs_batch_committed(const FlussoBatchStats *stats)
 static void
 obs_caught_up(XLogRecPtr lsn)
 {
+	TimestampTz now = GetCurrentTimestamp();
+	int			i;
+
 	if (lsn > pg_atomic_read_u64(&my_db_slot->synced_lsn))
 		pg_atomic_write_u64(&my_db_slot->synced_lsn, lsn);
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < flusso_shared->nindexes; i++)
+	{
+		if (flusso_shared->indexes[i].in_use && flusso_shared->indexes[i].dboid == MyDatabaseId)
+			flusso_shared->indexes[i].last_ok_at = now;
+	}
+	LWLockRelease(flusso_shared->lock);
 }
 
 static void
@@ -463,6 +474,7 @@ obs_backfill_progress(const char *index, int64 done, int64 total)
 	{
 		slot->backfill_done = done;
 		slot->backfill_total = total;
+		slot->last_ok_at = GetCurrentTimestamp();
 	}
 	LWLockRelease(flusso_shared->lock);
 }
@@ -691,6 +703,26 @@ flusso_status_finish_request(uint32 id, int generation, const char *error)
 			r->handled = true;
 			r->generation = generation;
 			strlcpy(r->error, error ? error : "", sizeof(r->error));
+		}
+	}
+	LWLockRelease(flusso_shared->lock);
+}
+
+/* The caller no longer waits: the slot goes once the worker is done with it. */
+void
+flusso_status_abandon_request(uint32 id)
+{
+	int			i;
+
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < FLUSSO_MAX_REQUESTS; i++)
+	{
+		FlussoRequestSlot *r = &flusso_shared->requests[i];
+
+		if (r->in_use && r->id == id)
+		{
+			r->waited = false;
+			r->in_use = !r->handled;
 		}
 	}
 	LWLockRelease(flusso_shared->lock);

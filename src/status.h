@@ -75,6 +75,7 @@ typedef struct FlussoIndexSlot
 	char		last_error_public[FLUSSO_ERROR_LEN];	/* without row values */
 	TimestampTz last_error_at;
 	Oid			owner;			/* who may see last_error */
+	TimestampTz last_ok_at;		/* documents last acknowledged (errors before it are past) */
 	char		waiting_for[FLUSSO_ACTIVITY_LEN];
 	TimestampTz waiting_since;
 
@@ -138,6 +139,7 @@ extern uint32 flusso_status_post_request(Oid dboid, const char *name, bool wait)
 extern List *flusso_status_take_requests(Oid dboid);
 extern void flusso_status_finish_request(uint32 id, int generation, const char *error);
 extern bool flusso_status_request_result(uint32 id, int *generation, char **error);
+extern void flusso_status_abandon_request(uint32 id);
 
 extern const FlussoObserver flusso_status_observer;
 

@@ -34,6 +34,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "capture.h"
 #include "engine.h"
 #include "flusso.h"
 #include "http.h"
@@ -107,14 +108,26 @@ version_matches(const char *version)
 }
 
 static bool
-extension_installed(void)
+extension_installed(bool *missing)
 {
 	char	   *version = installed_version();
 	bool		usable = version != NULL && version_matches(version);
 
+	*missing = version == NULL;
 	if (version)
 		pfree(version);
 	return usable;
+}
+
+/* Without the extension nobody reads flusso's slot: it goes, or it would hold WAL for ever. */
+static void
+drop_slots(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	flusso_capture_drop_stale_slots(true, psprintf("the flusso extension is not installed in database \"%s\"",
+												   state.dbname));
+	CommitTransactionCommand();
 }
 
 /* Follow CREATE / DROP EXTENSION; returns whether the extension is there. */
@@ -123,12 +136,13 @@ check_extension(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	bool		present;
+	bool		missing;
 
 	/* while syncing, look again at most twice a second (and after errors) */
 	if (state.extension_present && now < state.next_extension_check)
 		return true;
 	state.next_extension_check = TimestampTzPlusMilliseconds(now, 500);
-	present = extension_installed();
+	present = extension_installed(&missing);
 
 	if (present && !state.extension_present)
 	{
@@ -142,6 +156,8 @@ check_extension(void)
 							 state.dbname)));
 		flusso_engine_stop();
 	}
+	if (!present && missing)
+		drop_slots();			/* dropped just now, or while no worker ran */
 	else if (!present && !state.said_waiting && !state.said_version)
 		ereport(LOG,
 				(errmsg("flusso sync worker waits for CREATE EXTENSION flusso in database \"%s\"",

@@ -19,11 +19,11 @@ SELECT columns_are('flusso', 'status', ARRAY[
     'changes_committed', 'changes_in_flight', 'documents_built', 'batches',
     'slot_lag_bytes', 'errors', 'last_error', 'last_error_at', 'worker_pid',
     'synced_lsn', 'bulk_latency_ms', 'opensearch', 'opensearch_version',
-    'opensearch_error', 'opensearch_checked_at', 'opensearch_tls_verify', 'lag_seconds', 'lag_warning']);
+    'opensearch_error', 'opensearch_checked_at', 'opensearch_tls_verify', 'lag_seconds', 'lag_warning', 'healthy']);
 SELECT columns_are('flusso', 'index_status', ARRAY[
     'database', 'name', 'state', 'generation', 'building_generation', 'documents_upserted', 'documents_deleted', 'errors',
     'backfill_rows_done', 'backfill_rows_total', 'backfill_percent', 'last_error',
-    'last_error_at', 'lag_seconds', 'backfill_eta', 'owner', 'waiting_for', 'waiting_since']);
+    'last_error_at', 'lag_seconds', 'backfill_eta', 'owner', 'waiting_for', 'waiting_since', 'error_active']);
 
 -- who may read status
 SELECT ok(has_table_privilege('pg_monitor', 'flusso.status', 'SELECT'), 'pg_monitor reads status');

@@ -42,7 +42,7 @@ SELECT throws_ok($$SELECT * FROM flusso.status$$, '42501', NULL, 'status is not 
 SELECT throws_ok($$SELECT * FROM flusso.index_status$$, '42501', NULL, 'index_status is not readable');
 SELECT throws_ok($$SELECT flusso.metrics()$$, '42501', NULL, 'metrics are not readable');
 RESET ROLE;
-SELECT ok(has_function_privilege('tap_nobody', 'flusso.wait_synced(interval)', 'EXECUTE'), 'wait_synced is for everybody');
+SELECT ok(has_function_privilege('tap_nobody', 'flusso.wait_synced(interval, boolean)', 'EXECUTE'), 'wait_synced is for everybody');
 
 -- pg_monitor reads status and metrics, not definitions
 SET ROLE tap_monitor;

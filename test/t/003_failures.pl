@@ -99,6 +99,46 @@ $node->safe_psql($db, q{UPDATE retried SET val = '3' WHERE id = 3});
 ok(FlussoTest::wait_synced($node, $db), 'synced once fixed');
 is(dead_letter_count(3), '0', 'and its dead letter is gone');
 
+# --- a document that cannot be built: its policy, for it alone -------------------
+$node->safe_psql($db, q{CREATE TABLE posts (id int PRIMARY KEY, meta jsonb NOT NULL);
+	INSERT INTO posts SELECT i, jsonb_build_object('words', i * 10) FROM generate_series(1, 30) i;
+	UPDATE posts SET meta = '{"words": "lots"}' WHERE id = 13});
+for my $policy (qw(skip dead_letter stop))
+{
+	(my $name = "t3-posts-$policy") =~ s/_/-/g;
+	$node->safe_psql($db, qq{SELECT flusso.create_index('$name', '{"table": "posts", "on_error": "$policy",
+		"columns": ["id", {"name": "words", "expr": "(meta->>''words'')::int"}]}')});
+}
+ok(FlussoTest::wait_for(sub {
+			$node->safe_psql($db, q{SELECT count(*) FROM flusso.index_status WHERE name LIKE 't3-posts-%' AND errors > 0}) == 3
+		}, 'unbuildable seen'), 'a row the expression cannot handle reaches every policy (in the backfill)');
+for my $ix (qw(t3-posts-skip t3-posts-dead-letter))
+{
+	is($node->safe_psql($db, qq{SELECT state FROM flusso.index_status WHERE name = '$ix'}), 'seeded',
+		"$ix: the index goes on");
+	ok(defined FlussoTest::os_doc($ix, 12) && defined FlussoTest::os_doc($ix, 14) && !defined FlussoTest::os_doc($ix, 13),
+		"$ix: the documents around it are written, it is not");
+}
+like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-posts-skip'}),
+	qr/document "13" of index "t3-posts-skip" rejected: it cannot be built: invalid input syntax for type integer: "lots" \(at columns\[1\]\.expr in the definition\)/,
+	'the error names the document and the path in the definition');
+like($node->safe_psql($db, q{SELECT error FROM flusso.dead_letters WHERE index_name = 't3-posts-dead-letter'}),
+	qr/it cannot be built: .*columns\[1\]\.expr/, 'dead_letter: kept with that error');
+is($node->safe_psql($db, q{SELECT state FROM flusso.index_status WHERE name = 't3-posts-stop'}), 'stopped',
+	'stop: the index stops');
+# live changes: one bad row among good ones
+$node->safe_psql($db, q{UPDATE posts SET meta = '{"words": 1}' WHERE id = 13;
+	UPDATE posts SET meta = '{"words": "many"}' WHERE id = 20; UPDATE posts SET meta = '{"words": 777}' WHERE id = 21});
+ok(FlussoTest::wait_for(sub { (FlussoTest::os_doc('t3-posts-skip', 21) // {})->{words} == 777 }, 'live 21'),
+	'live: the good changes of a batch are written');
+ok(FlussoTest::wait_for(sub { (FlussoTest::os_doc('t3-posts-skip', 13) // {})->{words} == 1 }, 'live 13'),
+	'a fixed row is written');
+is(FlussoTest::os_doc('t3-posts-skip', 20)->{words}, 200, 'the bad one keeps its last good version');
+like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-posts-skip'}),
+	qr/document "20" .* "many" \(at columns\[1\]\.expr in the definition\)/, 'and the error names it');
+$node->safe_psql($db, q{UPDATE posts SET meta = '{"words": 200}' WHERE id = 20;
+	SELECT flusso.drop_index(name, true) FROM flusso.indexes WHERE name LIKE 't3-posts-%'});
+
 # --- an oversized document goes to the policy, the pipeline goes on -----------
 $node->safe_psql($db, q{ALTER SYSTEM SET flusso.batch_bytes = '64kB'});
 $node->reload;
