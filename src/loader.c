@@ -118,7 +118,7 @@ set_watches(void)
 /* ---- loading and reloading ---- */
 
 static IndexRuntime *
-add_index(const char *name, const char *json, Oid owner)
+add_index(const char *name, const char *json, Oid owner, bool fresh)
 {
 	MemoryContext old = MemoryContextSwitchTo(E.cxt);
 	IndexRuntime *ix = palloc0(sizeof(IndexRuntime));
@@ -130,7 +130,8 @@ add_index(const char *name, const char *json, Oid owner)
 		palloc(sizeof(IndexRuntime *));
 	E.ix[E.nix++] = ix;
 	MemoryContextSwitchTo(old);
-	flusso_index_load_state(ix);
+	if (!fresh)					/* a recreated index: its old state is gone */
+		flusso_index_load_state(ix);
 	ix->live_def_json = ix->live_def_json ? MemoryContextStrdup(E.cxt, ix->live_def_json) : NULL;
 	ix->build_def_json = ix->build_def_json ? MemoryContextStrdup(E.cxt, ix->build_def_json) : NULL;
 	ix->error = ix->error ? MemoryContextStrdup(E.cxt, ix->error) : NULL;
@@ -307,11 +308,13 @@ drop_index(const Request *r)
  * Drops of indexes whose name is defined again (dropped, then created
  * again before the worker saw the drop): the old one goes before the new
  * one is loaded, so the new one starts from nothing, not from the old
- * one's state.
+ * one's state (its deletion is not visible to this transaction's snapshot:
+ * the names are returned, and their state is not read).
  */
-static void
+static List *
 drop_recreated(List *requests, List *rows)
 {
+	List	   *fresh = NIL;
 	ListCell   *lc;
 
 	foreach(lc, requests)
@@ -327,10 +330,25 @@ drop_recreated(List *requests, List *rows)
 			{
 				drop_index(r);
 				r->action = "done";
+				fresh = lappend(fresh, r->name);
 				break;
 			}
 		}
 	}
+	return fresh;
+}
+
+static bool
+name_in(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	}
+	return false;
 }
 
 static void
@@ -439,6 +457,7 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	List	   *rows = NIL;
 	List	   *requests;
+	List	   *fresh;
 	ListCell   *lc;
 	uint64		i;
 
@@ -452,11 +471,12 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3)));
 	requests = read_requests();
 	eng_forget_indexes();
-	drop_recreated(requests, rows);
+	fresh = drop_recreated(requests, rows);
 	foreach(lc, rows)
 	{
 		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)),
-									 atooid(lthird(lfirst(lc))));
+									 atooid(lthird(lfirst(lc))),
+									 name_in(fresh, linitial(lfirst(lc))));
 
 		settle_index(ix, lsn, reloaded, fresh_slot);
 	}

@@ -51,6 +51,7 @@ typedef struct WorkerState
 {
 	char		dbname[NAMEDATALEN];
 	bool		extension_present;
+	Oid			extension_oid;	/* the one being synced: a new one is a restart */
 	bool		said_waiting;	/* logged "waiting for CREATE EXTENSION" */
 	bool		said_version;	/* logged that the SQL objects are too old */
 	TimestampTz next_extension_check;
@@ -63,15 +64,16 @@ static WorkerState state;
 
 bool		flusso_in_sync_worker = false;
 
-/* The installed version of the extension in this database, or NULL. */
+/* The installed version of the extension in this database (and its OID), or NULL. */
 static char *
-installed_version(void)
+installed_version(Oid *oid)
 {
 	char	   *version = NULL;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (OidIsValid(get_extension_oid(FLUSSO_EXTENSION_NAME, true)))
+	*oid = get_extension_oid(FLUSSO_EXTENSION_NAME, true);
+	if (OidIsValid(*oid))
 	{
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
@@ -108,9 +110,9 @@ version_matches(const char *version)
 }
 
 static bool
-extension_installed(bool *missing)
+extension_installed(bool *missing, Oid *oid)
 {
-	char	   *version = installed_version();
+	char	   *version = installed_version(oid);
 	bool		usable = version != NULL && version_matches(version);
 
 	*missing = version == NULL;
@@ -137,12 +139,23 @@ check_extension(void)
 	TimestampTz now = GetCurrentTimestamp();
 	bool		present;
 	bool		missing;
+	Oid			oid;
 
 	/* while syncing, look again at most twice a second (and after errors) */
 	if (state.extension_present && now < state.next_extension_check)
 		return true;
 	state.next_extension_check = TimestampTzPlusMilliseconds(now, 500);
-	present = extension_installed(&missing);
+	present = extension_installed(&missing, &oid);
+	if (present && state.extension_present && oid != state.extension_oid)
+	{
+		/* dropped and created again between two looks: start over */
+		ereport(LOG, (errmsg("flusso extension was created again in database \"%s\"; syncing starts over",
+							 state.dbname)));
+		flusso_engine_stop();
+		drop_slots();
+		state.extension_present = false;
+	}
+	state.extension_oid = oid;
 
 	if (present && !state.extension_present)
 	{

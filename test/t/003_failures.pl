@@ -114,8 +114,8 @@ ok(FlussoTest::wait_for(sub {
 		}, 'unbuildable seen'), 'a row the expression cannot handle reaches every policy (in the backfill)');
 for my $ix (qw(t3-posts-skip t3-posts-dead-letter))
 {
-	is($node->safe_psql($db, qq{SELECT state FROM flusso.index_status WHERE name = '$ix'}), 'seeded',
-		"$ix: the index goes on");
+	ok(FlussoTest::wait_for(sub { $node->safe_psql($db, qq{SELECT state FROM flusso.index_status WHERE name = '$ix'}) eq 'seeded' },
+			"$ix seeded"), "$ix: the index goes on");
 	ok(defined FlussoTest::os_doc($ix, 12) && defined FlussoTest::os_doc($ix, 14) && !defined FlussoTest::os_doc($ix, 13),
 		"$ix: the documents around it are written, it is not");
 }
@@ -142,6 +142,7 @@ $node->safe_psql($db, q{UPDATE posts SET meta = '{"words": 200}' WHERE id = 20;
 # --- an oversized document goes to the policy, the pipeline goes on -----------
 $node->safe_psql($db, q{ALTER SYSTEM SET flusso.batch_bytes = '64kB'});
 $node->reload;
+sleep 1;	# the worker applies the new setting at its next loop
 $node->safe_psql($db, q{INSERT INTO things VALUES (1000, repeat('9', 70000)), (1001, '1001')});
 ok(FlussoTest::wait_for(sub {
 			$node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters WHERE document_id = '1000'}) == 1

@@ -98,7 +98,11 @@ ok(FlussoTest::wait_for(sub { status_of('t9-big', 'errors') >= 4 }, 'big documen
 	'four documents larger than flusso.batch_bytes go to the policy');
 like(status_of('t9-big', 'last_error'), qr/more than flusso.batch_bytes/, 'with the reason');
 my $grew = $peak->() - $before;
-cmp_ok($grew, '<', 400, sprintf('the worker\'s peak memory grew by %.0f MB for four 64 MB documents (streamed, not all held)', $grew));
+SKIP:
+{
+	skip sprintf('worker peak memory under AddressSanitizer: +%.0f MB', $grew), 1 if $ENV{FLUSSO_ASAN};
+	cmp_ok($grew, '<', 400, sprintf('the worker\'s peak memory grew by %.0f MB for four 64 MB documents (streamed, not all held)', $grew));
+}
 $node->safe_psql($db, q{UPDATE big SET v = 'small again' WHERE id = 1; UPDATE fast SET v = 'after the big ones' WHERE id = 3});
 ok(FlussoTest::wait_for(sub { doc_v('t9-big', 1) eq 'small again' && doc_v('t9-fast', 3) eq 'after the big ones' },
 		'synced after big', 60), 'everything syncs on afterwards');

@@ -81,11 +81,11 @@ $plain->append_conf('postgresql.conf', "shared_preload_libraries = 'flusso'\nflu
 $plain->start;
 ($ret, $out, $err) = $plain->psql('postgres', 'CREATE EXTENSION flusso');
 is($ret, 0, 'CREATE EXTENSION succeeds without wal_level = logical');
-like($err, qr/WARNING:  flusso cannot sync: wal_level is "replica".*\n.*\n.*HINT:  Set wal_level = logical/,
+like($err, qr/WARNING:  flusso cannot sync: wal_level is "(?:minimal|replica)".*\n.*\n.*HINT:  Set wal_level = logical/,
 	'but says why nothing will sync, and the fix');
 ($ret, $out, $err) = $plain->psql('postgres', q{CREATE TABLE t (id int PRIMARY KEY);
 	SELECT flusso.create_index('t10-nowal', '{"table": "t"}')});
-like($err, qr/flusso cannot sync: wal_level is "replica"/, 'and so does create_index');
+like($err, qr/flusso cannot sync: wal_level is "(?:minimal|replica)"/, 'and so does create_index');
 $plain->stop;
 
 # --- states and health ------------------------------------------------------------------
@@ -97,7 +97,7 @@ ok(FlussoTest::wait_for(sub { q1(q{SELECT state FROM flusso.index_status WHERE n
 	  || q1(q{SELECT generation FROM flusso.index_status WHERE name = 't10-again'}) > 1,
 	'during a reindex the index shows "rebuilding" (or was quicker than the poll)');
 ok(FlussoTest::wait_synced($node, $db), 'synced after the reindex');
-is(q1(q{SELECT state || ' ' || error_active FROM flusso.index_status WHERE name = 't10-again'}), 'seeded f',
+is(q1(q{SELECT state || ' ' || error_active FROM flusso.index_status WHERE name = 't10-again'}), 'seeded false',
 	'seeded again, no error active');
 is(q1(q{SELECT healthy FROM flusso.status}), 't', 'status: healthy');
 q1(q{CREATE TABLE bad (id int PRIMARY KEY, v text); INSERT INTO bad VALUES (1, 'x');
@@ -111,7 +111,7 @@ like(q1(q{SELECT flusso.metrics()}), qr/flusso_index_error_active\{database="day
 	'metrics say so too');
 q1(q{UPDATE bad SET v = '1'; SELECT flusso.reindex('t10-bad', true)});
 ok(FlussoTest::wait_synced($node, $db), 'fixed and reindexed');
-is(q1(q{SELECT error_active || ' ' || (last_error IS NOT NULL) FROM flusso.index_status WHERE name = 't10-bad'}), 'f t',
+is(q1(q{SELECT error_active || ' ' || (last_error IS NOT NULL) FROM flusso.index_status WHERE name = 't10-bad'}), 'false true',
 	'the error is kept but no longer active');
 is(q1(q{SELECT healthy FROM flusso.status}), 't', 'healthy again');
 
@@ -167,12 +167,13 @@ like(slurp_file($node->logfile), qr/flusso dropped replication slot "flusso": fl
 
 # --- DROP and CREATE EXTENSION: no orphan generations -------------------------------
 ok(FlussoTest::wait_synced($node, $db), 'synced on the new slot');
+my $gen = q1(q{SELECT generation FROM flusso.index_status WHERE name = 't10-renamed'});
 q1(q{SELECT flusso.reindex('t10-renamed', true); SELECT flusso.reindex('t10-renamed', true)});
-is(q1(q{SELECT generation FROM flusso.index_status WHERE name = 't10-renamed'}), '3', 'at generation 3');
+is(q1(q{SELECT generation FROM flusso.index_status WHERE name = 't10-renamed'}), $gen + 2, 'two reindexes later');
 q1(q{DROP EXTENSION flusso; CREATE EXTENSION flusso; SELECT flusso.create_index('t10-renamed', '{"table": "items"}')});
 ok(FlussoTest::wait_synced($node, $db), 'created again after DROP and CREATE EXTENSION');
 is(q1(q{SELECT generation FROM flusso.index_status WHERE name = 't10-renamed'}), '1', 'generations restart at 1');
-ok(FlussoTest::wait_for(sub { !os_exists('t10-renamed_3') }, 'orphan gone'),
+ok(FlussoTest::wait_for(sub { !os_exists('t10-renamed_' . ($gen + 2)) }, 'orphan gone'),
 	'the generation left by the dropped extension is replaced, not orphaned');
 FlussoTest::is_consistent($node, $db, 't10-renamed', 'at the end');
 $node->stop;
