@@ -47,6 +47,7 @@
 #include "utils/relcache.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "definition.h"
 #include "settings.h"
 #include "sqlgen.h"
@@ -87,7 +88,7 @@ resolve_table(DefTable *t, const char *path)
 
 	PG_TRY();
 	{
-		names = stringToQualifiedNameList(t->text);
+		names = compat_stringToQualifiedNameList(t->text);
 	}
 	PG_CATCH();
 	{
@@ -445,7 +446,7 @@ check_key(IndexDef *def)
 	DefTable   *t = &def->root->table;
 	Relation	rel = table_open(t->relid, AccessShareLock);
 	List	   *keys = usable_unique_keys(rel);
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	Oid			pk = compat_RelationGetPrimaryKeyIndex(rel);
 	ListCell   *lc;
 	bool		found = false;
 
