@@ -35,6 +35,21 @@
 #endif
 
 /*
+ * 16 keeps GUC values and extras in a memory context of their own: a check
+ * hook allocates them with guc_strdup() and frees with guc_free() (15:
+ * malloc and free; on 16 a strdup'd value is pfree'd and the server stops
+ * with "pfree called with invalid pointer").  LOG: NULL when out of memory,
+ * as strdup.
+ */
+#if PG_VERSION_NUM >= 160000
+#define compat_guc_strdup(str) guc_strdup(LOG, (str))
+#define compat_guc_free(ptr) guc_free(ptr)
+#else
+#define compat_guc_strdup(str) strdup(str)
+#define compat_guc_free(ptr) free(ptr)
+#endif
+
+/*
  * 16 gave stringToQualifiedNameList() a soft-error context; NULL keeps
  * 15's behaviour (a malformed name throws).
  */
