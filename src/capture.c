@@ -51,6 +51,7 @@
 #include "utils/rel.h"
 
 #include "capture.h"
+#include "compat.h"
 #include "flusso.h"
 #include "settings.h"
 
@@ -395,9 +396,9 @@ flusso_capture_change(ReorderBufferTXN *txn, Relation rel, ReorderBufferChange *
 	}
 	note_xid(txn->xid);
 	if (change->data.tp.oldtuple)
-		oldtup = &change->data.tp.oldtuple->tuple;
+		oldtup = compat_change_tuple(change->data.tp.oldtuple);
 	if (change->data.tp.newtuple && change->action != REORDER_BUFFER_CHANGE_DELETE)
-		newtup = &change->data.tp.newtuple->tuple;
+		newtup = compat_change_tuple(change->data.tp.newtuple);
 	if (oldtup)
 		add_image(leaf, rel, oldtup);
 	if (newtup)
@@ -481,8 +482,7 @@ flusso_capture_slot_state(void)
 	if (s)
 	{
 		SpinLockAcquire(&s->mutex);
-		state = s->data.restart_lsn == InvalidXLogRecPtr &&
-			s->data.invalidated_at != InvalidXLogRecPtr ? SLOT_INVALIDATED : SLOT_OK;
+		state = compat_slot_invalidated(s) ? SLOT_INVALIDATED : SLOT_OK;
 		SpinLockRelease(&s->mutex);
 	}
 	LWLockRelease(ReplicationSlotControlLock);
@@ -572,7 +572,7 @@ flusso_capture_create_slot(void)
 	XLogRecPtr	start;
 
 	CheckLogicalDecodingRequirements();
-	ReplicationSlotCreate(flusso_capture_slot_name(), true, RS_EPHEMERAL, false);
+	compat_ReplicationSlotCreate(flusso_capture_slot_name(), true, RS_EPHEMERAL, false);
 	ctx = CreateInitDecodingContext(FLUSSO_LIBRARY, NIL, false, InvalidXLogRecPtr,
 									XL_ROUTINE(.page_read = read_local_xlog_page,
 											   .segment_open = wal_segment_open,
@@ -622,7 +622,7 @@ flusso_capture_open(void)
 	if (decoding)
 		return;
 	CheckLogicalDecodingRequirements();
-	ReplicationSlotAcquire(flusso_capture_slot_name(), true);
+	compat_ReplicationSlotAcquire(flusso_capture_slot_name(), true);
 	old = MemoryContextSwitchTo(capture_cxt);
 	decoding = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
 									 XL_ROUTINE(.page_read = read_local_xlog_page,

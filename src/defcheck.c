@@ -51,6 +51,7 @@
 #include "utils/typcache.h"
 #include "parser/parse_clause.h"
 
+#include "compat.h"
 #include "definition.h"
 #include "rights.h"
 #include "settings.h"
@@ -92,7 +93,7 @@ resolve_table(DefTable *t, const char *path)
 
 	PG_TRY();
 	{
-		names = stringToQualifiedNameList(t->text);
+		names = compat_stringToQualifiedNameList(t->text);
 	}
 	PG_CATCH();
 	{
@@ -501,7 +502,7 @@ check_key(IndexDef *def)
 	DefTable   *t = &def->root->table;
 	Relation	rel = table_open(t->relid, AccessShareLock);
 	List	   *keys = usable_unique_keys(rel);
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	Oid			pk = compat_RelationGetPrimaryKeyIndex(rel);
 	ListCell   *lc;
 	bool		found = false;
 

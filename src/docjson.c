@@ -35,6 +35,8 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
+#include "compat.h"
+
 typedef enum ArgKind
 {
 	ARG_BOOL,

@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "flusso.h"
 #include "settings.h"
 #include "status.h"

@@ -28,6 +28,7 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "http.h"
 
 #define MAX_SOCKETS 64
@@ -304,7 +305,7 @@ build_wait_set(void)
 	if (wait_set != NULL)
 		FreeWaitEventSet(wait_set);
 	wait_set = NULL;
-	set = CreateWaitEventSet(TopMemoryContext, nsockets + 2);
+	set = compat_CreateWaitEventSet_top(nsockets + 2);
 
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);

@@ -23,6 +23,7 @@
 #include "storage/fd.h"
 #include "utils/guc.h"
 
+#include "compat.h"
 #include "flusso.h"
 #include "settings.h"
 
@@ -180,7 +181,7 @@ static bool
 keep_url_secret(char **newval, void **extra)
 {
 	char	   *shown = flusso_redact_url_list(*newval);
-	char	   *full = strdup(*newval);	/* GUC frees values and extras with free() */
+	char	   *full = compat_guc_strdup(*newval);	/* GUC frees values and extras itself */
 	char	   *masked;
 
 	if (full == NULL)
@@ -188,10 +189,10 @@ keep_url_secret(char **newval, void **extra)
 	*extra = full;
 	if (strcmp(shown, *newval) == 0)
 		return true;
-	masked = strdup(shown);
+	masked = compat_guc_strdup(shown);
 	if (masked == NULL)
 		return false;
-	free(*newval);
+	compat_guc_free(*newval);
 	*newval = masked;
 	return true;
 }

@@ -41,6 +41,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "flusso.h"
 #include "settings.h"
 #include "status.h"
@@ -209,7 +210,7 @@ flusso_status_attach_worker(Oid dboid, const char *dbname)
 	strlcpy(slot->activity, "starting", FLUSSO_ACTIVITY_LEN);
 	slot->os_state = FLUSSO_OS_UNKNOWN;
 	LWLockRelease(flusso_shared->lock);
-	pg_atomic_write_u32(&slot->procno_plus1, MyProc->pgprocno + 1);
+	pg_atomic_write_u32(&slot->procno_plus1, compat_my_procno() + 1);
 
 	my_db_slot = slot;
 	before_shmem_exit(detach_worker, (Datum) 0);
@@ -223,7 +224,7 @@ flusso_status_set_launcher(void)
 	flusso_shared->launcher_pid = MyProcPid;
 	LWLockRelease(flusso_shared->lock);
 	pg_atomic_write_u32(&flusso_shared->launcher_procno_plus1,
-						MyProc->pgprocno + 1);
+						compat_my_procno() + 1);
 }
 
 static void

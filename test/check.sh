@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every flusso test against a real PostgreSQL 15 and a real OpenSearch:
+# Runs every flusso test against a real PostgreSQL (15 unless --pg) and a real OpenSearch:
 #   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
@@ -13,22 +13,50 @@
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--only regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
-# Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check), KEEP=1 keeps servers up.
+# Usage: test/check.sh [--pg 15|17|18] [--only regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
+#   --pg N  PostgreSQL N (default 15).  17 and 18 run in a Debian root of
+#           their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
+#           it): flusso is built, installed and tested there, OpenSearch
+#           stays on the host.  fuzz and asan are PostgreSQL 15's only
+#           (skipped on 17 and 18).
+# Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check, /tmp/flusso-check-N for
+#        --pg N but 15), KEEP=1 keeps servers up.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-source test/lib/pg.sh
 
 only=""
-if [ "${1:-}" = "--only" ]; then only=$2; shift 2; fi
+PG_MAJOR=15
+while [ $# -gt 0 ]; do
+	case $1 in
+	--only) [ $# -ge 2 ] || { echo "check.sh: --only needs a layer" >&2; exit 2; }
+		only=$2; shift 2 ;;
+	--pg) [ $# -ge 2 ] || { echo "check.sh: --pg needs a version" >&2; exit 2; }
+		PG_MAJOR=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
 tap_files=("$@")
+case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
+export PG_MAJOR
+source test/lib/pg.sh
 
-work=${FLUSSO_TEST_DIR:-/tmp/flusso-check}
+default_work=/tmp/flusso-check
+[ "$PG_MAJOR" = 15 ] || default_work=/tmp/flusso-check-$PG_MAJOR
+work=${FLUSSO_TEST_DIR:-$default_work}
 failed=()
 
 log() { printf '\n=== %s\n' "$*" >&2; }
+
+# what runs only on PostgreSQL 15: the fuzzers build against 15's headers,
+# asan.sh makes a private copy of 15's installation
+if [ "$PG_MAJOR" != 15 ]; then
+	case $only in
+	fuzz | asan) echo "check.sh: --only $only runs on PostgreSQL 15 only" >&2; exit 2 ;;
+	"") echo "check.sh: PostgreSQL $PG_MAJOR: fuzz and asan are skipped (15 only)" >&2 ;;
+	esac
+fi
 
 cleanup() {
 	[ "${KEEP:-0}" = 1 ] && return
@@ -37,16 +65,16 @@ cleanup() {
 }
 
 log "installing dependencies"
-test/install-deps.sh
+test/install-deps.sh --pg "$PG_MAJOR"
 
-log "building flusso (-Werror)"
-make -s clean
-make -s WERROR=1 2>&1 | tee "$work.build.log" >&2 || true
+log "building flusso for PostgreSQL $PG_MAJOR (-Werror)"
+pg_exec make -s clean PG_CONFIG="$PG_CONFIG"
+pg_exec make -s WERROR=1 PG_CONFIG="$PG_CONFIG" 2>&1 | tee "$work.build.log" >&2 || true
 if grep -q "warning:" "$work.build.log" || [ ! -f flusso.so ]; then
 	echo "build failed or printed warnings" >&2
 	exit 1
 fi
-make -s install
+pg_exec make -s install PG_CONFIG="$PG_CONFIG"
 
 # a previous run's servers, if any are left
 pg_cluster_stop "$work/pg" immediate >/dev/null 2>&1 || true
@@ -78,7 +106,7 @@ done
 if [ -z "$only" ] || [ "$only" = regress ]; then
 	log "pg_regress"
 	mkdir -p build/regress
-	if ! make -s installcheck; then
+	if ! pg_exec make -s installcheck PG_CONFIG="$PG_CONFIG"; then
 		failed+=(regress)
 		[ -f build/regress/regression.diffs ] && head -n 200 build/regress/regression.diffs >&2
 	fi
@@ -88,7 +116,7 @@ if [ -z "$only" ] || [ "$only" = pgtap ]; then
 	log "pgTAP"
 	pg_psql "$work/pg" "$port" -c "CREATE DATABASE flusso_tap"
 	pg_psql "$work/pg" "$port" -d flusso_tap -c "CREATE EXTENSION pgtap"
-	pg_prove --ext .sql -d flusso_tap test/pgtap/ || failed+=(pgtap)
+	pg_exec pg_prove --ext .sql -d flusso_tap test/pgtap/ || failed+=(pgtap)
 fi
 
 # prove, as postgres, over TAP files (relative to the root)
@@ -100,9 +128,9 @@ run_prove() {
 	mkdir -p "$dir"
 	chown postgres:postgres "$dir" 2>/dev/null || true
 	(cd "$dir" && as_pg bash -c 'ulimit -c unlimited 2>/dev/null; exec "$@"' - env \
-		PERL5LIB="$root/test/perl:/usr/lib/postgresql/15/lib/pgxs/src/test/perl" \
+		PERL5LIB="$root/test/perl:$PG_PGXS/src/test/perl" \
 		TESTDIR="$dir" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
-		PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+		PG_REGRESS="$PG_PGXS/src/test/regress/pg_regress" \
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
 		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" FLUSSO_ASAN="${FLUSSO_ASAN:-}" \
 		FLUSSO_FAULT_RESULTS="${FLUSSO_FAULT_RESULTS:-$dir/fault-results.jsonl}" \
@@ -127,18 +155,18 @@ if [ -z "$only" ] || [ "$only" = fault ]; then
 	[ -f "$work/fault/fault-results.jsonl" ] && perl test/fault/report.pl "$work/fault/fault-results.jsonl" >&2
 fi
 
-if [ -z "$only" ] || [ "$only" = fuzz ]; then
+if { [ -z "$only" ] && [ "$PG_MAJOR" = 15 ]; } || [ "$only" = fuzz ]; then
 	log "fuzzing"
 	test/fuzz/run.sh --seconds "${FLUSSO_FUZZ_SECONDS:-30}" --work "$work/fuzz" || failed+=(fuzz)
 fi
 
-if [ -z "$only" ] || [ "$only" = asan ]; then
+if { [ -z "$only" ] && [ "$PG_MAJOR" = 15 ]; } || [ "$only" = asan ]; then
 	log "Perl TAP under AddressSanitizer"
 	FLUSSO_ASAN_DIR="$work/asan" test/asan.sh || failed+=(asan)
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
-	log "FAILED: ${failed[*]} (logs under $work)"
+	log "FAILED on PostgreSQL $PG_MAJOR: ${failed[*]} (logs under $work)"
 	exit 1
 fi
-log "all tests passed"
+log "all tests passed on PostgreSQL $PG_MAJOR"

@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
 # Installs what building and testing flusso needs on Debian 12, if missing.
-# Usage: test/install-deps.sh [--bench]   (--bench adds Redis and Python venv)
+# Usage: test/install-deps.sh [--bench] [--pg 15|17|18]
+#   --bench   adds Redis and Python venv
+#   --pg N    PostgreSQL N (default 15).  15 is Debian 12's own and goes on
+#             the host; 17 (Debian 13's) and 18 (unstable's) go into a
+#             debootstrapped root of ours, FLUSSO_PGROOT (see test/lib/pgroot.sh),
+#             with their headers, pgTAP and the build and test tools.
+# Quiet when everything is there already.
 set -euo pipefail
 
+bench=0 pg=15
+while [ $# -gt 0 ]; do
+	case $1 in
+	--bench) bench=1; shift ;;
+	--pg) [ $# -ge 2 ] || { echo "install-deps.sh: --pg needs a version" >&2; exit 2; }
+		pg=$2; shift 2 ;;
+	*) echo "usage: test/install-deps.sh [--bench] [--pg 15|17|18]" >&2; exit 2 ;;
+	esac
+done
+case $pg in 15 | 17 | 18) ;; *) echo "install-deps.sh: PostgreSQL $pg is not supported (15, 17, 18)" >&2; exit 2 ;; esac
+
+# The host's packages, whatever the version: PostgreSQL 15 stays the host's
+# (the postgres user, pg_upgrade from 15), and OpenSearch, its Java and the
+# tools around the tests run on the host.
 packages=(
 	make gcc pkg-config
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
@@ -11,9 +31,10 @@ packages=(
 	nginx-light openssl python3 python3-psycopg2
 	openjdk-17-jdk-headless maven curl jq procps
 )
-if [ "${1:-}" = "--bench" ]; then
+if [ "$bench" = 1 ]; then
 	packages+=(redis-server python3-venv python3-dev libpq-dev)
 fi
+[ "$pg" = 15 ] || packages+=(debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -25,4 +46,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 	[ "$(id -u)" = 0 ] || sudo_cmd="sudo"
 	$sudo_cmd apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$pg" != 15 ]; then
+	[ "$(id -u)" = 0 ] || { echo "install-deps.sh: --pg $pg makes a root with debootstrap and needs root" >&2; exit 1; }
+	source "$(dirname "$0")/lib/pgroot.sh"
+	pgroot_install_pg "$pg"
+	# the old-soname libraries of the host's PostgreSQL 15, which the root
+	# sees read-only at /usr/lib/postgresql/15 (pg_upgrade from 15)
+	pgroot_pg15_libs
 fi
