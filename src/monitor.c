@@ -23,6 +23,7 @@
 #include "storage/latch.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
@@ -375,8 +376,13 @@ sync_verdict(XLogRecPtr target, List *names)
 	SyncVerdict verdict = SYNC_DONE;
 	ListCell   *lc;
 
-	/* until the worker has read up to the target, requests may still change things */
-	if (db == NULL || db->pid == 0 || pg_atomic_read_u64(&db->synced_lsn) < target)
+	/*
+	 * Until the worker has read up to the target, requests may still change
+	 * things; until it serves this CREATE EXTENSION (one dropped and created
+	 * again is noticed within half a second), what it says is of the old one.
+	 */
+	if (db == NULL || db->pid == 0 || pg_atomic_read_u64(&db->synced_lsn) < target ||
+		db->serving_extension != get_extension_oid(FLUSSO_EXTENSION_NAME, false))
 		return SYNC_WAIT;
 	LWLockAcquire(flusso_shared->lock, LW_SHARED);
 	foreach(lc, names)

@@ -205,6 +205,7 @@ flusso_status_attach_worker(Oid dboid, const char *dbname)
 	}
 	strlcpy(slot->dbname, dbname, NAMEDATALEN);
 	slot->pid = MyProcPid;
+	slot->serving_extension = InvalidOid;	/* until the engine starts */
 	slot->phase = FLUSSO_PHASE_STARTING;
 	slot->started_at = GetCurrentTimestamp();
 	strlcpy(slot->activity, "starting", FLUSSO_ACTIVITY_LEN);
@@ -215,6 +216,23 @@ flusso_status_attach_worker(Oid dboid, const char *dbname)
 	my_db_slot = slot;
 	before_shmem_exit(detach_worker, (Datum) 0);
 	return slot;
+}
+
+/*
+ * Which CREATE EXTENSION the worker syncs now (InvalidOid: none): callers
+ * that wait on the worker wait until it serves the extension they see.
+ */
+void
+flusso_status_set_serving(Oid extension)
+{
+	if (my_db_slot == NULL)
+		return;
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	my_db_slot->serving_extension = extension;
+	LWLockRelease(flusso_shared->lock);
+	/* what the worker acknowledged for another extension says nothing of this one */
+	if (extension == InvalidOid)
+		pg_atomic_write_u64(&my_db_slot->synced_lsn, 0);
 }
 
 void

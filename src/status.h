@@ -29,6 +29,7 @@ typedef struct FlussoDbSlot
 	Oid			dboid;
 	char		dbname[NAMEDATALEN];
 	int			pid;			/* 0 when no worker runs */
+	Oid			serving_extension;	/* the pg_extension row synced; InvalidOid: none */
 	FlussoPhase phase;
 	TimestampTz started_at;
 	char		activity[FLUSSO_ACTIVITY_LEN];
@@ -131,6 +132,7 @@ extern void flusso_status_sync_indexes(Oid dboid, List *names);
 extern bool flusso_status_held(Oid dboid);
 extern void flusso_status_hold(Oid dboid, int ms);
 extern void flusso_status_forget_db(Oid dboid);
+extern void flusso_status_set_serving(Oid extension);
 
 extern const char *flusso_index_phase_name(FlussoIndexPhase phase);
 

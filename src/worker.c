@@ -152,6 +152,7 @@ check_extension(void)
 		ereport(LOG, (errmsg("flusso extension was created again in database \"%s\"; syncing starts over",
 							 state.dbname)));
 		flusso_engine_stop();
+		flusso_status_set_serving(InvalidOid);
 		drop_slots();
 		state.extension_present = false;
 	}
@@ -162,16 +163,18 @@ check_extension(void)
 		ereport(LOG, (errmsg("flusso extension found in database \"%s\"; syncing starts",
 							 state.dbname)));
 		flusso_engine_start();
+		flusso_status_set_serving(oid);
 	}
 	else if (!present && state.extension_present)
 	{
 		ereport(LOG, (errmsg("flusso extension dropped from database \"%s\"; syncing stops",
 							 state.dbname)));
 		flusso_engine_stop();
+		flusso_status_set_serving(InvalidOid);
 	}
 	if (!present && missing)
 		drop_slots();			/* dropped just now, or while no worker ran */
-	else if (!present && !state.said_waiting && !state.said_version)
+	if (!present && !state.said_waiting && !state.said_version)
 		ereport(LOG,
 				(errmsg("flusso sync worker waits for CREATE EXTENSION flusso in database \"%s\"",
 						state.dbname)));

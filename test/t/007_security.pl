@@ -184,8 +184,15 @@ $rnode->safe_psql($db, q{CREATE ROLE flusso_reader;
 	CREATE TABLE open_t (id int PRIMARY KEY, v text); INSERT INTO open_t VALUES (1, 'a');
 	CREATE TABLE closed_t (id int PRIMARY KEY, v text); INSERT INTO closed_t VALUES (1, 'b');
 	GRANT SELECT ON open_t TO flusso_reader;
-	SELECT flusso.create_index('t7-open', '{"table": "open_t"}');
-	SELECT flusso.create_index('t7-closed', '{"table": "closed_t"}')});
+	SELECT flusso.create_index('t7-open', '{"table": "open_t"}')});
+# create_index checks the role at once (#14.18) ...
+my (undef, undef, $create_err) = $rnode->psql($db, q{SELECT flusso.create_index('t7-closed', '{"table": "closed_t"}')});
+like($create_err, qr/role "flusso_reader" has no SELECT on table public.closed_t/, 'create_index refuses a table the role cannot read');
+# ... and the worker when a grant goes after the index was made
+$rnode->safe_psql($db, q{GRANT SELECT ON closed_t TO flusso_reader;
+	SELECT flusso.create_index('t7-closed', '{"table": "closed_t"}');
+	REVOKE SELECT ON closed_t FROM flusso_reader;
+	INSERT INTO closed_t VALUES (2, 'c')});
 ok(FlussoTest::wait_for(sub {
 			$rnode->safe_psql($db, q{SELECT state FROM flusso.index_status WHERE name = 't7-closed'}) eq 'stopped'
 		}, 'stopped'), 'an index on a table the role cannot read stops');
