@@ -19,6 +19,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
@@ -41,6 +42,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
@@ -589,6 +591,89 @@ join_from_fk(DefJoin *join, const ForeignKey *fk, Oid left_rel, Oid right_rel,
 	}
 }
 
+/*
+ * The tables with a foreign key to relid (their own, not a partition's
+ * copy of their parent's), as a List of Oids.  pg_constraint has no index
+ * on confrelid: this scans it, which is fine for an error message.
+ */
+static List *
+referencing_tables(Oid relid)
+{
+	Relation	rel = table_open(ConstraintRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	ScanKeyInit(&key, Anum_pg_constraint_confrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tup);
+
+		if (con->contype == CONSTRAINT_FOREIGN && !OidIsValid(con->conparentid))
+			result = list_append_unique_oid(result, con->conrelid);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * No foreign key joins a child to its parent: is there a link table, one
+ * with foreign keys to both?  Raise the error naming it, with the "through"
+ * to write.
+ */
+static int
+compare_names(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+static void
+suggest_link_table(const DefTable *child, const DefTable *parent, const char *path)
+{
+	List	   *to_parent = referencing_tables(parent->relid);
+	List	   *links = NIL;
+	StringInfoData names;
+	StringInfoData through;
+	ListCell   *lc;
+
+	foreach(lc, referencing_tables(child->relid))
+	{
+		Oid			link = lfirst_oid(lc);
+
+		if (link != child->relid && link != parent->relid && list_member_oid(to_parent, link))
+			links = lappend(links, quote_qualified_identifier(get_namespace_name(get_rel_namespace(link)),
+															  get_rel_name(link)));
+	}
+	if (links == NIL)
+		return;
+	list_sort(links, compare_names);
+	initStringInfo(&names);
+	foreach(lc, links)
+		appendStringInfo(&names, "%s%s", foreach_current_index(lc) == 0 ? "" :
+						 lnext(links, lc) ? ", " : " and ", (char *) lfirst(lc));
+	initStringInfo(&through);
+	appendStringInfoString(&through, "{\"table\": ");
+	escape_json(&through, linitial(links));
+	appendStringInfoString(&through, "}");
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_FOREIGN_KEY),
+			 errmsg("cannot tell how %s joins %s at %s", qualified(child),
+					qualified(parent), path),
+			 list_length(links) == 1 ?
+			 errdetail("There is no foreign key between the two tables, but %s has foreign keys to both: a link table.",
+					   names.data) :
+			 errdetail("There is no foreign key between the two tables, but %s have foreign keys to both: link tables.",
+					   names.data),
+			 list_length(links) == 1 ?
+			 errhint("Join through it: add \"through\": %s at %s.", through.data, path) :
+			 errhint("Join through one of them: add \"through\": %s at %s, or name another.",
+					 through.data, path)));
+}
+
 /* Derive a join between two tables from the one foreign key between them. */
 static void
 derive_join(DefJoin *join, const DefTable *left, const DefTable *right,
@@ -599,6 +684,8 @@ derive_join(DefJoin *join, const DefTable *left, const DefTable *right,
 		foreign_keys(right->relid, left->relid);
 	int			n = list_length(l2r) + list_length(r2l);
 
+	if (n == 0 && strcmp(key, "on") == 0)
+		suggest_link_table(left, right, path);
 	if (n != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FOREIGN_KEY),

@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION flusso;
-SELECT plan(43);
+SELECT plan(44);
 SET TIME ZONE 'UTC';
 
 CREATE SCHEMA app;
@@ -88,8 +88,14 @@ SELECT is(err('{"table": "users", "children": [{"name": "o", "table": "orders", 
   'It is read as an SQL expression over the columns of app.orders. | Correct the filter at children[0].filter.',
   'a bad child filter: hint names children[0].filter');
 SELECT is(err('{"table": "users", "children": [{"name": "t", "table": "tags", "type": "many"}]}'),
-  'There is no foreign key between the two tables. | Give the columns at children[0].on, as {"column of tags": "column of users"}.',
-  'an underivable join: hint says where to give it');
+  'There is no foreign key between the two tables, but app.user_tags has foreign keys to both: a link table. | Join through it: add "through": {"table": "app.user_tags"} at children[0].',
+  'no foreign key, but a link table: the hint names it, with the "through" to write');
+CREATE TABLE clubs (id int PRIMARY KEY, name text);
+CREATE TABLE club_b (user_id int REFERENCES users, club_id int REFERENCES clubs);
+CREATE TABLE club_a (user_id int REFERENCES users, club_id int REFERENCES clubs);
+SELECT is(err('{"table": "users", "children": [{"name": "c", "table": "clubs", "type": "many"}]}'),
+  'There is no foreign key between the two tables, but app.club_a and app.club_b have foreign keys to both: link tables. | Join through one of them: add "through": {"table": "app.club_a"} at children[0], or name another.',
+  'two link tables: both named');
 
 -- replica identity: a warning that says what to run, or flusso sets it
 CREATE TABLE addrs (id int PRIMARY KEY, user_id int REFERENCES users, city text);
