@@ -538,6 +538,44 @@ check_key(IndexDef *def)
 		def->key_types = lappend_oid(def->key_types, column_type(t, lfirst(lc), "key"));
 }
 
+/*
+ * The columns that break ties when a "many" or "one" child's rows are
+ * ordered, so that an array (and the row a "one" child takes) is the same
+ * at every build, whatever plan the rows come in by: the child table's
+ * primary key, or its only unique NOT NULL key; without one, every column,
+ * compared by its text.  The ordering the definition gives comes first, so
+ * documents change only where it left rows tied.
+ */
+static void
+set_tiebreak(DefNode *node)
+{
+	Relation	rel;
+	List	   *keys;
+	Oid			pk;
+	TupleDesc	desc;
+	int			i;
+
+	if (node->kind != DEF_MANY && node->kind != DEF_ONE)
+		return;
+	rel = table_open(node->table.relid, AccessShareLock);
+	keys = usable_unique_keys(rel);
+	pk = RelationGetPrimaryKeyIndex(rel);
+	node->tiebreak = NIL;
+	node->tiebreak_text = false;
+	if (keys != NIL && (OidIsValid(pk) || list_length(keys) == 1))
+		node->tiebreak = linitial(keys);
+	else
+	{
+		desc = RelationGetDescr(rel);
+		for (i = 0; i < desc->natts; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				node->tiebreak = lappend(node->tiebreak,
+										 pstrdup(NameStr(TupleDescAttr(desc, i)->attname)));
+		node->tiebreak_text = true;
+	}
+	table_close(rel, AccessShareLock);
+}
+
 /* ---- joins ---- */
 
 typedef struct ForeignKey
@@ -874,6 +912,7 @@ check_node(IndexDef *def, DefNode *node)
 	}
 	check_fields(node);
 	check_filter(node);
+	set_tiebreak(node);
 	if (node->value)
 		node->value_type = analyze_expression(&node->table, &node->value, "value",
 											  path_of(node->path, "value"), false);
