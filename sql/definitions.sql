@@ -133,6 +133,19 @@ SELECT DISTINCT btrim(line) AS line
  ORDER BY 1;
 SELECT flusso.drop_index('recent');
 
+-- A filter, expression, value or ordering that reads the current time is
+-- computed when a row changes, not as time passes: create_index warns.
+SELECT flusso.create_index('scheduled', $${
+  "table": "shop.users", "columns": ["id", {"name": "days", "expr": "current_date - created_at::date"}],
+  "filter": "created_at <= now()",
+  "children": [
+    {"name": "recent", "table": "shop.orders", "type": "many", "value": "id",
+     "filter": "created_at > transaction_timestamp() - interval '30 days'",
+     "order_by": "created_at <= localtimestamp, id"},
+    {"name": "age", "table": "shop.orders", "type": "max", "value": "age(created_at)"},
+    {"name": "quiet", "table": "shop.orders", "type": "count", "filter": "status <> lower('PAID')"}]}$$);
+SELECT flusso.drop_index('scheduled');
+
 -- A composite key, and an _id with the separator in it.
 CREATE TABLE shop.memberships (org text, member_id int, role text NOT NULL, PRIMARY KEY (org, member_id));
 INSERT INTO shop.memberships VALUES ('acme', 1, 'owner'), ('a|b', 2, 'guest');
