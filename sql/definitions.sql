@@ -114,6 +114,38 @@ SELECT flusso.affected_documents('users', 'shop.tags', NULL, '{"id": 2}');
 -- a table the index does not read
 SELECT count(*) FROM flusso.affected_documents('users', 'flusso.definitions', NULL, '{"name": "x"}');
 
+-- Arrays come out alike at every build: rows the order_by leaves tied (or
+-- all rows, without one) are ordered by the child's key.  "limit" keeps the
+-- first rows per parent, numbered by a window over the join columns.
+SELECT flusso.create_index('recent', $${
+  "table": "shop.users", "columns": ["id"], "filter": "deleted_at IS NULL",
+  "children": [
+    {"name": "orders", "table": "shop.orders", "type": "many", "value": "id",
+     "order_by": "total DESC", "limit": 2},
+    {"name": "address", "table": "shop.addresses", "type": "one", "value": "city"},
+    {"name": "tags", "table": "shop.tags", "type": "many", "value": "name", "limit": 1,
+     "through": {"table": "shop.user_tags"}}]}$$);
+SELECT flusso.preview('recent', '1');
+SELECT flusso.preview('recent', '2');
+SELECT DISTINCT btrim(line) AS line
+  FROM regexp_split_to_table(flusso.explain('recent'), E'\n') AS line
+ WHERE line ~ 'row_number|json_agg|ORDER BY|~n'
+ ORDER BY 1;
+SELECT flusso.drop_index('recent');
+
+-- A filter, expression, value or ordering that reads the current time is
+-- computed when a row changes, not as time passes: create_index warns.
+SELECT flusso.create_index('scheduled', $${
+  "table": "shop.users", "columns": ["id", {"name": "days", "expr": "current_date - created_at::date"}],
+  "filter": "created_at <= now()",
+  "children": [
+    {"name": "recent", "table": "shop.orders", "type": "many", "value": "id",
+     "filter": "created_at > transaction_timestamp() - interval '30 days'",
+     "order_by": "created_at <= localtimestamp, id"},
+    {"name": "age", "table": "shop.orders", "type": "max", "value": "age(created_at)"},
+    {"name": "quiet", "table": "shop.orders", "type": "count", "filter": "status <> lower('PAID')"}]}$$);
+SELECT flusso.drop_index('scheduled');
+
 -- A composite key, and an _id with the separator in it.
 CREATE TABLE shop.memberships (org text, member_id int, role text NOT NULL, PRIMARY KEY (org, member_id));
 INSERT INTO shop.memberships VALUES ('acme', 1, 'owner'), ('a|b', 2, 'guest');

@@ -34,7 +34,8 @@ RESET ROLE;
 DROP ROLE flusso_regress_nobody;
 DROP ROLE flusso_regress_monitor;
 
--- Settings are validated as a reload would validate them.
+-- Settings are validated as a reload would validate them: a bad value
+-- gives false, with the reason a reload would log as a WARNING.
 SELECT flusso.check_setting('flusso.batch_size', '500');
 SELECT flusso.check_setting('flusso.batch_size', '0');
 SELECT flusso.check_setting('flusso.opensearch_url', 'http://a:9200, https://b:9200');
@@ -44,6 +45,18 @@ SELECT flusso.check_setting('flusso.slot_name', 'Bad-Name');
 SELECT flusso.check_setting('flusso.on_error', 'explode');
 SELECT flusso.check_setting('flusso.database', 'a, b, a');
 SELECT flusso.check_setting('flusso.flush_interval', '2d');
+SELECT flusso.check_setting('flusso.slot_name', 'other_slot');
+-- what a reload cannot check, because the postmaster reads no catalog
+SELECT flusso.check_setting('flusso.role', 'no_such_role');
+SELECT flusso.check_setting('flusso.database', 'postgres, no_such_db, regression_nope');
+SELECT flusso.check_setting('flusso.database', 'postgres, ' || current_database());
+-- flusso.max_lag_bytes: a size, bytes when bare, shown as given
+SELECT setting, unit, vartype, boot_val FROM pg_settings WHERE name = 'flusso.max_lag_bytes';
+SELECT flusso.check_setting('flusso.max_lag_bytes', '500000000');
+SELECT flusso.check_setting('flusso.max_lag_bytes', '50GB');
+SELECT flusso.check_setting('flusso.max_lag_bytes', '50 gigs');
+SELECT flusso.check_setting('flusso.max_lag_bytes', '-1GB');
+SELECT flusso.check_setting('flusso.max_lag_bytes', '9000000TB');
 SELECT flusso.check_setting('flusso.nonsense', '1');
 SELECT flusso.check_setting('work_mem', '1MB');
 

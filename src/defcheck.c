@@ -10,8 +10,11 @@
  * filters, expressions and orderings are single, side-effect-free SQL
  * expressions over their own table, and whether the replica identity of
  * each table lets deletes and re-parenting be mapped to their documents.
- * It fills the catalog fields of the model (OIDs, types) and raises a clear
- * error, naming the path in the definition, for anything wrong.  It reads
+ * It fills the catalog fields of the model (OIDs, types, the columns that
+ * break ties in a child's ordering) and raises a clear error, naming the
+ * path in the definition, for anything wrong; what is allowed but will not
+ * do what its author likely means (an old key missing from the WAL, an
+ * expression that reads the current time) is a warning.  It reads
  * catalogs only and writes nothing, except REPLICA IDENTITY when
  * flusso.manage_replica_identity asks for it.
  *
@@ -19,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
@@ -41,6 +45,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
@@ -294,14 +299,103 @@ deparse(Query *q, const DefTable *t, bool ordering)
 }
 
 /*
+ * Does the analyzed expression read the current time?  Then what it
+ * computes is as of the build, and flusso builds a document only when one
+ * of its rows changes: time passing rebuilds nothing.  The name of the
+ * first such call (CURRENT_DATE, now(), ...), or NULL.  A function of the
+ * user's that reads the time inside is out of reach: only its own
+ * volatility is known.
+ */
+static bool
+is_time_function(Oid funcid, void *context)
+{
+	switch (funcid)
+	{
+		case F_NOW:
+		case F_STATEMENT_TIMESTAMP:
+		case F_TRANSACTION_TIMESTAMP:
+		case F_CLOCK_TIMESTAMP:
+		case F_TIMEOFDAY:
+		case F_AGE_TIMESTAMP:	/* age(x): from midnight today */
+		case F_AGE_TIMESTAMPTZ:
+			*(Oid *) context = funcid;
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+find_time_call(Node *node, const char **call)
+{
+	Oid			funcid = InvalidOid;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, SQLValueFunction))
+	{
+		switch (((SQLValueFunction *) node)->op)
+		{
+			case SVFOP_CURRENT_DATE:
+				*call = "CURRENT_DATE";
+				return true;
+			case SVFOP_CURRENT_TIME:
+			case SVFOP_CURRENT_TIME_N:
+				*call = "CURRENT_TIME";
+				return true;
+			case SVFOP_CURRENT_TIMESTAMP:
+			case SVFOP_CURRENT_TIMESTAMP_N:
+				*call = "CURRENT_TIMESTAMP";
+				return true;
+			case SVFOP_LOCALTIME:
+			case SVFOP_LOCALTIME_N:
+				*call = "LOCALTIME";
+				return true;
+			case SVFOP_LOCALTIMESTAMP:
+			case SVFOP_LOCALTIMESTAMP_N:
+				*call = "LOCALTIMESTAMP";
+				return true;
+			default:
+				break;
+		}
+	}
+	if (check_functions_in_node(node, is_time_function, &funcid))
+	{
+		*call = psprintf("%s()", get_func_name(funcid));
+		return true;
+	}
+	return expression_tree_walker(node, find_time_call, call);
+}
+
+/* Warn (at create_index and alter_index) of an expression that reads the time. */
+static void
+check_time_dependence(IndexDef *def, bool report, Node *expr, const char *what,
+					  const char *path)
+{
+	const char *call = NULL;
+
+	if (!find_time_call(expr, &call))
+		return;
+	def->warnings = lappend(def->warnings,
+							psprintf("%s at %s depends on the current time (%s)", what, path, call));
+	if (report)
+		ereport(WARNING,
+				(errmsg("%s at %s depends on the current time: it calls %s", what, path, call),
+				 errdetail("Index \"%s\" builds a document only when one of its rows changes, and time passing changes no row: what the %s computes is as of the last change, and a row that comes to match (or stops matching) as time goes by reaches the index only at its next change.",
+						   def->name, what),
+				 errhint("Rebuild the index on a schedule with flusso.reindex('%s') (from pg_cron, for instance), or keep the current time out of filters, expressions, values and orderings (a column that a scheduled job updates can stand in for it).",
+						 def->name)));
+}
+
+/*
  * Analyze "SELECT expr FROM schema.table AS relname" (or an ORDER BY) and
  * return the expression's type; *text becomes its deparsed form.  Unknown
  * columns, type errors, subqueries, aggregates, set-returning and volatile
  * functions are refused.
  */
 static Oid
-analyze_expression(const DefTable *t, char **text, const char *what,
-				   const char *path, bool ordering)
+analyze_expression(IndexDef *def, bool report, const DefTable *t, char **text,
+				   const char *what, const char *path, bool ordering)
 {
 	char	   *sql;
 	Query	   *volatile q = NULL;
@@ -349,20 +443,21 @@ analyze_expression(const DefTable *t, char **text, const char *what,
 				 errmsg("%s at %s calls a volatile function", what, path),
 				 errdetail("A document must be the same each time it is built from the same rows; volatile functions (random(), nextval(), functions with side effects) are not allowed."),
 				 errhint("Remove the volatile call at %s, or mark the function STABLE or IMMUTABLE if it truly is.", path)));
+	check_time_dependence(def, report, expr, what, path);
 	*text = deparse(q, t, ordering);
 	return ordering ? InvalidOid :
 		exprType((Node *) ((TargetEntry *) linitial(q->targetList))->expr);
 }
 
 static void
-check_filter(DefNode *node)
+check_filter(IndexDef *def, DefNode *node, bool report)
 {
 	Oid			type;
 	char	   *path = path_of(node->path, "filter");
 
 	if (node->filter == NULL)
 		return;
-	type = analyze_expression(&node->table, &node->filter, "filter", path, false);
+	type = analyze_expression(def, report, &node->table, &node->filter, "filter", path, false);
 	if (type != BOOLOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -397,7 +492,7 @@ expand_all_columns(DefNode *node)
 }
 
 static void
-check_fields(DefNode *node)
+check_fields(IndexDef *def, DefNode *node, bool report)
 {
 	ListCell   *lc;
 
@@ -416,7 +511,7 @@ check_fields(DefNode *node)
 								  &(Oid){0});
 		}
 		else
-			f->type = analyze_expression(&node->table, &f->expr, "expression",
+			f->type = analyze_expression(def, report, &node->table, &f->expr, "expression",
 										 path_of(f->path, "expr"), false);
 	}
 	/* a column expanded from the table may clash with a child's name */
@@ -537,6 +632,44 @@ check_key(IndexDef *def)
 		def->key_types = lappend_oid(def->key_types, column_type(t, lfirst(lc), "key"));
 }
 
+/*
+ * The columns that break ties when a "many" or "one" child's rows are
+ * ordered, so that an array (and the row a "one" child takes) is the same
+ * at every build, whatever plan the rows come in by: the child table's
+ * primary key, or its only unique NOT NULL key; without one, every column,
+ * compared by its text.  The ordering the definition gives comes first, so
+ * documents change only where it left rows tied.
+ */
+static void
+set_tiebreak(DefNode *node)
+{
+	Relation	rel;
+	List	   *keys;
+	Oid			pk;
+	TupleDesc	desc;
+	int			i;
+
+	if (node->kind != DEF_MANY && node->kind != DEF_ONE)
+		return;
+	rel = table_open(node->table.relid, AccessShareLock);
+	keys = usable_unique_keys(rel);
+	pk = RelationGetPrimaryKeyIndex(rel);
+	node->tiebreak = NIL;
+	node->tiebreak_text = false;
+	if (keys != NIL && (OidIsValid(pk) || list_length(keys) == 1))
+		node->tiebreak = linitial(keys);
+	else
+	{
+		desc = RelationGetDescr(rel);
+		for (i = 0; i < desc->natts; i++)
+			if (!TupleDescAttr(desc, i)->attisdropped)
+				node->tiebreak = lappend(node->tiebreak,
+										 pstrdup(NameStr(TupleDescAttr(desc, i)->attname)));
+		node->tiebreak_text = true;
+	}
+	table_close(rel, AccessShareLock);
+}
+
 /* ---- joins ---- */
 
 typedef struct ForeignKey
@@ -590,6 +723,89 @@ join_from_fk(DefJoin *join, const ForeignKey *fk, Oid left_rel, Oid right_rel,
 	}
 }
 
+/*
+ * The tables with a foreign key to relid (their own, not a partition's
+ * copy of their parent's), as a List of Oids.  pg_constraint has no index
+ * on confrelid: this scans it, which is fine for an error message.
+ */
+static List *
+referencing_tables(Oid relid)
+{
+	Relation	rel = table_open(ConstraintRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *result = NIL;
+
+	ScanKeyInit(&key, Anum_pg_constraint_confrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tup);
+
+		if (con->contype == CONSTRAINT_FOREIGN && !OidIsValid(con->conparentid))
+			result = list_append_unique_oid(result, con->conrelid);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * No foreign key joins a child to its parent: is there a link table, one
+ * with foreign keys to both?  Raise the error naming it, with the "through"
+ * to write.
+ */
+static int
+compare_names(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+static void
+suggest_link_table(const DefTable *child, const DefTable *parent, const char *path)
+{
+	List	   *to_parent = referencing_tables(parent->relid);
+	List	   *links = NIL;
+	StringInfoData names;
+	StringInfoData through;
+	ListCell   *lc;
+
+	foreach(lc, referencing_tables(child->relid))
+	{
+		Oid			link = lfirst_oid(lc);
+
+		if (link != child->relid && link != parent->relid && list_member_oid(to_parent, link))
+			links = lappend(links, quote_qualified_identifier(get_namespace_name(get_rel_namespace(link)),
+															  get_rel_name(link)));
+	}
+	if (links == NIL)
+		return;
+	list_sort(links, compare_names);
+	initStringInfo(&names);
+	foreach(lc, links)
+		appendStringInfo(&names, "%s%s", foreach_current_index(lc) == 0 ? "" :
+						 lnext(links, lc) ? ", " : " and ", (char *) lfirst(lc));
+	initStringInfo(&through);
+	appendStringInfoString(&through, "{\"table\": ");
+	escape_json(&through, linitial(links));
+	appendStringInfoString(&through, "}");
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_FOREIGN_KEY),
+			 errmsg("cannot tell how %s joins %s at %s", qualified(child),
+					qualified(parent), path),
+			 list_length(links) == 1 ?
+			 errdetail("There is no foreign key between the two tables, but %s has foreign keys to both: a link table.",
+					   names.data) :
+			 errdetail("There is no foreign key between the two tables, but %s have foreign keys to both: link tables.",
+					   names.data),
+			 list_length(links) == 1 ?
+			 errhint("Join through it: add \"through\": %s at %s.", through.data, path) :
+			 errhint("Join through one of them: add \"through\": %s at %s, or name another.",
+					 through.data, path)));
+}
+
 /* Derive a join between two tables from the one foreign key between them. */
 static void
 derive_join(DefJoin *join, const DefTable *left, const DefTable *right,
@@ -600,6 +816,8 @@ derive_join(DefJoin *join, const DefTable *left, const DefTable *right,
 		foreign_keys(right->relid, left->relid);
 	int			n = list_length(l2r) + list_length(r2l);
 
+	if (n == 0 && strcmp(key, "on") == 0)
+		suggest_link_table(left, right, path);
 	if (n != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FOREIGN_KEY),
@@ -775,7 +993,7 @@ check_replica_identity(IndexDef *def, bool report)
 /* ---- the whole definition ---- */
 
 static void
-check_node(IndexDef *def, DefNode *node)
+check_node(IndexDef *def, DefNode *node, bool report)
 {
 	ListCell   *lc;
 
@@ -786,16 +1004,17 @@ check_node(IndexDef *def, DefNode *node)
 		check_node_join(node);
 		check_cycle(node);
 	}
-	check_fields(node);
-	check_filter(node);
+	check_fields(def, node, report);
+	check_filter(def, node, report);
+	set_tiebreak(node);
 	if (node->value)
-		node->value_type = analyze_expression(&node->table, &node->value, "value",
+		node->value_type = analyze_expression(def, report, &node->table, &node->value, "value",
 											  path_of(node->path, "value"), false);
 	if (node->order_by)
-		(void) analyze_expression(&node->table, &node->order_by, "order_by",
+		(void) analyze_expression(def, report, &node->table, &node->order_by, "order_by",
 								  path_of(node->path, "order_by"), true);
 	foreach(lc, node->children)
-		check_node(def, lfirst(lc));
+		check_node(def, lfirst(lc), report);
 }
 
 void
@@ -803,7 +1022,7 @@ flusso_def_check(IndexDef *def, bool report)
 {
 	resolve_table(&def->root->table, "table");
 	check_key(def);
-	check_node(def, def->root);
+	check_node(def, def->root, report);
 	check_replica_identity(def, report);
 }
 

@@ -69,6 +69,16 @@ typedef struct DefNode
 	char	   *value;			/* scalar expression, or NULL */
 	char	   *filter;
 	char	   *order_by;
+	int			limit;			/* "many": the first rows per parent; 0: all */
+
+	/*
+	 * Filled by defcheck.c for "many" and "one": the columns that break ties
+	 * in the node's ordering, so that every build orders its rows alike.
+	 * The table's primary key (or only unique NOT NULL key); without one,
+	 * every column, compared by its text (tiebreak_text).
+	 */
+	List	   *tiebreak;		/* of char * */
+	bool		tiebreak_text;
 
 	/* how the node's rows join its parent's (not for the root) */
 	DefJoin		on;				/* left: this table, right: parent */

@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include <json-c/json.h>
 
 #include "utils/errcodes.h"
@@ -33,7 +35,7 @@ static const char *const root_keys[] = {
 };
 static const char *const child_keys[] = {
 	"name", "table", "type", "on", "through", "columns", "value", "filter",
-	"order_by", "children", NULL
+	"order_by", "limit", "children", NULL
 };
 static const char *const column_keys[] = {"name", "column", "expr", NULL};
 static const char *const through_keys[] = {"table", "parent", "child", NULL};
@@ -425,6 +427,38 @@ check_kind_keys(ParseState *ps, json_object *obj, DefNode *node)
 	return true;
 }
 
+/*
+ * "limit": a "many" child keeps its first N rows per parent, in the order of
+ * its "order_by" (then of its key).
+ */
+static bool
+parse_limit(ParseState *ps, json_object *obj, DefNode *node)
+{
+	json_object *v;
+	char	   *path = join_path(node->path, "limit");
+	int64_t		n = 0;
+
+	if (!json_object_object_get_ex(obj, "limit", &v))
+		return true;
+	if (node->kind != DEF_MANY)
+		return fail(ps, ERRCODE_INVALID_PARAMETER_VALUE, path,
+					psprintf("a \"%s\" child cannot have \"limit\"", kind_names[node->kind]),
+					pstrdup("\"limit\" keeps the first rows of an array, and only a \"many\" child is an array."),
+					psprintf("Remove \"limit\" at %s, or make the child \"many\".", node->path));
+	if (json_object_is_type(v, json_type_int))
+		n = json_object_get_int64(v);
+	if (n < 1 || n > INT_MAX)
+		return fail(ps, ERRCODE_INVALID_PARAMETER_VALUE, path,
+					psprintf("%s must be a positive integer", path),
+					json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double) ?
+					psprintf("It is %s; \"limit\" is how many child rows to keep per parent, from 1 to %d.",
+							 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), INT_MAX) :
+					psprintf("It is %s.", json_type_word(v)),
+					psprintf("Give the number of rows to keep at %s, such as 10.", path));
+	node->limit = (int) n;
+	return true;
+}
+
 static bool parse_children(ParseState *ps, json_object *obj, DefNode *node,
 						   List **names, int depth);
 
@@ -450,7 +484,8 @@ parse_child(ParseState *ps, json_object *obj, DefNode *parent, int i, int depth,
 		!get_string(ps, obj, "value", node->path, &node->value) ||
 		!get_string(ps, obj, "filter", node->path, &node->filter) ||
 		!get_string(ps, obj, "order_by", node->path, &node->order_by) ||
-		!check_kind_keys(ps, obj, node))
+		!check_kind_keys(ps, obj, node) ||
+		!parse_limit(ps, obj, node))
 		return false;
 	*sibling_names = lappend(*sibling_names, node->name);
 	if (json_object_object_get_ex(obj, "on", &v) &&

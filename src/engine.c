@@ -191,13 +191,13 @@ poll_lag(void)
 		return;
 	lag = flusso_capture_lag_bytes();
 	flusso_observer->on_slot_lag(lag);
-	over = flusso_max_lag_bytes > 0 && lag > (int64) flusso_max_lag_bytes * 1024;
+	over = flusso_max_lag_bytes > 0 && lag > flusso_max_lag_bytes;
 	flusso_observer->on_lag_warning(over);
 	if (over && TimestampDifferenceExceeds(E.lag_warned_at, now, 60000))
 	{
 		ereport(WARNING,
-				(errmsg("flusso's replication slot \"%s\" holds " INT64_FORMAT " MB of WAL, more than flusso.max_lag_bytes (%d MB)",
-						flusso_capture_slot_name(), lag / (1024 * 1024), flusso_max_lag_bytes / 1024),
+				(errmsg("flusso's replication slot \"%s\" holds " INT64_FORMAT " MB of WAL, more than flusso.max_lag_bytes (%s)",
+						flusso_capture_slot_name(), lag / (1024 * 1024), flusso_max_lag_bytes_setting),
 				 errdetail("The slot keeps WAL until flusso catches up; OpenSearch may be down or slow."),
 				 errhint("See flusso.status; raise flusso.max_lag_bytes if this lag is expected.")));
 		E.lag_warned_at = now;

@@ -15,13 +15,17 @@
 
 #include <ctype.h>
 #include <limits.h>
+#include <math.h>
 #include <sys/stat.h>
 
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "storage/fd.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 
 #include "compat.h"
 #include "flusso.h"
@@ -53,7 +57,8 @@ int			flusso_retry_max_interval = 30000;
 bool		flusso_pretty = false;
 bool		flusso_manage_replica_identity = false;
 int			flusso_capture_memory = 65536;
-int			flusso_max_lag_bytes = 1024 * 1024;
+char	   *flusso_max_lag_bytes_setting = NULL;
+int64		flusso_max_lag_bytes = INT64CONST(1024) * 1024 * 1024;
 int			flusso_statement_timeout = 60000;
 int			flusso_lock_timeout = 1000;
 
@@ -109,6 +114,110 @@ flusso_split_list(const char *value)
 			result = lappend(result, pnstrdup(start, end - start));
 	}
 	return result;
+}
+
+/*
+ * A size in bytes, as flusso.max_lag_bytes takes it: a number, bytes when
+ * bare, or followed by one of PostgreSQL's memory units (B, kB, MB, GB, TB,
+ * in the same letter case).  A fraction is allowed with a unit ("1.5GB")
+ * and rounded to the byte.  Returns false with *why saying what is wrong.
+ */
+static const struct
+{
+	const char *unit;
+	int64		bytes;
+}			size_units[] = {
+	{"B", 1},
+	{"kB", INT64CONST(1) << 10},
+	{"MB", INT64CONST(1) << 20},
+	{"GB", INT64CONST(1) << 30},
+	{"TB", INT64CONST(1) << 40},
+};
+
+static bool
+parse_size(const char *text, int64 *bytes, const char **why)
+{
+	const char *p = text;
+	const char *unit;
+	const char *end;
+	double		value = 0;
+	double		multiplier = 0;
+	int			i;
+
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p == '-')
+	{
+		*why = "it is negative";
+		return false;
+	}
+	if (!isdigit((unsigned char) *p))
+	{
+		*why = "it does not start with a number";
+		return false;
+	}
+	while (isdigit((unsigned char) *p))
+		value = value * 10 + (*p++ - '0');
+	if (*p == '.' && isdigit((unsigned char) p[1]))
+	{
+		double		scale = 0.1;
+
+		for (p++; isdigit((unsigned char) *p); p++, scale /= 10)
+			value += (*p - '0') * scale;
+	}
+	while (isspace((unsigned char) *p))
+		p++;
+	unit = p;
+	end = unit + strlen(unit);
+	while (end > unit && isspace((unsigned char) end[-1]))
+		end--;
+	if (end == unit)
+		multiplier = 1;
+	for (i = 0; i < (int) lengthof(size_units) && multiplier == 0; i++)
+		if (strlen(size_units[i].unit) == (size_t) (end - unit) &&
+			strncmp(unit, size_units[i].unit, end - unit) == 0)
+			multiplier = (double) size_units[i].bytes;
+	if (multiplier == 0)
+	{
+		*why = "its unit is not one of B, kB, MB, GB and TB";
+		return false;
+	}
+	value = rint(value * multiplier);
+	if (value >= (double) PG_INT64_MAX)
+	{
+		*why = "it is larger than 8388607TB";
+		return false;
+	}
+	*bytes = (int64) value;
+	return true;
+}
+
+/* flusso.max_lag_bytes: kept as given, used as int64 bytes (the extra). */
+static bool
+check_max_lag_bytes(char **newval, void **extra, GucSource source)
+{
+	const char *why = NULL;
+	int64		bytes;
+	int64	   *kept;
+
+	if (!parse_size(*newval, &bytes, &why))
+	{
+		GUC_check_errdetail("\"%s\" is not a size: %s.", *newval, why);
+		GUC_check_errhint("Give flusso.max_lag_bytes in bytes (500000000) or with a unit (500MB, 50GB, 1TB); 0 turns the warning off.");
+		return false;
+	}
+	kept = malloc(sizeof(int64));	/* GUC frees extras with free() */
+	if (kept == NULL)
+		return false;
+	*kept = bytes;
+	*extra = kept;
+	return true;
+}
+
+static void
+assign_max_lag_bytes(const char *newval, void *extra)
+{
+	flusso_max_lag_bytes = extra ? *(int64 *) extra : 0;
 }
 
 static bool
@@ -466,11 +575,11 @@ define_pipeline_settings(void)
 							"Past it, captured changes spill to a temporary file.",
 							&flusso_capture_memory, 65536, 1024, INT_MAX / 2,
 							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
-	DefineCustomIntVariable("flusso.max_lag_bytes",
-							"WAL the replication slot may hold before status warns.",
-							"Past it, flusso.status shows lag_warning and the log says so; 0 turns the warning off.",
-							&flusso_max_lag_bytes, 1024 * 1024, 0, INT_MAX / 2,
-							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomStringVariable("flusso.max_lag_bytes",
+							   "WAL the replication slot may hold before status warns.",
+							   "A size: bytes when bare (500000000), or with a unit (500MB, 50GB, 1TB). Past it, flusso.status shows lag_warning and the log says so; 0 turns the warning off.",
+							   &flusso_max_lag_bytes_setting, "1GB", PGC_SIGHUP, 0,
+							   check_max_lag_bytes, assign_max_lag_bytes, NULL);
 	DefineCustomIntVariable("flusso.lag_poll_interval",
 							"How often the replication slot's lag is sampled.",
 							NULL, &flusso_lag_poll_interval, 15000, 100, 3600 * 1000,
@@ -529,10 +638,67 @@ flusso_define_settings(void)
 	MarkGUCPrefixReserved("flusso");
 }
 
+/* A flusso setting by name, in any letter case, or NULL. */
+static struct config_generic *
+find_setting(const char *name)
+{
+	struct config_generic **settings = get_guc_variables();
+	int			n = GetNumConfigOptions();
+	int			i;
+
+	if (pg_strncasecmp(name, "flusso.", 7) != 0)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (pg_strcasecmp(settings[i]->name, name) == 0 &&
+			(settings[i]->flags & GUC_CUSTOM_PLACEHOLDER) == 0)
+			return settings[i];
+	return NULL;
+}
+
+/*
+ * What a reload cannot check, because it runs in the postmaster without
+ * catalog access: that flusso.role names a role, and that every database
+ * in flusso.database exists.  Each problem is a WARNING.
+ */
+static bool
+check_names_exist(const char *setting, const char *value)
+{
+	bool		ok = true;
+	ListCell   *lc;
+
+	if (strcmp(setting, "flusso.role") == 0 && value[0] != '\0' &&
+		!OidIsValid(get_role_oid(value, true)))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" named by flusso.role does not exist", value),
+				 errdetail("A reload would accept it, and every index would stop at its next build until the role exists."),
+				 errhint("Create the role first, or correct flusso.role (empty: no role).")));
+		ok = false;
+	}
+	if (strcmp(setting, "flusso.database") != 0)
+		return ok;
+	foreach(lc, flusso_split_list(value))
+	{
+		if (OidIsValid(get_database_oid(lfirst(lc), true)))
+			continue;
+		ereport(WARNING,
+				(errcode(ERRCODE_UNDEFINED_DATABASE),
+				 errmsg("database \"%s\" in flusso.database does not exist", (char *) lfirst(lc)),
+				 errdetail("A reload would accept it, and no worker would sync it until the database is created."),
+				 errhint("Create the database first, or remove it from flusso.database.")));
+		ok = false;
+	}
+	return ok;
+}
+
 /*
  * flusso.check_setting(name, value): validate a value for a flusso setting
- * exactly as a configuration reload would, without applying it.  Raises the
- * same error a reload would log; returns true when the value is accepted.
+ * as a configuration reload would, without applying it.  A value a reload
+ * would refuse gives false, with the reason as a WARNING carrying the
+ * detail and hint the reload would log; so does a role or a database that
+ * does not exist (which a reload cannot see).  A name that is not a flusso
+ * setting is an error.
  */
 PG_FUNCTION_INFO_V1(flusso_check_setting);
 Datum
@@ -540,14 +706,29 @@ flusso_check_setting(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *value = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	struct config_generic *setting = find_setting(name);
+	bool		restart;
 
-	if (pg_strncasecmp(name, "flusso.", 7) != 0 ||
-		GetConfigOption(name, true, false) == NULL)
+	if (setting == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("\"%s\" is not a flusso setting", name),
 				 errhint("The README lists every flusso.* setting.")));
-	(void) set_config_option(name, value, PGC_SIGHUP, PGC_S_FILE, GUC_ACTION_SET,
-							 false, ERROR, false);
+
+	/*
+	 * A restart-only setting is checked as at server start: checked as at a
+	 * reload, a new value would only be reported as needing a restart (and
+	 * marked pending in this backend).
+	 */
+	restart = setting->context == PGC_POSTMASTER;
+	if (set_config_option(setting->name, value, restart ? PGC_POSTMASTER : PGC_SIGHUP,
+						  PGC_S_FILE, GUC_ACTION_SET, false, WARNING, false) == 0)
+		PG_RETURN_BOOL(false);
+	if (!check_names_exist(setting->name, value))
+		PG_RETURN_BOOL(false);
+	if (restart)
+		ereport(NOTICE,
+				(errmsg("%s takes effect only at a server restart", setting->name),
+				 errdetail("A reload leaves it as it is, and logs that it cannot be changed without restarting the server.")));
 	PG_RETURN_BOOL(true);
 }

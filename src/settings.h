@@ -43,7 +43,8 @@ extern int	flusso_retry_max_interval;
 extern bool flusso_pretty;
 extern bool flusso_manage_replica_identity;
 extern int	flusso_capture_memory;
-extern int	flusso_max_lag_bytes;
+extern char *flusso_max_lag_bytes_setting;	/* as given: "1GB" */
+extern int64 flusso_max_lag_bytes;	/* in bytes; 0: no warning */
 extern int	flusso_statement_timeout;
 extern int	flusso_lock_timeout;
 

@@ -7,7 +7,10 @@
  *	- the build statement: one set-based statement for a whole batch of root
  *	  keys.  Each child level is one grouped aggregate (a CTE), restricted to
  *	  the rows under the batch's parents and joined to its parent by key;
- *	  nothing is computed per root row.
+ *	  nothing is computed per root row.  Arrays (and the row a "one" child
+ *	  takes) are ordered by the definition's order_by, then by the child's
+ *	  key, so that every build writes the same document; a "limit" keeps
+ *	  the first rows per parent by a row_number() window over the join.
  *	- the backfill statements: the same, over keyset-paginated key ranges.
  *	- the watches: for every table the index reads, the columns a change
  *	  must carry and the statement that maps those values (from the old and
@@ -385,12 +388,13 @@ restriction(DefJoin *j, const DefTable *left, const char *alias, DefNode *parent
 }
 
 /*
- * A SELECT of the node's table rows (all columns) that belong under the
- * batch's parent rows and pass the node's filter.  Through a link table,
- * the link's parent columns come along as "~p0".. .
+ * A SELECT of the node's table rows (all columns, and the columns in extra
+ * if not "") that belong under the batch's parent rows and (with_filter)
+ * pass the node's filter.  Through a link table, the link's parent columns
+ * come along as "~p0".. .
  */
 static char *
-node_rows_filtered(DefNode *node, const char *indent, bool with_filter)
+rows_select(DefNode *node, const char *extra, const char *indent, bool with_filter)
 {
 	const char *alias = qalias(&node->table);
 	bool		own_filter = with_filter && node->filter && !is_aggregate(node);
@@ -402,12 +406,12 @@ node_rows_filtered(DefNode *node, const char *indent, bool with_filter)
 	initStringInfo(&out);
 	if (!node->has_through)
 	{
-		appendStringInfo(&out, "SELECT %s.*\n%sFROM %s AS %s\n%sWHERE %s%s",
-						 alias, indent, qtable(&node->table), alias, indent,
+		appendStringInfo(&out, "SELECT %s.*%s\n%sFROM %s AS %s\n%sWHERE %s%s",
+						 alias, extra, indent, qtable(&node->table), alias, indent,
 						 restriction(&node->on, &node->table, alias, node->parent), filter);
 		return out.data;
 	}
-	appendStringInfo(&out, "SELECT %s.*\n%sFROM (SELECT %s.*", alias, indent, alias);
+	appendStringInfo(&out, "SELECT %s.*%s\n%sFROM (SELECT %s.*", alias, extra, indent, alias);
 	for (i = 0; i < node->through_parent.ncols; i++)
 		appendStringInfo(&out, ", %s AS \"~p%d\"",
 						 qcol("\"~l\"", node->through_parent.left[i]), i);
@@ -427,10 +431,11 @@ node_rows_filtered(DefNode *node, const char *indent, bool with_filter)
 	return out.data;
 }
 
+/* The node's rows, without its "limit" (probes read them all). */
 static char *
-node_rows(DefNode *node, const char *indent)
+node_rows_filtered(DefNode *node, const char *indent, bool with_filter)
 {
-	return node_rows_filtered(node, indent, true);
+	return rows_select(node, "", indent, with_filter);
 }
 
 /* The columns a node's aggregate is grouped by, as "~p0".. . */
@@ -440,6 +445,67 @@ group_column(DefNode *node, const char *alias, int i)
 	if (node->has_through)
 		return psprintf("%s.\"~p%d\"", alias, i);
 	return qcol(alias, node->on.left[i]);
+}
+
+static char *
+group_columns(DefNode *node, const char *alias)
+{
+	StringInfoData out;
+	int			i;
+
+	initStringInfo(&out);
+	for (i = 0; i < parent_join(node)->ncols; i++)
+		appendStringInfo(&out, "%s%s", i ? ", " : "", group_column(node, alias, i));
+	return out.data;
+}
+
+/*
+ * The order of a "many" or "one" node's rows: its order_by, then the
+ * columns that break ties (defcheck.c), so that every build orders them
+ * alike.  A column whose type has no default ordering, or every column of
+ * a table without a key, is compared by its text, byte by byte.
+ */
+static char *
+order_list(DefNode *node, const char *alias)
+{
+	StringInfoData out;
+	ListCell   *lc;
+
+	initStringInfo(&out);
+	if (node->order_by)
+		appendStringInfoString(&out, flusso_sql_fragment(node->order_by));
+	foreach(lc, node->tiebreak)
+	{
+		char	   *col = qcol(alias, lfirst(lc));
+		TypeCacheEntry *tc = lookup_type_cache(column_type(&node->table, lfirst(lc)),
+											   TYPECACHE_LT_OPR);
+
+		if (node->tiebreak_text || !OidIsValid(tc->lt_opr))
+			col = psprintf("(%s)::pg_catalog.text COLLATE pg_catalog.\"C\"", col);
+		appendStringInfo(&out, "%s%s", out.len ? ", " : "", col);
+	}
+	return out.data;
+}
+
+/*
+ * The node's rows under the batch's parents that pass its filter, and with
+ * a "limit", only the first rows per parent in the node's order (numbered
+ * by a window over the parent's join columns).
+ */
+static char *
+node_rows(DefNode *node, const char *indent)
+{
+	const char *alias = qalias(&node->table);
+	char	   *order = order_list(node, alias);
+	char	   *number;
+
+	if (node->limit == 0)
+		return rows_select(node, "", indent, true);
+	number = psprintf(",\n%s         pg_catalog.row_number() OVER (PARTITION BY %s%s%s) AS \"~n\"",
+					  indent, group_columns(node, alias), order[0] ? " ORDER BY " : "", order);
+	return psprintf("SELECT %s.*\n%sFROM (%s) AS %s\n%sWHERE %s.\"~n\" OPERATOR(pg_catalog.<=) %d",
+					alias, indent, rows_select(node, number, psprintf("%s      ", indent), true),
+					alias, indent, alias, node->limit);
 }
 
 static char *
@@ -453,16 +519,15 @@ aggregate_filter(DefNode *node)
 static char *
 aggregate_value(DefNode *node, const char *alias, const char *indent)
 {
-	char	   *order = node->order_by ?
-		psprintf(" ORDER BY %s", flusso_sql_fragment(node->order_by)) : "";
+	char	   *order = node->kind == DEF_MANY ? order_list(node, alias) : "";
 	char	   *value = node->value ?
 		psprintf("(%s)", flusso_sql_fragment(node->value)) : NULL;
 
 	switch (node->kind)
 	{
 		case DEF_MANY:
-			return psprintf("pg_catalog.json_agg(%s%s)", value ? value :
-							object_expr(node, alias, indent), order);
+			return psprintf("pg_catalog.json_agg(%s%s%s)", value ? value :
+							object_expr(node, alias, indent), order[0] ? " ORDER BY " : "", order);
 		case DEF_ONE:
 			return value ? value : object_expr(node, alias, indent);
 		case DEF_COUNT:
@@ -484,8 +549,8 @@ aggregate_value(DefNode *node, const char *alias, const char *indent)
 
 /*
  * An earlier sibling whose rows CTE holds exactly the rows an aggregate
- * reads (same table, same join, no filter of its own): the aggregate reads
- * that CTE instead of finding the rows again.
+ * reads (same table, same join, no filter or limit of its own): the
+ * aggregate reads that CTE instead of finding the rows again.
  */
 static DefNode *
 shared_rows(DefNode *node)
@@ -501,6 +566,7 @@ shared_rows(DefNode *node)
 		if (c == node)
 			break;
 		if (!is_aggregate(c) && has_rows_cte(c) && !c->has_through && c->filter == NULL &&
+			c->limit == 0 &&
 			c->table.relid == node->table.relid && same_join(&c->on, &node->on))
 			return c;
 	}
@@ -551,9 +617,11 @@ append_aggregate(StringInfo buf, DefNode *node)
 		appendStringInfo(buf, "\n  FROM (%s) AS %s", node_rows(node, "        "), alias);
 	append_child_joins(buf, node, alias, "  ");
 	if (node->kind == DEF_ONE)
-		appendStringInfo(buf, "\n  ORDER BY %s%s%s", groups.data,
-						 node->order_by ? ", " : "",
-						 node->order_by ? flusso_sql_fragment(node->order_by) : "");
+	{
+		char	   *order = order_list(node, alias);
+
+		appendStringInfo(buf, "\n  ORDER BY %s%s%s", groups.data, order[0] ? ", " : "", order);
+	}
 	else
 		appendStringInfo(buf, "\n  GROUP BY %s", groups.data);
 	appendStringInfoString(buf, "\n)");

@@ -5,7 +5,7 @@ SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION flusso;
-SELECT plan(50);
+SELECT plan(57);
 
 CREATE SCHEMA t;
 CREATE TABLE t.users (id int PRIMARY KEY, name text, email text, manager_id int REFERENCES t.users (id));
@@ -47,6 +47,13 @@ SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders",
 SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "on": {"user_id": "id"}, "through": {"table": "t.orders"}}]}', '22023', 'children[0] has both "on" and "through"', 'on and through');
 SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "on": {}}]}', '22023', 'children[0].on is empty', 'an empty on');
 SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "on": {"user_id": 1}}]}', '22023', 'children[0].on.user_id must be a column name', 'an on value that is a number');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "one", "limit": 1}]}', '22023', 'a "one" child cannot have "limit"', 'limit on a one child');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "count", "limit": 1}]}', '22023', 'a "count" child cannot have "limit"', 'limit on an aggregate');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "limit": 0}]}', '22023', 'children[0].limit must be a positive integer', 'a limit of 0');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "limit": -3}]}', '22023', 'children[0].limit must be a positive integer', 'a negative limit');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "limit": 2.5}]}', '22023', 'children[0].limit must be a positive integer', 'a limit with a fraction');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "limit": "10"}]}', '22023', 'children[0].limit must be a positive integer', 'a limit that is a string');
+SELECT bad('{"table": "t.users", "children": [{"name": "o", "table": "t.orders", "type": "many", "limit": 3000000000}]}', '22023', 'children[0].limit must be a positive integer', 'a limit past 2^31');
 SELECT bad('{"table": "t.users", "on_error": "explode"}', '22023', 'unknown failure policy "explode"', 'an unknown failure policy');
 SELECT bad('{"table": "t.users", "opensearch": {"mapping": {}}}', '22023', 'unknown key "mapping" in "opensearch"', 'a typo under opensearch');
 SELECT bad('{"table": "t.users", "opensearch": {"settings": []}}', '22023', 'opensearch.settings must be an object', 'settings not an object');

@@ -6,7 +6,7 @@ SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION flusso;
-SELECT plan(43);
+SELECT plan(54);
 SET TIME ZONE 'UTC';
 
 CREATE SCHEMA app;
@@ -82,14 +82,23 @@ EXCEPTION WHEN others THEN
   RETURN d || ' | ' || h;
 END $$;
 SELECT is(err('{"table": "users", "children": [{"name": "o", "table": "orders", "type": "many", "colums": []}]}'),
-  'The keys allowed in a child are "name", "table", "type", "on", "through", "columns", "value", "filter", "order_by", "children". | Remove or correct the key at children[0].colums.',
+  'The keys allowed in a child are "name", "table", "type", "on", "through", "columns", "value", "filter", "order_by", "limit", "children". | Remove or correct the key at children[0].colums.',
   'an unknown key: detail lists the keys, hint names the path');
 SELECT is(err('{"table": "users", "children": [{"name": "o", "table": "orders", "type": "many", "filter": "nope > 1"}]}'),
   'It is read as an SQL expression over the columns of app.orders. | Correct the filter at children[0].filter.',
   'a bad child filter: hint names children[0].filter');
 SELECT is(err('{"table": "users", "children": [{"name": "t", "table": "tags", "type": "many"}]}'),
-  'There is no foreign key between the two tables. | Give the columns at children[0].on, as {"column of tags": "column of users"}.',
-  'an underivable join: hint says where to give it');
+  'There is no foreign key between the two tables, but app.user_tags has foreign keys to both: a link table. | Join through it: add "through": {"table": "app.user_tags"} at children[0].',
+  'no foreign key, but a link table: the hint names it, with the "through" to write');
+CREATE TABLE clubs (id int PRIMARY KEY, name text);
+CREATE TABLE club_b (user_id int REFERENCES users, club_id int REFERENCES clubs);
+CREATE TABLE club_a (user_id int REFERENCES users, club_id int REFERENCES clubs);
+SELECT is(err('{"table": "users", "children": [{"name": "c", "table": "clubs", "type": "many"}]}'),
+  'There is no foreign key between the two tables, but app.club_a and app.club_b have foreign keys to both: link tables. | Join through one of them: add "through": {"table": "app.club_a"} at children[0], or name another.',
+  'two link tables: both named');
+SELECT is(err('{"table": "users", "children": [{"name": "o", "table": "orders", "type": "many", "limit": 0}]}'),
+  'It is 0; "limit" is how many child rows to keep per parent, from 1 to 2147483647. | Give the number of rows to keep at children[0].limit, such as 10.',
+  'a limit of 0: detail and hint');
 
 -- replica identity: a warning that says what to run, or flusso sets it
 CREATE TABLE addrs (id int PRIMARY KEY, user_id int REFERENCES users, city text);
@@ -106,6 +115,51 @@ SET flusso.manage_replica_identity = on;
 SELECT is(capture_warning('{"table": "users", "children": [{"name": "a", "table": "addrs", "type": "many"}]}'),
     'f', 'with flusso.manage_replica_identity flusso sets REPLICA IDENTITY FULL');
 RESET flusso.manage_replica_identity;
+
+-- arrays and "one" children come out alike at every build: ties (and a
+-- missing order_by) are broken by the child's key, or by every column
+CREATE TABLE notes (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users, kind text NOT NULL);
+INSERT INTO notes VALUES (5, 1, 'b'), (4, 1, 'a'), (3, 1, 'b'), (2, 1, 'a'), (1, 1, 'b');
+CREATE TABLE marks (user_id int NOT NULL REFERENCES users, label text, n numeric);
+INSERT INTO marks VALUES (1, 'z', 1.00), (1, 'z', 1.0), (1, 'a', 2);
+CREATE TABLE homes (id int PRIMARY KEY, user_id int NOT NULL REFERENCES users, city text);
+INSERT INTO homes VALUES (9, 1, 'Oslo'), (8, 1, 'Rome');
+SELECT lives_ok($$SELECT flusso.create_index('ties', '{"table": "users", "columns": ["id"], "children": [
+    {"name": "notes", "table": "notes", "type": "many", "value": "id"},
+    {"name": "by_kind", "table": "notes", "type": "many", "value": "id", "order_by": "kind"},
+    {"name": "marks", "table": "marks", "type": "many", "columns": ["label", "n"]},
+    {"name": "home", "table": "homes", "type": "one", "value": "city"}]}')$$,
+    'an index whose children have ties');
+SELECT is((flusso.preview('ties', '1')::jsonb)->'notes', '[1, 2, 3, 4, 5]'::jsonb,
+    'no order_by: the child''s key order, not the plan''s');
+SELECT is((flusso.preview('ties', '1')::jsonb)->'by_kind', '[2, 4, 1, 3, 5]'::jsonb,
+    'rows tied by order_by: in key order');
+SELECT is(((flusso.preview('ties', '1')::jsonb)->'marks')::text,
+    '[{"n": 2, "label": "a"}, {"n": 1.0, "label": "z"}, {"n": 1.00, "label": "z"}]',
+    'a child without a key: by every column''s text');
+SELECT is((flusso.preview('ties', '1')::jsonb)->'home', '"Rome"'::jsonb,
+    'a "one" child with several rows: the one with the lowest key');
+
+-- "limit": the first rows per parent in order_by order (then key order)
+INSERT INTO orders VALUES (12, 1, 7, 'open'), (13, 1, 1, 'open');
+SELECT lives_ok($$SELECT flusso.create_index('lim', '{"table": "users", "columns": ["id"], "children": [
+    {"name": "top", "table": "orders", "type": "many", "columns": ["id", "total"],
+     "order_by": "total DESC", "limit": 2,
+     "children": [{"name": "skus", "table": "items", "type": "many", "value": "sku"}]},
+    {"name": "first", "table": "orders", "type": "many", "value": "id", "limit": 1},
+    {"name": "n", "table": "orders", "type": "count"},
+    {"name": "tags", "table": "tags", "type": "many", "value": "name", "order_by": "name DESC",
+     "limit": 1, "through": {"table": "user_tags"}}]}')$$,
+    'an index with limits');
+SELECT is(flusso.preview('lim', '1')::jsonb,
+    '{"id": 1, "top": [{"id": 11, "total": 7, "skus": ["b"]}, {"id": 12, "total": 7, "skus": []}],
+      "first": [10], "n": 4, "tags": ["x"]}'::jsonb,
+    'limit keeps the first rows per parent (ties by key), a sibling count still counts them all');
+SELECT is(flusso.preview('lim', '2')::jsonb,
+    '{"id": 2, "top": [{"id": 20, "total": 1, "skus": ["c"]}], "first": [20], "n": 1, "tags": ["y"]}'::jsonb,
+    'limit per parent: fewer rows than the limit, and through a link table');
+SELECT is(flusso.affected_documents('lim', 'orders', NULL, '{"id": 13, "user_id": 1}'), '1',
+    'a change to a row beyond the limit still rebuilds its parent');
 
 -- identifier torture: quotes, backslashes, spaces, unicode, upper case, reserved words
 CREATE SCHEMA "Odd ""Schema""";

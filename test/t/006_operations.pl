@@ -60,13 +60,16 @@ my $s = FlussoTest::status($node, 'one');
 ok(defined $s->{lag_seconds} && $s->{lag_seconds} < 5, 'lag in seconds is shown, and small when synced');
 # OpenSearch out of reach: a watched change cannot be acknowledged, the slot holds WAL
 $node->safe_psql('postgres', q{ALTER SYSTEM SET flusso.opensearch_url = 'http://127.0.0.1:9'});
-$node->safe_psql('postgres', q{ALTER SYSTEM SET flusso.max_lag_bytes = '1MB'});
+# a bare number is bytes (it was once read as kB), and shows as given
+$node->safe_psql('postgres', q{ALTER SYSTEM SET flusso.max_lag_bytes = 1000000});
 $node->reload;
+ok(FlussoTest::wait_for(sub { $node->safe_psql('postgres', 'SHOW flusso.max_lag_bytes') eq '1000000' }, 'reload'),
+	'flusso.max_lag_bytes shows as given');
 $node->safe_psql('one', q{UPDATE notes SET body = 'waiting' WHERE id = 8;
 	CREATE TABLE filler (x text); INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000)});
 ok(FlussoTest::wait_for(sub { FlussoTest::status($node, 'one')->{lag_warning} }, 'warning'),
 	'past flusso.max_lag_bytes the status warns');
-ok(FlussoTest::wait_for(sub { scalar FlussoTest::log_lines($node, qr/holds \d+ MB of WAL, more than flusso.max_lag_bytes/) }, 'log'),
+ok(FlussoTest::wait_for(sub { scalar FlussoTest::log_lines($node, qr/holds \d+ MB of WAL, more than flusso.max_lag_bytes \(1000000\)/) }, 'log'),
 	'and the log says so');
 cmp_ok(FlussoTest::status($node, 'one')->{lag_seconds}, '>', 0, 'lag in seconds grows while a change waits');
 $node->safe_psql('postgres', q{ALTER SYSTEM RESET flusso.max_lag_bytes});
