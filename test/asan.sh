@@ -131,13 +131,15 @@ rm "$work/pg/bin/postgres" "$work/pg/bin/pg_ctl"
 cp "$real_bin/postgres" "$work/pg/bin/postgres.real"
 cp "$real_bin/pg_ctl" "$work/pg/bin/pg_ctl"
 cat >"$work/pg/bin/postgres" <<EOF
-#!/bin/sh
-# PostgreSQL with libasan preloaded, for flusso.so built with -fsanitize=address
+#!/bin/bash
+# PostgreSQL with libasan preloaded, for flusso.so built with -fsanitize=address.
+# argv[0] stays this script: postmaster.opts names it, so pg_ctl restart
+# starts the server through it again.
 LD_PRELOAD="$libasan $work/pg/asan_first.so\${LD_PRELOAD:+ \$LD_PRELOAD}"
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$work/reports/asan:log_exe_name=1"
 export LD_PRELOAD ASAN_OPTIONS
 echo "\$\$ \$*" >>"$work/started" 2>/dev/null || true
-exec "$work/pg/bin/postgres.real" "\$@"
+exec -a "$work/pg/bin/postgres" "$work/pg/bin/postgres.real" "\$@"
 EOF
 chmod 0755 "$work/pg/bin/postgres"
 for f in "$libdir"/*; do
