@@ -38,6 +38,10 @@ while [ $# -gt 0 ]; do
 	esac
 done
 tap_files=("$@")
+case $only in
+"" | regress | pgtap | tap | fault | fuzz | asan) ;;
+*) echo "check.sh: unknown layer \"$only\" (regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
+esac
 case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
 export PG_MAJOR
 source test/lib/pg.sh
