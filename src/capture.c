@@ -678,6 +678,7 @@ void
 flusso_capture_decode(int max_images)
 {
 	XLogReaderState *reader = decoding->reader;
+	MemoryContext caller = CurrentMemoryContext;
 	XLogRecPtr	end_of_wal = GetFlushRecPtr(NULL);
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 200);
 	int			n = 0;
@@ -693,7 +694,15 @@ flusso_capture_decode(int max_images)
 			if (errm)
 				elog(ERROR, "could not read WAL for logical decoding: %s", errm);
 			if (record != NULL)
+			{
 				LogicalDecodingProcessRecord(decoding, reader);
+
+				/*
+				 * Replaying a transaction starts one and aborts it, and
+				 * the abort leaves TopMemoryContext current.
+				 */
+				MemoryContextSwitchTo(caller);
+			}
 			CHECK_FOR_INTERRUPTS();
 			if (round.control_changed || round.rebuild_relids != NIL ||
 				round.nimages >= max_images)

@@ -54,11 +54,28 @@ Engine		flusso_engine_state;
 
 /* ---- transactions ---- */
 
+/*
+ * The memory context current when the transaction started.  Committing
+ * leaves TopMemoryContext current; eng_end_work() goes back to this one,
+ * or whatever the step allocates after its first commit would go to
+ * TopMemoryContext and never be freed (the worker resets its step context
+ * after every step, not TopMemoryContext).
+ */
+static MemoryContext work_caller_cxt = NULL;
+
+/* Start a transaction for eng_end_work() to commit (no SPI, no snapshot). */
+void
+eng_begin_transaction(void)
+{
+	work_caller_cxt = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+}
+
 void
 eng_begin_work(const char *what)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	eng_begin_transaction();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -71,6 +88,7 @@ eng_end_work(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(work_caller_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -518,6 +518,7 @@ static bool
 ensure_slot(void)
 {
 	SlotState	state = flusso_capture_slot_state();
+	MemoryContext caller = CurrentMemoryContext;
 	char	   *why;
 
 	if (state == SLOT_OK)
@@ -529,6 +530,7 @@ ensure_slot(void)
 		flusso_capture_drop_slot();
 	(void) flusso_capture_create_slot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 	if (state == SLOT_INVALIDATED)
 	{
 		why = psprintf("replication slot \"%s\" was invalidated: the WAL it needed was removed (max_slot_wal_keep_size)",

@@ -121,6 +121,7 @@ extern Engine flusso_engine_state;
 
 /* engine.c: transactions and small helpers */
 extern long eng_backoff_ms(int attempts);
+extern void eng_begin_transaction(void);
 extern void eng_begin_work(const char *what);
 extern void eng_end_work(void);
 extern IndexRuntime *eng_find_index(const char *name);
