@@ -257,11 +257,11 @@ eng_reset_pipeline(void)
 	dlist_init(&E.batches);
 	E.nbatches = 0;
 	MemoryContextReset(E.batches_cxt);
-	E.dead_letters = NIL;
-	E.settled_letters = NIL;
+	eng_free_dead_letters();	/* and the settled ones */
 	for (i = 0; i < E.nix; i++)
 	{
-		E.ix[i]->chunks = NIL;
+		/* their requests are gone: none will be acknowledged */
+		flusso_index_free_chunks(E.ix[i], true);
 		E.ix[i]->next_cursor = E.ix[i]->build_cursor;
 		E.ix[i]->build_exhausted = false;
 	}

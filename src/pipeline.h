@@ -166,6 +166,7 @@ extern void eng_reject(IndexRuntime *ix, int generation, const char *id, const c
 extern void eng_collect_completions(void);
 extern void eng_drop_retired(void);
 extern void eng_flush_dead_letters(void);
+extern void eng_free_dead_letters(void);
 extern long eng_next_retry_ms(void);
 extern void eng_probe_opensearch(void);
 extern void eng_send_due_retries(void);
