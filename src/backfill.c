@@ -186,6 +186,7 @@ build_page(PageCtx *c)
 	else
 	{
 		eng_builder_rollback(c->bld, &mark);
+		list_free_deep(k.key);	/* the page's rows so far: in the index's memory */
 		c->rows = 0;
 		if (flusso_error_is_lock_wait(&error))
 		{
@@ -201,7 +202,10 @@ build_page(PageCtx *c)
 			return false;
 	}
 	if (ix->stopped)
+	{
+		list_free_deep(cursor);
 		return true;
+	}
 	c->chunk->rows = c->rows;
 	if (cursor != NIL)
 		c->chunk->last_key = ix->next_cursor = cursor;

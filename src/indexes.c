@@ -541,6 +541,8 @@ flusso_index_lock_wait(IndexRuntime *ix)
 	{
 		if (ix->waiting_for == NULL)
 			ix->waiting_since = now;
+		else
+			pfree(ix->waiting_for);
 		ix->waiting_for = MemoryContextStrdup(cxt, what);
 		flusso_observer->on_index_waiting(ix->name, ix->waiting_for, ix->waiting_since);
 		ereport(LOG,
@@ -571,6 +573,7 @@ flusso_index_lock_granted(IndexRuntime *ix)
 	ereport(LOG, (errmsg("flusso index \"%s\" got %s after waiting %ld ms", ix->name,
 						 ix->waiting_for,
 						 TimestampDifferenceMilliseconds(ix->waiting_since, GetCurrentTimestamp()))));
+	pfree(ix->waiting_for);
 	ix->waiting_for = NULL;
 	backoff_clear(&ix->lock_backoff);
 	flusso_observer->on_index_waiting(ix->name, NULL, 0);

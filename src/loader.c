@@ -546,7 +546,7 @@ void
 eng_load(void)
 {
 	Oid			nsp;
-
+	MemoryContext caller = CurrentMemoryContext;
 	bool		fresh_slot;
 
 	flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
@@ -559,6 +559,7 @@ eng_load(void)
 	flusso_capture_drop_stale_slots(false, psprintf("flusso.slot_name is \"%s\" now",
 												   flusso_capture_slot_name()));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 	flusso_capture_open();
 	eng_begin_work("flusso: loading definitions");
 	nsp = get_namespace_oid("flusso", false);

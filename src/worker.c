@@ -128,11 +128,14 @@ extension_installed(bool *missing, Oid *oid)
 static void
 drop_slots(void)
 {
+	MemoryContext caller = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	flusso_capture_drop_stale_slots(true, psprintf("the flusso extension is not installed in database \"%s\"",
 												   state.dbname));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 }
 
 /* Follow CREATE / DROP EXTENSION; returns whether the extension is there. */
