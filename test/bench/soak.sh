@@ -30,6 +30,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
+pg_config_given=${PG_CONFIG:-}
 source test/lib/pg.sh
 
 N=${SOAK_N:-10000}
@@ -104,6 +105,7 @@ trap 'exit 143' TERM INT
 
 if [ "$build" = 1 ]; then
 	log "building and installing flusso"
+	export PG_CONFIG=${pg_config_given:-$PG_CONFIG}
 	make -s >"$dir/build.log" 2>&1 && make -s install >>"$dir/build.log" 2>&1 ||
 		{ tail -n 30 "$dir/build.log" >&2; exit 1; }
 fi
