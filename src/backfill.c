@@ -56,6 +56,7 @@ eng_chunk_acked(BackfillChunk *chunk)
 
 	if (chunk->generation != ix->build_gen)
 	{
+		list_free_deep(chunk->last_key);
 		pfree(chunk);
 		return;					/* from a build that was restarted */
 	}
@@ -67,7 +68,11 @@ eng_chunk_acked(BackfillChunk *chunk)
 			break;
 		ix->chunks = list_delete_first(ix->chunks);
 		if (head->last_key)
+		{
+			/* the key it replaces is no one's: next_cursor is this one or later */
+			list_free_deep(ix->build_cursor);
 			ix->build_cursor = head->last_key;
+		}
 		ix->build_done += head->rows;
 		advanced = true;
 		pfree(head);
@@ -181,6 +186,7 @@ build_page(PageCtx *c)
 	else
 	{
 		eng_builder_rollback(c->bld, &mark);
+		list_free_deep(k.key);	/* the page's rows so far: in the index's memory */
 		c->rows = 0;
 		if (flusso_error_is_lock_wait(&error))
 		{
@@ -196,7 +202,10 @@ build_page(PageCtx *c)
 			return false;
 	}
 	if (ix->stopped)
+	{
+		list_free_deep(cursor);
 		return true;
+	}
 	c->chunk->rows = c->rows;
 	if (cursor != NIL)
 		c->chunk->last_key = ix->next_cursor = cursor;

@@ -86,7 +86,8 @@ typedef struct LeafEntry
 	bool	   *varlena;
 } LeafEntry;
 
-static MemoryContext capture_cxt = NULL;	/* watches, leaves, decoding */
+static MemoryContext capture_cxt = NULL;	/* watches, decoding */
+static MemoryContext leaves_cxt = NULL; /* leaves: reset with the leaves hash */
 static MemoryContext round_cxt = NULL;	/* xids, rebuild list */
 static MemoryContext images_cxt = NULL; /* images and their dedup set */
 static MemoryContext scratch_cxt = NULL; /* one change's work, reset after it */
@@ -111,8 +112,12 @@ static void
 ensure_contexts(void)
 {
 	if (capture_cxt == NULL)
+	{
 		capture_cxt = AllocSetContextCreate(TopMemoryContext, "flusso capture",
 											ALLOCSET_DEFAULT_SIZES);
+		leaves_cxt = AllocSetContextCreate(capture_cxt, "flusso capture leaves",
+										   ALLOCSET_SMALL_SIZES);
+	}
 	if (round_cxt == NULL)
 	{
 		round_cxt = AllocSetContextCreate(TopMemoryContext, "flusso round",
@@ -130,12 +135,17 @@ reset_leaves(void)
 {
 	HASHCTL		info;
 
-	if (leaves)
-		hash_destroy(leaves);
+	/*
+	 * The entries' arrays and output functions live beside the hash: they
+	 * go with it (a decoded catalog change resets the leaves, and that
+	 * happens as often as DDL or ANALYZE commits).
+	 */
+	leaves = NULL;
+	MemoryContextReset(leaves_cxt);
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(Oid);
 	info.entrysize = sizeof(LeafEntry);
-	info.hcxt = capture_cxt;
+	info.hcxt = leaves_cxt;
 	leaves = hash_create("flusso capture leaves", 64, &info,
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
@@ -199,9 +209,9 @@ leaf_for(Relation rel)
 	leaf->rel = watched_rel_of(rel);
 	if (leaf->rel == NULL)
 		return leaf;
-	leaf->attnums = MemoryContextAllocZero(capture_cxt, sizeof(AttrNumber) * leaf->rel->ncols);
-	leaf->output = MemoryContextAllocZero(capture_cxt, sizeof(FmgrInfo) * leaf->rel->ncols);
-	leaf->varlena = MemoryContextAllocZero(capture_cxt, sizeof(bool) * leaf->rel->ncols);
+	leaf->attnums = MemoryContextAllocZero(leaves_cxt, sizeof(AttrNumber) * leaf->rel->ncols);
+	leaf->output = MemoryContextAllocZero(leaves_cxt, sizeof(FmgrInfo) * leaf->rel->ncols);
+	leaf->varlena = MemoryContextAllocZero(leaves_cxt, sizeof(bool) * leaf->rel->ncols);
 	for (i = 0; i < leaf->rel->ncols; i++)
 	{
 		int			a;
@@ -215,7 +225,7 @@ leaf_for(Relation rel)
 				continue;
 			leaf->attnums[i] = att->attnum;
 			getTypeOutputInfo(att->atttypid, &typoutput, &leaf->varlena[i]);
-			fmgr_info_cxt(typoutput, &leaf->output[i], capture_cxt);
+			fmgr_info_cxt(typoutput, &leaf->output[i], leaves_cxt);
 		}
 	}
 	return leaf;
@@ -678,6 +688,7 @@ void
 flusso_capture_decode(int max_images)
 {
 	XLogReaderState *reader = decoding->reader;
+	MemoryContext caller = CurrentMemoryContext;
 	XLogRecPtr	end_of_wal = GetFlushRecPtr(NULL);
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 200);
 	int			n = 0;
@@ -693,7 +704,15 @@ flusso_capture_decode(int max_images)
 			if (errm)
 				elog(ERROR, "could not read WAL for logical decoding: %s", errm);
 			if (record != NULL)
+			{
 				LogicalDecodingProcessRecord(decoding, reader);
+
+				/*
+				 * Replaying a transaction starts one and aborts it, and
+				 * the abort leaves TopMemoryContext current.
+				 */
+				MemoryContextSwitchTo(caller);
+			}
 			CHECK_FOR_INTERRUPTS();
 			if (round.control_changed || round.rebuild_relids != NIL ||
 				round.nimages >= max_images)

@@ -54,11 +54,28 @@ Engine		flusso_engine_state;
 
 /* ---- transactions ---- */
 
+/*
+ * The memory context current when the transaction started.  Committing
+ * leaves TopMemoryContext current; eng_end_work() goes back to this one,
+ * or whatever the step allocates after its first commit would go to
+ * TopMemoryContext and never be freed (the worker resets its step context
+ * after every step, not TopMemoryContext).
+ */
+static MemoryContext work_caller_cxt = NULL;
+
+/* Start a transaction for eng_end_work() to commit (no SPI, no snapshot). */
+void
+eng_begin_transaction(void)
+{
+	work_caller_cxt = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+}
+
 void
 eng_begin_work(const char *what)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	eng_begin_transaction();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -71,6 +88,7 @@ eng_end_work(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(work_caller_cxt);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -239,11 +257,11 @@ eng_reset_pipeline(void)
 	dlist_init(&E.batches);
 	E.nbatches = 0;
 	MemoryContextReset(E.batches_cxt);
-	E.dead_letters = NIL;
-	E.settled_letters = NIL;
+	eng_free_dead_letters();	/* and the settled ones */
 	for (i = 0; i < E.nix; i++)
 	{
-		E.ix[i]->chunks = NIL;
+		/* their requests are gone: none will be acknowledged */
+		flusso_index_free_chunks(E.ix[i], true);
 		E.ix[i]->next_cursor = E.ix[i]->build_cursor;
 		E.ix[i]->build_exhausted = false;
 	}

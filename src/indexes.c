@@ -369,6 +369,8 @@ note_running(IndexRuntime *ix, MemoryContext cxt)
 {
 	Snapshot	snap = GetLatestSnapshot();
 
+	if (ix->wait_xids)
+		pfree(ix->wait_xids);	/* the previous build's */
 	ix->nwait = snap->xcnt;
 	ix->wait_xids = MemoryContextAlloc(cxt, sizeof(TransactionId) * Max(1, snap->xcnt));
 	memcpy(ix->wait_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
@@ -382,6 +384,47 @@ drop_later(IndexRuntime *ix, int generation)
 
 	ix->drop_gens = lappend_int(ix->drop_gens, generation);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Free the backfill chunks of the build and their keys.  A chunk whose
+ * requests are still in flight stays allocated unless all (its requests
+ * were dropped): eng_chunk_acked() frees it when they complete, as a chunk
+ * of a generation no longer built.
+ */
+void
+flusso_index_free_chunks(IndexRuntime *ix, bool all)
+{
+	ListCell   *lc;
+
+	foreach(lc, ix->chunks)
+	{
+		BackfillChunk *chunk = lfirst(lc);
+
+		if (chunk->pending > 0 && !all)
+			continue;
+		list_free_deep(chunk->last_key);
+		pfree(chunk);
+	}
+	list_free(ix->chunks);
+	ix->chunks = NIL;
+}
+
+/* The build's keys go (the chunks hold next_cursor, if it is not build_cursor). */
+static void
+free_build_keys(IndexRuntime *ix)
+{
+	flusso_index_free_chunks(ix, false);
+	list_free_deep(ix->build_cursor);
+	ix->build_cursor = ix->next_cursor = NIL;
+}
+
+static void
+clear_error(IndexRuntime *ix)
+{
+	if (ix->error)
+		pfree(ix->error);
+	ix->error = NULL;
 }
 
 void
@@ -401,13 +444,12 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	ix->build_def_json = ix->def_json;
 	ix->build_fresh = true;
 	ix->build_version = lsn;
-	ix->build_cursor = ix->next_cursor = NIL;
+	free_build_keys(ix);
 	ix->build_done = 0;
 	ix->build_total = ix->def ? count_rows(ix) : 0;
 	ix->build_exhausted = false;
-	ix->chunks = NIL;
 	ix->stopped = false;
-	ix->error = NULL;
+	clear_error(ix);
 	ix->remote_ready = false;
 	backoff_clear(&ix->remote_backoff);
 	backoff_clear(&ix->finish_backoff);
@@ -450,7 +492,11 @@ flusso_index_set_error_public(IndexRuntime *ix, const char *message,
 	/* the same error again is counted, but the durable state is unchanged */
 	if (ix->error == NULL || strcmp(ix->error, message) != 0)
 	{
+		char	   *previous = ix->error;
+
 		ix->error = MemoryContextStrdup(cxt, message);
+		if (previous)
+			pfree(previous);
 		ix->dirty = true;
 	}
 	if (stop && !ix->stopped)
@@ -495,6 +541,8 @@ flusso_index_lock_wait(IndexRuntime *ix)
 	{
 		if (ix->waiting_for == NULL)
 			ix->waiting_since = now;
+		else
+			pfree(ix->waiting_for);
 		ix->waiting_for = MemoryContextStrdup(cxt, what);
 		flusso_observer->on_index_waiting(ix->name, ix->waiting_for, ix->waiting_since);
 		ereport(LOG,
@@ -525,6 +573,7 @@ flusso_index_lock_granted(IndexRuntime *ix)
 	ereport(LOG, (errmsg("flusso index \"%s\" got %s after waiting %ld ms", ix->name,
 						 ix->waiting_for,
 						 TimestampDifferenceMilliseconds(ix->waiting_since, GetCurrentTimestamp()))));
+	pfree(ix->waiting_for);
 	ix->waiting_for = NULL;
 	backoff_clear(&ix->lock_backoff);
 	flusso_observer->on_index_waiting(ix->name, NULL, 0);
@@ -586,7 +635,7 @@ prepare_remote(IndexRuntime *ix, const FlussoSink *sink)
 	ix->remote_ready = true;
 	if (ix->error && !ix->stopped)
 	{
-		ix->error = NULL;
+		clear_error(ix);
 		ix->dirty = true;
 	}
 	return true;
@@ -667,7 +716,7 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 	}
 	if (ix->finish_backoff.ms != 0 && ix->error && !ix->stopped)
 	{
-		ix->error = NULL;		/* the failed swap's, most likely */
+		clear_error(ix);		/* the failed swap's, most likely */
 		ix->dirty = true;
 	}
 	backoff_clear(&ix->finish_backoff);
@@ -684,7 +733,9 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 			(errmsg("flusso index \"%s\": generation %d is live with " INT64_FORMAT " documents backfilled",
 					ix->name, ix->live_gen, ix->build_done)));
 	ix->build_gen = 0;
-	ix->build_cursor = ix->next_cursor = NIL;
+	if (ix->next_cursor != ix->build_cursor)
+		list_free_deep(ix->next_cursor);	/* past the last row: no chunk holds it */
+	free_build_keys(ix);
 	ix->build_version = InvalidXLogRecPtr;
 	ix->live_def_json = ix->build_def_json ? ix->build_def_json : ix->def_json;
 	ix->build_def_json = NULL;
@@ -714,7 +765,6 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 
 	if (now < ix->drop_backoff.retry_at)
 		return;
-	old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
 	foreach(lc, ix->drop_gens)
 	{
 		int			gen = lfirst_int(lc);
@@ -729,7 +779,9 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 			backoff_clear(&ix->drop_backoff);
 			continue;
 		}
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(ix));
 		keep = lappend_int(keep, gen);
+		MemoryContextSwitchTo(old);
 		if (error)
 		{
 			ereport(LOG, (errmsg("flusso index \"%s\": %s; trying again later", ix->name, error)));
@@ -738,5 +790,4 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 	}
 	list_free(ix->drop_gens);
 	ix->drop_gens = keep;
-	MemoryContextSwitchTo(old);
 }

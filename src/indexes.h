@@ -118,6 +118,9 @@ extern void flusso_index_load_state(IndexRuntime *ix);
 extern void flusso_index_save_state(IndexRuntime *ix);
 extern void flusso_index_delete_state(const char *name);
 
+/* Free the build's backfill chunks; with all, also those still in flight. */
+extern void flusso_index_free_chunks(IndexRuntime *ix, bool all);
+
 /* Start a new build generation at version lsn (inside a transaction). */
 extern void flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why);
 

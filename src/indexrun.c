@@ -47,6 +47,8 @@ void
 flusso_index_resolve_role(void)
 {
 	flusso_sync_role = InvalidOid;
+	if (flusso_sync_role_problem)
+		pfree(flusso_sync_role_problem);	/* a load's, in TopMemoryContext */
 	flusso_sync_role_problem = NULL;
 	if (flusso_role == NULL || flusso_role[0] == '\0')
 		return;

@@ -518,6 +518,7 @@ static bool
 ensure_slot(void)
 {
 	SlotState	state = flusso_capture_slot_state();
+	MemoryContext caller = CurrentMemoryContext;
 	char	   *why;
 
 	if (state == SLOT_OK)
@@ -529,6 +530,7 @@ ensure_slot(void)
 		flusso_capture_drop_slot();
 	(void) flusso_capture_create_slot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 	if (state == SLOT_INVALIDATED)
 	{
 		why = psprintf("replication slot \"%s\" was invalidated: the WAL it needed was removed (max_slot_wal_keep_size)",
@@ -544,7 +546,7 @@ void
 eng_load(void)
 {
 	Oid			nsp;
-
+	MemoryContext caller = CurrentMemoryContext;
 	bool		fresh_slot;
 
 	flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
@@ -557,6 +559,7 @@ eng_load(void)
 	flusso_capture_drop_stale_slots(false, psprintf("flusso.slot_name is \"%s\" now",
 												   flusso_capture_slot_name()));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 	flusso_capture_open();
 	eng_begin_work("flusso: loading definitions");
 	nsp = get_namespace_oid("flusso", false);

@@ -52,6 +52,7 @@ flusso_os_configure(void)
 			url[--len] = '\0';
 		nodes = lappend(nodes, url);
 	}
+	list_free(urls);			/* its strings are the nodes' */
 	current_node = 0;
 	options.user = flusso_opensearch_user;
 	if (options.password)

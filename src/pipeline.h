@@ -121,6 +121,7 @@ extern Engine flusso_engine_state;
 
 /* engine.c: transactions and small helpers */
 extern long eng_backoff_ms(int attempts);
+extern void eng_begin_transaction(void);
 extern void eng_begin_work(const char *what);
 extern void eng_end_work(void);
 extern IndexRuntime *eng_find_index(const char *name);
@@ -165,6 +166,7 @@ extern void eng_reject(IndexRuntime *ix, int generation, const char *id, const c
 extern void eng_collect_completions(void);
 extern void eng_drop_retired(void);
 extern void eng_flush_dead_letters(void);
+extern void eng_free_dead_letters(void);
 extern long eng_next_retry_ms(void);
 extern void eng_probe_opensearch(void);
 extern void eng_send_due_retries(void);

@@ -121,8 +121,7 @@ resolve_round(CaptureRound *round, LiveBatch *b)
 
 	for (i = 0; i < E.nix; i++)
 		b->keys[i] = flusso_keyset_create(b->cxt);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	eng_begin_transaction();
 	wait_visible(round);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

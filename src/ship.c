@@ -168,6 +168,10 @@ eng_builder_send(Builder *bld)
 		send_request(r);
 		n++;
 	}
+	/* the requests are E.flight's now; the list was in bld->cxt, long-lived */
+	list_free(bld->requests);
+	bld->requests = NIL;
+	bld->current = NULL;
 	return n;
 }
 
@@ -218,6 +222,24 @@ error_type(const char *error)
 	return colon ? pnstrdup(error, colon - error) : pstrdup(error);
 }
 
+/* Forget the settled letters (in E.cxt). */
+static void
+free_settled_letters(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, E.settled_letters)
+	{
+		SettledLetters *s = lfirst(lc);
+
+		pfree(s->index);
+		list_free_deep(s->ids);
+		pfree(s);
+	}
+	list_free(E.settled_letters);
+	E.settled_letters = NIL;
+}
+
 /* Delete the dead letters of documents OpenSearch has since acknowledged. */
 static void
 delete_settled_letters(void)
@@ -244,7 +266,30 @@ delete_settled_letters(void)
 								  3, types, values, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "could not delete from flusso.dead_letters");
 	}
-	E.settled_letters = NIL;
+	free_settled_letters();
+}
+
+/* Forget the dead letters not written yet, and the settled ones (they are in E.cxt). */
+void
+eng_free_dead_letters(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, E.dead_letters)
+	{
+		List	   *row = lfirst(lc);
+		ListCell   *field;
+
+		foreach(field, row)
+		{
+			if (lfirst(field))
+				pfree(lfirst(field));
+		}
+		list_free(row);
+	}
+	list_free(E.dead_letters);
+	E.dead_letters = NIL;
+	free_settled_letters();
 }
 
 void
@@ -278,7 +323,7 @@ eng_flush_dead_letters(void)
 								  "VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into flusso.dead_letters");
 	}
-	E.dead_letters = NIL;
+	eng_free_dead_letters();
 }
 
 /* ---- completions ---- */

@@ -379,6 +379,8 @@ os_send(BulkRequest *req)
 	req->done = false;
 	req->whole_retry = false;
 	req->too_large = false;
+	if (req->failure)
+		pfree(req->failure);	/* the last attempt's, in req->cxt */
 	req->failure = NULL;
 	req->http = flusso_os_start("POST", BULK_PATH, "application/x-ndjson",
 								req->body.data, req->body.len);

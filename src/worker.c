@@ -69,6 +69,7 @@ static char *
 installed_version(Oid *oid)
 {
 	char	   *version = NULL;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -85,6 +86,8 @@ installed_version(Oid *oid)
 		SPI_finish();
 	}
 	CommitTransactionCommand();
+	/* the commit left TopMemoryContext current: back to the step's */
+	MemoryContextSwitchTo(caller);
 	return version;
 }
 
@@ -125,11 +128,14 @@ extension_installed(bool *missing, Oid *oid)
 static void
 drop_slots(void)
 {
+	MemoryContext caller = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	flusso_capture_drop_stale_slots(true, psprintf("the flusso extension is not installed in database \"%s\"",
 												   state.dbname));
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 }
 
 /* Follow CREATE / DROP EXTENSION; returns whether the extension is there. */
@@ -247,8 +253,9 @@ recover_from_error(void)
 	FlushErrorState();
 	flusso_http_abort_all();
 	AbortOutOfAnyTransaction();
+	/* the abort left TopMemoryContext current: the rest goes with the step */
+	MemoryContextSwitchTo(state.step_context);
 	flusso_engine_after_error();
-	MemoryContextSwitchTo(ecxt);
 
 	flusso_observer->on_error(NULL, edata->message, NULL);
 	state.next_extension_check = 0;	/* the extension may be gone */
@@ -256,6 +263,7 @@ recover_from_error(void)
 			(errmsg("flusso sync worker step failed: %s", flusso_redact(edata->message)),
 			 edata->detail ? errdetail_internal("%s", flusso_redact(edata->detail)) : 0,
 			 errhint("It retries in %d ms.", state.error_backoff_ms)));
+	MemoryContextSwitchTo(ecxt);
 	state.error_backoff_ms = Min(state.error_backoff_ms * 2, ERROR_BACKOFF_MAX_MS);
 	return state.error_backoff_ms / 2;
 }
@@ -343,7 +351,14 @@ flusso_worker_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
+		{
+			/* what a reload allocates for the moment goes with the step context */
+			MemoryContext old = MemoryContextSwitchTo(state.step_context);
+
 			reload_settings();
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(state.step_context);
+		}
 		pgstat_report_activity(STATE_RUNNING, NULL);
 		sleep_ms = run_step_guarded();
 		pgstat_report_activity(STATE_IDLE, NULL);

@@ -15,6 +15,8 @@ redis, which PGSync brings).  Subcommands, each printing one JSON object:
   verify      compare a sample of documents with PostgreSQL
   put         merge a JSON value (stdin) into the results file under a key
   peak-rss    VmHWM / current RSS of pids
+  memory      a backend's memory contexts (pg_log_backend_memory_contexts,
+              read back from the server log) and its RssAnon (soak.sh)
 
 The table and BENCHMARKS.md are made by report.py.
 """
@@ -24,6 +26,7 @@ import json
 import os
 import queue
 import random
+import re
 import signal
 import sys
 import threading
@@ -757,6 +760,52 @@ def cmd_peak_rss(a):
     out({"pids": res, "sum_kb": tot})
 
 
+# ---------------------------------------------------------------- memory
+
+MEM_TOP = re.compile(r"level: 0; TopMemoryContext: (\d+) total in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used")
+MEM_GRAND = re.compile(r"Grand total: (\d+) bytes in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used")
+MEM_CONTEXT = re.compile(r"level: (\d+); ([^:]+): (\d+) total in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used")
+
+
+def cmd_memory(a):
+    """Ask a backend to log its memory contexts; parse them from the log."""
+    import subprocess
+    offset = os.path.getsize(a.log)
+    subprocess.run([a.psql, "-X", "-q", "-At", "-d", a.dsn, "-c",
+                    "SELECT pg_log_backend_memory_contexts(%d)" % a.pid],
+                   check=True, stdout=subprocess.DEVNULL)
+    tag = "[%d]" % a.pid
+    res = None
+    deadline = time.time() + a.timeout
+    while time.time() < deadline:
+        with open(a.log, errors="replace") as f:
+            f.seek(offset)
+            lines = [l for l in f.read().split("\n") if tag in l]
+        top = grand = None
+        contexts = {}
+        for line in lines:
+            m = MEM_TOP.search(line)
+            if m:
+                top = (int(m.group(1)), int(m.group(2)))
+            m = MEM_CONTEXT.search(line)
+            if m and int(m.group(1)) == 1:
+                name = m.group(2)
+                contexts[name] = contexts.get(name, 0) + int(m.group(4))
+            m = MEM_GRAND.search(line)
+            if m:
+                grand = (int(m.group(1)), int(m.group(2)))
+        if top and grand:
+            res = {"pid": a.pid, "top_total": top[0], "top_used": top[1],
+                   "grand_total": grand[0], "grand_used": grand[1],
+                   "children_used": dict(sorted(contexts.items(), key=lambda kv: -kv[1])[:12])}
+            break
+        time.sleep(0.1)
+    if res is None:
+        sys.exit("no memory context dump of PID %d in %s" % (a.pid, a.log))
+    res.update({k: v for k, v in (read_status_kb(a.pid) or {}).items()})
+    out(res)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -850,6 +899,14 @@ def main():
     p = sub.add_parser("peak-rss")
     p.add_argument("pids", nargs="+")
     p.set_defaults(fn=cmd_peak_rss)
+
+    p = sub.add_parser("memory")
+    p.add_argument("--dsn", required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--log", required=True, help="the server log (stderr of the postmaster)")
+    p.add_argument("--psql", default="psql")
+    p.add_argument("--timeout", type=float, default=30)
+    p.set_defaults(fn=cmd_memory)
 
     a = ap.parse_args()
     a.fn(a)
