@@ -44,6 +44,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -51,6 +52,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -1259,12 +1261,113 @@ dead_letter(const char *name, const char *id)
 	return d;
 }
 
+/* ---- the sync worker's output settings ---- */
+
+/*
+ * The settings that change how values are written, and so documents (a
+ * timestamptz in TimeZone, an interval in IntervalStyle, bytea...) and ids
+ * (a date key's text in DateStyle).
+ */
+static const char *const output_settings[] = {
+	"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "bytea_output",
+	"xmlbinary", "xmloption", "lc_monetary", NULL
+};
+
+typedef struct OutputSettings
+{
+	List	   *names;
+	List	   *values;
+} OutputSettings;
+
+/*
+ * The values the sync worker has: it connects as the bootstrap superuser,
+ * so it gets the configuration files' values, or those of ALTER DATABASE
+ * and ALTER ROLE for that role, in PostgreSQL's order of precedence; never
+ * what a client sent or SET.
+ */
+static void
+read_output_settings(void *arg)
+{
+	OutputSettings *o = arg;
+	Datum		names[lengthof(output_settings)];
+	Oid			types[2] = {TEXTARRAYOID, OIDOID};
+	Datum		values[2];
+	FlussoRights rights;
+	uint64		i;
+	int			n;
+	int			rc;
+
+	for (n = 0; output_settings[n]; n++)
+		names[n] = CStringGetTextDatum(output_settings[n]);
+	values[0] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = ObjectIdGetDatum(BOOTSTRAP_SUPERUSERID);
+	flusso_rights_as_extension(&rights);
+	rc = SPI_execute_with_args(
+							   "SELECT s.name, COALESCE("
+							   "(SELECT pg_catalog.substr(c.c, pg_catalog.strpos(c.c, '=') OPERATOR(pg_catalog.+) 1) "
+							   "FROM pg_catalog.pg_db_role_setting d CROSS JOIN LATERAL pg_catalog.unnest(d.setconfig) AS c(c) "
+							   "WHERE d.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0, (SELECT b.oid FROM pg_catalog.pg_database b "
+							   "WHERE b.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())]::pg_catalog.oid[]) "
+							   "AND d.setrole OPERATOR(pg_catalog.=) ANY (ARRAY[0, $2]::pg_catalog.oid[]) "
+							   "AND pg_catalog.lower(pg_catalog.split_part(c.c, '=', 1)) OPERATOR(pg_catalog.=) pg_catalog.lower(s.name) "
+							   "ORDER BY d.setdatabase OPERATOR(pg_catalog.<>) 0 AND d.setrole OPERATOR(pg_catalog.<>) 0 DESC, "
+							   "d.setrole OPERATOR(pg_catalog.<>) 0 DESC, d.setdatabase OPERATOR(pg_catalog.<>) 0 DESC LIMIT 1), "
+							   "(SELECT f.setting FROM pg_catalog.pg_file_settings f "
+							   "WHERE pg_catalog.lower(f.name) OPERATOR(pg_catalog.=) pg_catalog.lower(s.name) AND f.applied "
+							   "ORDER BY f.seqno DESC LIMIT 1), "
+							   "s.boot_val) "
+							   "FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) ANY ($1)",
+							   2, types, values, NULL, false, 0);
+	flusso_rights_restore(&rights);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the server's settings");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *value = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+
+		if (value == NULL)
+			continue;
+		o->names = lappend(o->names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		o->values = lappend(o->values, value);
+	}
+}
+
+/*
+ * Build as the sync worker builds: a TimeZone the client sent, or a SET
+ * DateStyle, would change every timestamp in the documents and make them
+ * all look stale.  The settings hold until the returned GUC nest level is
+ * rolled back.  When the server's settings cannot be read (the extension's
+ * owner is no superuser), the session's are used, with a NOTICE.
+ */
+static int
+use_worker_output_settings(void)
+{
+	int			level = NewGUCNestLevel();
+	OutputSettings o = {NIL, NIL};
+	ErrorData  *error;
+	ListCell   *n;
+	ListCell   *v;
+
+	if (!try_run(read_output_settings, &o, &error))
+	{
+		ereport(NOTICE,
+				(errmsg("documents are built with this session's TimeZone, DateStyle and IntervalStyle: the server's could not be read"),
+				 errdetail("%s", error->message)));
+		return level;
+	}
+	forboth(n, o.names, v, o.values)
+		(void) set_config_option(lfirst(n), lfirst(v), PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	return level;
+}
+
 /* ---- SQL: verify, verify_summary ---- */
 
 static void
 run_verification(Verification *v, const char *name, const char *action)
 {
 	const char *no_engine;
+	int			settings;
 
 	v->name = name;
 	v->def = flusso_definition_load_managed(name, action);
@@ -1277,12 +1380,14 @@ run_verification(Verification *v, const char *name, const char *action)
 				 errmsg("index \"%s\" cannot be compared with OpenSearch: %s", name, no_engine),
 				 errhint("Set flusso.opensearch_url in postgresql.conf and reload the configuration.")));
 	notice_state(name);
+	settings = use_worker_output_settings();
 	v->page_cxt = AllocSetContextCreate(CurrentMemoryContext, "flusso verify page",
 										ALLOCSET_DEFAULT_SIZES);
 	prepare_statements(v);
 	check_documents(v);
 	find_extras(v);
 	MemoryContextDelete(v->page_cxt);
+	AtEOXact_GUC(true, settings);
 }
 
 /*
@@ -1757,12 +1862,14 @@ flusso_explain_document(PG_FUNCTION_ARGS)
 	MemoryContext caller = CurrentMemoryContext;
 	char	   *json;
 	Datum		result;
+	int			settings;
 
 	e.name = arg_text(fcinfo, 0);
 	e.id = arg_text(fcinfo, 1);
 	flusso_require_current_sql();
 	SPI_connect();
 	e.def = flusso_definition_load_managed(e.name, "explain a document of");
+	settings = use_worker_output_settings();
 	e.not_a_key = key_problem(e.def, e.id);
 	if (e.not_a_key == NULL)
 		explain_row(&e);
@@ -1772,6 +1879,7 @@ flusso_explain_document(PG_FUNCTION_ARGS)
 	e.dead = dead_letter(e.name, e.id);
 	e.state = index_state(e.name);
 	json = explanation_json(&e);
+	AtEOXact_GUC(true, settings);
 	MemoryContextSwitchTo(caller);
 	result = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 	SPI_finish();

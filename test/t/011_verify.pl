@@ -76,6 +76,15 @@ my $expected = q1('SELECT count(*) FROM users WHERE deleted_at IS NULL');
 cmp_ok($expected, '>', 2000, 'more documents than a page on either side (500 built, 5000 scrolled)');
 is_deeply(problems($ix), {}, 'a synced index: verify reports nothing');
 
+# a session whose TimeZone and DateStyle differ from the server's (a client sends its own):
+# documents are built as the worker builds them, and the session keeps its settings
+is($node->safe_psql($db, qq{SET TimeZone = 'America/New_York'; SET DateStyle = 'SQL, DMY';
+	SELECT count(*) FROM flusso.verify('$ix');
+	SELECT flusso.explain_document('$ix', '10')->>'verdict';
+	SELECT current_setting('TimeZone') || ' ' || current_setting('DateStyle')}),
+	"0\nthe row exists and matches; OpenSearch has the same document\nAmerica/New_York SQL, DMY",
+	'another TimeZone and DateStyle in the session: still nothing to report, and the session keeps them');
+
 my $t0 = time;
 my $s = summary($ix);
 my $verify_seconds = time - $t0;
