@@ -304,8 +304,11 @@ answer_json(const EngineAnswer *a, const char *index, const char *what)
 {
 	ParseArgs	p = {a->body, NULL};
 	ErrorData  *error;
+	bool		parsed = try_run(parse_json, &p, &error);
 
-	if (!try_run(parse_json, &p, &error) || !JB_ROOT_IS_OBJECT(p.result))
+	if (!parsed && !error_is_about_rows(error))
+		ReThrowError(error);	/* a cancel, out of memory: not about the answer */
+	if (!parsed || !JB_ROOT_IS_OBJECT(p.result))
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("OpenSearch at \"%s\" answered %s for index \"%s\" with something other than a JSON object",
