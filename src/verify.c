@@ -14,11 +14,11 @@
  * is read again as keys and built half by half, as the backfill does,
  * down to the documents that fail: those are unbuildable.  Then it scrolls
  * the ids OpenSearch holds (no _source, SCROLL_SIZE a page) and asks which
- * of them have a document, with those ids as keys: the build statement's own
- * keys and root rows (a probe of the root, so nothing is built twice); the
- * others, still found by a realtime _mget, are extra.  Memory is bounded by a page,
- * whatever the size of the index; the result is a tuplestore, which spills
- * to disk.
+ * of them have a document, with those ids as keys: the build statement's
+ * own keys and root rows (a probe of the root, so nothing is built twice);
+ * the others, still found by a realtime _mget, are extra.  Memory is
+ * bounded by a page, whatever the size of the index; the result is a
+ * tuplestore, which spills to disk.
  *
  * explain_document() answers "why" for one _id: whether the id can be a key,
  * whether the root row exists, whether the root filter keeps it, the
@@ -26,11 +26,17 @@
  * definition found by the same probes the worker runs), OpenSearch's copy,
  * the dead letter, the index's state, and a verdict in plain words.
  *
+ * Both build documents as the sync worker does, with its TimeZone, DateStyle,
+ * IntervalStyle and the other settings that change how values are written
+ * (the server's, never what the session set), held in a GUC nest level for
+ * the call: otherwise a client's own TimeZone would make every timestamp
+ * look stale.
+ *
  * Rights (rights.c): the caller must be able to manage the index; what the
  * definition makes run (the backfill, build and probe statements, and the
  * key types' input functions, which may be domains with checks) runs with
  * the owner's rights; flusso's own tables are read as the extension's
- * owner.
+ * owner (the server's settings too: pg_file_settings, pg_db_role_setting).
  *
  * This file must not write anything: no table, and nothing in OpenSearch,
  * to which it sends only _mget, a scrolled _search and the scroll's
