@@ -6,7 +6,8 @@
 #
 EXTENSION = flusso
 MODULE_big = flusso
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/ has a folder per stage or concern (README.md, "Source layout")
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
 DATA = $(sort $(wildcard sql/flusso--*.sql))
 
 REGRESS = $(sort $(basename $(notdir $(filter-out sql/flusso--%,$(wildcard sql/*.sql)))))
@@ -14,7 +15,7 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 
-PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags libcurl json-c 2>/dev/null)
+PG_CPPFLAGS = $(addprefix -I,$(sort $(wildcard src/*/))) $(shell pkg-config --cflags libcurl json-c 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -MMD -MP
 ifeq ($(WERROR),1)
 PG_CFLAGS += -Werror

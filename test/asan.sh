@@ -80,7 +80,7 @@ chown postgres:postgres "$work/started"
 log "building flusso.so with -fsanitize=address"
 cp Makefile flusso.control "$work/build/"
 cp -r sql "$work/build/"
-cp src/*.c src/*.h "$work/build/src/"
+(cd src && find . -name '*.[ch]' -exec cp --parents {} "$work/build/src/" \;)
 make -s -C "$work/build" PG_CONFIG="$PG_CONFIG" WERROR=1 \
 	COPT="-fsanitize=address -fno-omit-frame-pointer" 2>&1 | tee "$work/build.log" >&2
 if grep -q "warning:" "$work/build.log" || ! instrumented "$work/build/flusso.so"; then
