@@ -16,9 +16,9 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#include "flusso.h"
-#include "guard.h"
-#include "rights.h"
+#include "base/flusso.h"
+#include "base/guard.h"
+#include "base/rights.h"
 
 bool
 flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error)

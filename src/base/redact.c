@@ -36,8 +36,8 @@
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 
-#include "flusso.h"
-#include "settings.h"
+#include "base/flusso.h"
+#include "base/settings.h"
 
 static char file_secret[1024];	/* the password read from the password file */
 static emit_log_hook_type prev_emit_log_hook = NULL;

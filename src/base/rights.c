@@ -65,9 +65,9 @@
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
-#include "flusso.h"
-#include "rights.h"
-#include "settings.h"
+#include "base/flusso.h"
+#include "base/rights.h"
+#include "base/settings.h"
 
 /* The owner of flusso.definitions: the extension's owner. */
 static Oid

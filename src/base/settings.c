@@ -27,9 +27,9 @@
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
 
-#include "compat.h"
-#include "flusso.h"
-#include "settings.h"
+#include "base/compat.h"
+#include "base/flusso.h"
+#include "base/settings.h"
 
 char	   *flusso_database = NULL;
 char	   *flusso_opensearch_url = NULL;

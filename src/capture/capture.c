@@ -50,10 +50,10 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
-#include "capture.h"
-#include "compat.h"
-#include "flusso.h"
-#include "settings.h"
+#include "base/compat.h"
+#include "base/flusso.h"
+#include "base/settings.h"
+#include "capture/capture.h"
 
 /* the image dedup set of a round */
 typedef struct ImageEntry

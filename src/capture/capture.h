@@ -12,7 +12,7 @@
 #include "replication/reorderbuffer.h"
 #include "utils/relcache.h"
 
-#include "sqlgen.h"
+#include "definition/sqlgen.h"
 
 /* A table some index reads, and the columns changes must carry. */
 typedef struct CaptureRel

@@ -25,7 +25,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "ddlwatch.h"
+#include "capture/ddlwatch.h"
 
 static Oid *watched = NULL;
 static int	nwatched = 0;

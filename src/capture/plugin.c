@@ -17,7 +17,7 @@
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 
-#include "capture.h"
+#include "capture/capture.h"
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 

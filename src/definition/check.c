@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * defcheck.c
+ * check.c
  *	  Checks a parsed index definition against the catalogs.
  *
  * This file owns everything the definition says about the database: that
@@ -56,11 +56,11 @@
 #include "utils/typcache.h"
 #include "parser/parse_clause.h"
 
-#include "compat.h"
-#include "definition.h"
-#include "rights.h"
-#include "settings.h"
-#include "sqlgen.h"
+#include "base/compat.h"
+#include "base/rights.h"
+#include "base/settings.h"
+#include "definition/definition.h"
+#include "definition/sqlgen.h"
 
 void
 flusso_def_raise(const DefError *err)

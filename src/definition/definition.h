@@ -3,8 +3,8 @@
  * definition.h
  *	  The model of an index definition: a document shape over tables.
  *
- * A definition is parsed from JSON (defparse.c), checked against the
- * catalogs (defcheck.c), turned into SQL (sqlgen.c) and into OpenSearch
+ * A definition is parsed from JSON (parse.c), checked against the
+ * catalogs (check.c), turned into SQL (sqlgen.c) and into OpenSearch
  * mappings (mapping.c).  The model is plain palloc'd C structs.
  *
  *-------------------------------------------------------------------------
@@ -36,7 +36,7 @@ typedef struct DefField
 	char	   *column;			/* column name, or NULL */
 	char	   *expr;			/* SQL expression, or NULL */
 	char	   *path;			/* e.g. "columns[2]" */
-	Oid			type;			/* filled by defcheck.c */
+	Oid			type;			/* filled by check.c */
 	int32		typmod;
 } DefField;
 
@@ -52,7 +52,7 @@ typedef struct DefJoin
 typedef struct DefTable
 {
 	char	   *text;			/* as written */
-	char	   *schema;			/* filled by defcheck.c */
+	char	   *schema;			/* filled by check.c */
 	char	   *relname;
 	Oid			relid;
 } DefTable;
@@ -72,7 +72,7 @@ typedef struct DefNode
 	int			limit;			/* "many": the first rows per parent; 0: all */
 
 	/*
-	 * Filled by defcheck.c for "many" and "one": the columns that break ties
+	 * Filled by check.c for "many" and "one": the columns that break ties
 	 * in the node's ordering, so that every build orders its rows alike.
 	 * The table's primary key (or only unique NOT NULL key); without one,
 	 * every column, compared by its text (tiebreak_text).
@@ -87,7 +87,7 @@ typedef struct DefNode
 	DefJoin		through_parent; /* left: link table, right: parent */
 	DefJoin		through_child;	/* left: link table, right: this table */
 
-	Oid			value_type;		/* filled by defcheck.c */
+	Oid			value_type;		/* filled by check.c */
 	List	   *children;		/* of DefNode */
 	struct DefNode *parent;
 } DefNode;
@@ -102,7 +102,7 @@ typedef struct IndexDef
 	char	   *os_settings;	/* JSON text, or NULL */
 	char	   *os_mappings;	/* JSON text, or NULL */
 	int			nnodes;
-	List	   *warnings;		/* of char *, from defcheck.c */
+	List	   *warnings;		/* of char *, from check.c */
 	Oid			owner;			/* the role its statements run as (stored) */
 } IndexDef;
 
@@ -116,14 +116,14 @@ typedef struct DefError
 	char	   *hint;
 } DefError;
 
-/* defparse.c: JSON text -> model; false (and *err filled) when invalid */
+/* parse.c: JSON text -> model; false (and *err filled) when invalid */
 extern bool flusso_def_parse(const char *name, const char *json, IndexDef **result,
 							 DefError *err);
 extern bool flusso_index_name_valid(const char *name, const char **why);
 extern const char *flusso_def_kind_name(DefKind kind);
 
 /*
- * defcheck.c: resolve against the catalogs; raises errors.  Afterwards
+ * check.c: resolve against the catalogs; raises errors.  Afterwards
  * every table's text is its schema-qualified name and every expression is
  * PostgreSQL's deparsed form of it under the fixed search_path.
  */
@@ -131,7 +131,7 @@ extern void flusso_def_check(IndexDef *def, bool report);
 extern void flusso_def_raise(const DefError *err);
 
 /*
- * defstore.c: the JSON to store for a checked definition: json as given,
+ * resolved.c: the JSON to store for a checked definition: json as given,
  * with every table and expression replaced by its resolved form.
  */
 extern char *flusso_def_resolved_json(IndexDef *def, const char *json);

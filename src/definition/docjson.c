@@ -35,7 +35,7 @@
 #include "utils/lsyscache.h"
 #include "utils/typcache.h"
 
-#include "compat.h"
+#include "base/compat.h"
 
 typedef enum ArgKind
 {

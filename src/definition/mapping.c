@@ -20,8 +20,8 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "definition.h"
-#include "mapping.h"
+#include "definition/definition.h"
+#include "definition/mapping.h"
 
 static json_object *
 typed(const char *type)

@@ -8,7 +8,7 @@
 #ifndef FLUSSO_MAPPING_H
 #define FLUSSO_MAPPING_H
 
-#include "definition.h"
+#include "definition/definition.h"
 
 /*
  * {"settings": {...}, "mappings": {...}} for creating a physical index of

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * defparse.c
+ * parse.c
  *	  Parses an index definition from JSON into the model, checking its form.
  *
  * This file owns the definition language: which keys exist where, what
@@ -9,7 +9,7 @@
  * problem comes back as a DefError carrying the path in the definition
  * (for example "children[0].on"), so the parser can run on any input,
  * including a fuzzer's.  Table and column existence, keys and types are
- * checked later, by defcheck.c.
+ * checked later, by check.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,7 +21,7 @@
 
 #include "utils/errcodes.h"
 
-#include "definition.h"
+#include "definition/definition.h"
 
 typedef struct ParseState
 {

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
- * defstore.c
+ * resolved.c
  *	  The JSON stored for a checked definition: every name resolved.
  *
- * A definition is checked under its author's search_path (defcheck.c), and
+ * A definition is checked under its author's search_path (check.c), and
  * the check leaves each table schema-qualified and each expression in
  * PostgreSQL's deparsed form.  What is stored, and later read by the worker
  * and by every SQL function, is the JSON as its author wrote it with those
@@ -18,7 +18,7 @@
 
 #include <json-c/json.h>
 
-#include "definition.h"
+#include "definition/definition.h"
 
 static void
 put_string(json_object *obj, const char *key, const char *value)

@@ -24,7 +24,7 @@
  * through the types' default btree operator families, never by name on a
  * search_path (CVE-2018-1058); our own CTEs and columns are named "~...",
  * which no user table or column realistically uses; user SQL text -- stored
- * already resolved and deparsed, see defcheck.c -- is embedded in
+ * already resolved and deparsed, see check.c -- is embedded in
  * parentheses via flusso_sql_fragment().  The text is laid out to be read:
  * flusso.explain() shows it as is.
  *
@@ -45,8 +45,8 @@
 #include "utils/syscache.h"
 #include "utils/typcache.h"
 
-#include "definition.h"
-#include "sqlgen.h"
+#include "definition/definition.h"
+#include "definition/sqlgen.h"
 
 #define MAX_PAIRS_PER_CALL 50	/* json_build_object takes 100 arguments */
 
@@ -461,7 +461,7 @@ group_columns(DefNode *node, const char *alias)
 
 /*
  * The order of a "many" or "one" node's rows: its order_by, then the
- * columns that break ties (defcheck.c), so that every build orders them
+ * columns that break ties (check.c), so that every build orders them
  * alike.  A column whose type has no default ordering, or every column of
  * a table without a key, is compared by its text, byte by byte.
  */

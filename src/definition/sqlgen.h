@@ -10,7 +10,7 @@
 
 #include "access/attnum.h"
 
-#include "definition.h"
+#include "definition/definition.h"
 
 typedef enum FlussoWatchRole
 {

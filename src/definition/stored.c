@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * catalog.c
+ * stored.c
  *	  Reads flusso's definition table and compiles what it holds.
  *
  * flusso.definitions holds each index's name, JSON definition and owner; it
@@ -30,10 +30,10 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "catalog.h"
-#include "definition.h"
-#include "flusso.h"
-#include "rights.h"
+#include "base/flusso.h"
+#include "base/rights.h"
+#include "definition/definition.h"
+#include "definition/stored.h"
 
 /* extversion of an extension, read from pg_extension. */
 static char *

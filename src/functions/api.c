@@ -35,15 +35,15 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 
-#include "catalog.h"
-#include "guard.h"
-#include "rights.h"
-#include "definition.h"
-#include "mapping.h"
-#include "resolve.h"
-#include "settings.h"
-#include "sqlgen.h"
-#include "status.h"
+#include "base/guard.h"
+#include "base/rights.h"
+#include "base/settings.h"
+#include "definition/definition.h"
+#include "definition/mapping.h"
+#include "definition/sqlgen.h"
+#include "definition/stored.h"
+#include "pipeline/resolve.h"
+#include "status/status.h"
 
 static char *
 arg_text(FunctionCallInfo fcinfo, int i, const char *what)

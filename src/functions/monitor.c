@@ -29,11 +29,11 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "catalog.h"
-#include "rights.h"
-#include "flusso.h"
-#include "settings.h"
-#include "status.h"
+#include "base/flusso.h"
+#include "base/rights.h"
+#include "base/settings.h"
+#include "definition/stored.h"
+#include "status/status.h"
 
 /* ---- SQL-callable status functions ---- */
 

@@ -41,7 +41,7 @@
  * This file must not write anything: no table, and nothing in OpenSearch,
  * to which it sends only _mget, a scrolled _search and the scroll's
  * deletion.  It runs synchronously in the caller's backend, through the
- * process-local client of opensearch.c and http.c; after an error every
+ * process-local client of search.c and http.c; after an error every
  * request of this backend still in flight is abandoned.  It never touches
  * the sync worker's state, and reads the status views only through SQL.
  *
@@ -66,15 +66,15 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "catalog.h"
-#include "definition.h"
-#include "flusso.h"
-#include "opensearch.h"
-#include "resolve.h"
-#include "rights.h"
-#include "settings.h"
-#include "sqlgen.h"
-#include "status.h"
+#include "base/flusso.h"
+#include "base/rights.h"
+#include "base/settings.h"
+#include "definition/definition.h"
+#include "definition/sqlgen.h"
+#include "definition/stored.h"
+#include "pipeline/resolve.h"
+#include "sink/search.h"
+#include "status/status.h"
 
 #define PAGE_MAX		5000	/* documents built and compared at once */
 #define MGET_MAX		1000	/* ids in one _mget */

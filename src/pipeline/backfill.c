@@ -21,10 +21,10 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "catalog.h"
-#include "indexrun.h"
-#include "pipeline.h"
-#include "settings.h"
+#include "base/settings.h"
+#include "definition/stored.h"
+#include "pipeline/indexrun.h"
+#include "pipeline/pipeline.h"
 
 /* ---- backfill ---- */
 

@@ -31,9 +31,9 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "indexrun.h"
-#include "pipeline.h"
-#include "settings.h"
+#include "base/settings.h"
+#include "pipeline/indexrun.h"
+#include "pipeline/pipeline.h"
 
 /* ---- batches ---- */
 

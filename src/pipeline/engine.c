@@ -45,10 +45,10 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "engine.h"
-#include "flusso.h"
-#include "pipeline.h"
-#include "settings.h"
+#include "base/flusso.h"
+#include "base/settings.h"
+#include "pipeline/engine.h"
+#include "pipeline/pipeline.h"
 
 Engine		flusso_engine_state;
 

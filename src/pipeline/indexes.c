@@ -41,14 +41,14 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "catalog.h"
-#include "guard.h"
-#include "indexes.h"
-#include "indexrun.h"
-#include "mapping.h"
-#include "settings.h"
-#include "sqlgen.h"
-#include "status.h"
+#include "base/guard.h"
+#include "base/settings.h"
+#include "definition/mapping.h"
+#include "definition/sqlgen.h"
+#include "definition/stored.h"
+#include "pipeline/indexes.h"
+#include "pipeline/indexrun.h"
+#include "status/status.h"
 
 #define REMOTE_BACKOFF_MIN_MS 100
 

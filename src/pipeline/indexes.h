@@ -12,9 +12,9 @@
 #include "access/xlogdefs.h"
 #include "executor/spi.h"
 
-#include "definition.h"
-#include "rights.h"
-#include "sink.h"
+#include "base/rights.h"
+#include "definition/definition.h"
+#include "sink/sink.h"
 
 /* A backfill chunk: a key range sent in one or more bulk requests. */
 typedef struct BackfillChunk

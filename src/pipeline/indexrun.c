@@ -33,9 +33,9 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
-#include "indexrun.h"
-#include "settings.h"
-#include "sqlgen.h"
+#include "base/settings.h"
+#include "definition/sqlgen.h"
+#include "pipeline/indexrun.h"
 
 /* ---- rights ---- */
 

@@ -9,9 +9,9 @@
 #ifndef FLUSSO_INDEXRUN_H
 #define FLUSSO_INDEXRUN_H
 
-#include "guard.h"
-#include "indexes.h"
-#include "resolve.h"
+#include "base/guard.h"
+#include "pipeline/indexes.h"
+#include "pipeline/resolve.h"
 
 /*
  * flusso.role, looked up at load: InvalidOid when not set.  It only

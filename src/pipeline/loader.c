@@ -28,9 +28,9 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "ddlwatch.h"
-#include "indexrun.h"
-#include "pipeline.h"
+#include "capture/ddlwatch.h"
+#include "pipeline/indexrun.h"
+#include "pipeline/pipeline.h"
 
 /* ---- watches ---- */
 

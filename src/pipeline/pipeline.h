@@ -14,13 +14,13 @@
 
 #include "lib/ilist.h"
 
-#include "resolve.h"
+#include "pipeline/resolve.h"
 
-#include "bulk.h"
-#include "capture.h"
-#include "indexes.h"
-#include "sink.h"
-#include "status.h"
+#include "capture/capture.h"
+#include "pipeline/indexes.h"
+#include "sink/bulk.h"
+#include "sink/sink.h"
+#include "status/status.h"
 
 /* The documents of one closed round (or of a dead-letter retry). */
 typedef struct LiveBatch

@@ -24,8 +24,8 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "catalog.h"
-#include "resolve.h"
+#include "definition/stored.h"
+#include "pipeline/resolve.h"
 
 typedef struct KeyEntry
 {

@@ -10,7 +10,7 @@
 
 #include "executor/spi.h"
 
-#include "sqlgen.h"
+#include "definition/sqlgen.h"
 
 typedef struct FlussoKeySet FlussoKeySet;
 

@@ -21,10 +21,10 @@
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
-#include "indexrun.h"
-#include "pipeline.h"
-#include "resolve.h"
-#include "settings.h"
+#include "base/settings.h"
+#include "pipeline/indexrun.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/resolve.h"
 
 /* ---- rounds ---- */
 

@@ -19,9 +19,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
-#include "opensearch.h"
-#include "pipeline.h"
-#include "settings.h"
+#include "base/settings.h"
+#include "pipeline/pipeline.h"
+#include "sink/search.h"
 
 
 /* ---- sending ---- */

@@ -30,10 +30,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "compat.h"
-#include "flusso.h"
-#include "settings.h"
-#include "status.h"
+#include "base/compat.h"
+#include "base/flusso.h"
+#include "base/settings.h"
+#include "status/status.h"
 
 PG_MODULE_MAGIC;
 

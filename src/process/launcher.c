@@ -36,9 +36,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "flusso.h"
-#include "settings.h"
-#include "status.h"
+#include "base/flusso.h"
+#include "base/settings.h"
+#include "status/status.h"
 
 #define BACKOFF_MIN_MS	1000
 #define BACKOFF_MAX_MS	60000

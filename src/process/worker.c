@@ -34,14 +34,14 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "capture.h"
-#include "engine.h"
-#include "flusso.h"
-#include "http.h"
-#include "opensearch.h"
-#include "rights.h"
-#include "settings.h"
-#include "status.h"
+#include "base/flusso.h"
+#include "base/rights.h"
+#include "base/settings.h"
+#include "capture/capture.h"
+#include "pipeline/engine.h"
+#include "sink/http.h"
+#include "sink/search.h"
+#include "status/status.h"
 
 #define EXTENSION_RECHECK_MS	10000
 #define ERROR_BACKOFF_MIN_MS	100

@@ -17,7 +17,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
-#include "bulk.h"
+#include "sink/bulk.h"
 
 BulkRequest *
 flusso_bulk_create(MemoryContext parent, BulkOwnerKind kind, void *owner)

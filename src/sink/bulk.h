@@ -12,7 +12,7 @@
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
 
-#include "http.h"
+#include "sink/http.h"
 
 typedef enum BulkItemOutcome
 {

@@ -19,7 +19,7 @@
 
 #include <json-c/json.h>
 
-#include "bulk.h"
+#include "sink/bulk.h"
 
 static void
 classify(BulkItem *item, int status, json_object *error)

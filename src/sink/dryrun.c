@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * sink_dryrun.c
+ * dryrun.c
  *	  The dry-run sink: documents go to the server log, nothing is sent.
  *
  * With flusso.opensearch_url empty the pipeline runs exactly as it would
@@ -20,8 +20,8 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "settings.h"
-#include "sink.h"
+#include "base/settings.h"
+#include "sink/sink.h"
 
 static BulkRequest *done_head = NULL;
 static BulkRequest *done_tail = NULL;

@@ -16,7 +16,7 @@
  *	  record, and errors surface after curl returns;
  *	- CURLOPT_NOSIGNAL is set on every handle.
  *
- * It knows nothing about OpenSearch: opensearch.c builds on it.
+ * It knows nothing about OpenSearch: search.c builds on it.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,8 +28,8 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
-#include "compat.h"
-#include "http.h"
+#include "base/compat.h"
+#include "sink/http.h"
 
 #define MAX_SOCKETS 64
 

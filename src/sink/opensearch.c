@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * sink_opensearch.c
+ * search.c
  *	  The OpenSearch sink: _bulk over keep-alive connections, index and alias
  *	  management.
  *
@@ -14,7 +14,7 @@
  * not made by flusso and is never touched: every destructive call (a drop,
  * moving the alias) checks the marker of what it would change first.
  * Index names are checked against a strict pattern when they are defined
- * (defparse.c), and every name is percent-encoded into the path anyway.
+ * (parse.c), and every name is percent-encoded into the path anyway.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,8 +29,8 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "opensearch.h"
-#include "sink.h"
+#include "sink/search.h"
+#include "sink/sink.h"
 
 #define BULK_PATH "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
 

@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * opensearch.c
+ * search.c
  *	  The OpenSearch client: which node to talk to, with which credentials.
  *
  * This file owns the node list parsed from flusso.opensearch_url, the
  * request options (basic auth, TLS, timeout) and failover: a request goes
  * to the current node, and a transport failure moves the current node to
  * the next URL in the list.  It builds on http.c and knows nothing about
- * documents; the bulk protocol lives in sink_opensearch.c.
+ * documents; the bulk protocol lives in opensearch.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,9 +18,9 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-#include "flusso.h"
-#include "opensearch.h"
-#include "settings.h"
+#include "base/flusso.h"
+#include "base/settings.h"
+#include "sink/search.h"
 
 static List *nodes = NIL;		/* base URLs without a trailing slash */
 static int	current_node = 0;

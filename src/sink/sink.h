@@ -8,7 +8,7 @@
 #ifndef FLUSSO_SINK_H
 #define FLUSSO_SINK_H
 
-#include "bulk.h"
+#include "sink/bulk.h"
 
 typedef struct FlussoSink
 {

@@ -41,10 +41,10 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
-#include "compat.h"
-#include "flusso.h"
-#include "settings.h"
-#include "status.h"
+#include "base/compat.h"
+#include "base/flusso.h"
+#include "base/settings.h"
+#include "status/status.h"
 
 FlussoShared *flusso_shared = NULL;
 const double flusso_latency_bounds_ms[FLUSSO_LATENCY_BUCKETS - 1] = {

@@ -11,7 +11,7 @@
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 
-#include "observer.h"
+#include "status/observer.h"
 
 #define FLUSSO_ERROR_LEN		1024
 #define FLUSSO_ACTIVITY_LEN		128

@@ -34,7 +34,7 @@
 
 #include "utils/memutils.h"
 
-#include "definition.h"
+#include "definition/definition.h"
 
 static const char *input;
 

@@ -84,7 +84,7 @@ build() {
 	(cd "$root" && clang -g -O1 -fno-omit-frame-pointer "$@" \
 		-Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers \
 		-Wno-sign-compare -Wno-ignored-attributes -Werror \
-		-Isrc/base -Isrc/definition -Isrc/sink -I"$("$PG_CONFIG" --includedir-server)" \
+		-Isrc -I"$("$PG_CONFIG" --includedir-server)" \
 		$(pkg-config --cflags json-c libcurl) \
 		"${srcs[@]}" test/fuzz/pgshim.c "test/fuzz/fuzz_$target.c" \
 		"$libdir/libpgcommon.a" "$libdir/libpgport.a" $(pkg-config --libs json-c) \

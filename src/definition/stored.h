@@ -1,14 +1,14 @@
 /*-------------------------------------------------------------------------
  *
- * catalog.h
+ * stored.h
  *	  flusso's own tables: stored definitions and per-index sync state.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef FLUSSO_CATALOG_H
-#define FLUSSO_CATALOG_H
+#ifndef FLUSSO_STORED_H
+#define FLUSSO_STORED_H
 
-#include "definition.h"
+#include "definition/definition.h"
 
 /* A row of flusso.definitions. */
 typedef struct StoredDefinition
@@ -56,4 +56,4 @@ extern void flusso_require_current_sql(void);
 /* text[] of one element per key column, from a document _id. */
 extern List *flusso_id_split(const char *id, int nparts);
 
-#endif							/* FLUSSO_CATALOG_H */
+#endif							/* FLUSSO_STORED_H */

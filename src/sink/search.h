@@ -1,15 +1,15 @@
 /*-------------------------------------------------------------------------
  *
- * opensearch.h
+ * search.h
  *	  An OpenSearch client: node list, failover, credentials, TLS.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef FLUSSO_OPENSEARCH_H
-#define FLUSSO_OPENSEARCH_H
+#ifndef FLUSSO_SEARCH_H
+#define FLUSSO_SEARCH_H
 
-#include "http.h"
-#include "observer.h"
+#include "sink/http.h"
+#include "status/observer.h"
 
 /* Re-read the flusso.opensearch_* settings (at start and after SIGHUP). */
 extern bool flusso_os_configure(void);
@@ -37,4 +37,4 @@ extern FlussoHttpRequest *flusso_os_request(const char *method, const char *path
 extern FlussoReachability flusso_os_ping(void);
 extern FlussoReachability flusso_os_ping_within(long timeout_ms);
 
-#endif							/* FLUSSO_OPENSEARCH_H */
+#endif							/* FLUSSO_SEARCH_H */
