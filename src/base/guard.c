@@ -16,8 +16,8 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
-#include "base/flusso.h"
 #include "base/guard.h"
+#include "base/redact.h"
 #include "base/rights.h"
 
 bool

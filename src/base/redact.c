@@ -24,7 +24,9 @@
  * members of pg_monitor carry no row values (quoted values, answers after
  * "HTTP nnn:", key values).
  *
- * It must not raise errors: it runs inside the log hook.
+ * It must not raise errors: it runs inside the log hook.  It reads no
+ * setting: settings.c tells it the secrets as they are set
+ * (flusso_redact_remember()).
  *
  *-------------------------------------------------------------------------
  */
@@ -36,10 +38,10 @@
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 
-#include "base/flusso.h"
-#include "base/settings.h"
+#include "base/redact.h"
 
-static char file_secret[1024];	/* the password read from the password file */
+/* What settings.c told us (flusso_redact_remember()); NULL: nothing. */
+static const char *known[FLUSSO_SECRETS];
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /* Settings whose values are secret, or hold a URL that may carry one. */
@@ -178,7 +180,7 @@ mask_known(char *text, const char *secret)
 static char *
 mask_url_passwords(char *text)
 {
-	const char *p = flusso_opensearch_url_full;
+	const char *p = known[FLUSSO_SECRET_URLS];
 	const char *scheme;
 
 	while (p && (scheme = strstr(p, "://")) != NULL)
@@ -335,10 +337,16 @@ mask_strings(const char *text)
 	return out.data;
 }
 
+/*
+ * Remember a secret to mask.  value must stay as it is until the next call
+ * for the same secret: the settings' own values do (GUC keeps a value
+ * until the assign hook that replaces it has run), and settings.c keeps
+ * the password file's content in a buffer of its own.
+ */
 void
-flusso_redact_secret(const char *secret)
+flusso_redact_remember(FlussoSecret which, const char *value)
 {
-	strlcpy(file_secret, secret ? secret : "", sizeof(file_secret));
+	known[which] = value;
 }
 
 char *
@@ -349,8 +357,8 @@ flusso_redact(const char *text)
 	if (text == NULL)
 		return NULL;
 	result = redact_userinfo(text, true);
-	result = mask_known(result, flusso_opensearch_password);
-	result = mask_known(result, file_secret);
+	result = mask_known(result, known[FLUSSO_SECRET_PASSWORD]);
+	result = mask_known(result, known[FLUSSO_SECRET_PASSWORD_FILE]);
 	result = mask_url_passwords(result);
 	if (names_secret_setting(result))
 		result = mask_strings(result);
@@ -409,10 +417,11 @@ may_hold_secret(const char *text)
 {
 	return text != NULL &&
 		(strstr(text, "://") != NULL || names_secret_setting(text) ||
-		 (flusso_opensearch_password && flusso_opensearch_password[0] &&
-		  strstr(text, flusso_opensearch_password) != NULL) ||
-		 (file_secret[0] && strstr(text, file_secret) != NULL) ||
-		 (flusso_opensearch_url_full && strchr(flusso_opensearch_url_full, '@')));
+		 (known[FLUSSO_SECRET_PASSWORD] && known[FLUSSO_SECRET_PASSWORD][0] &&
+		  strstr(text, known[FLUSSO_SECRET_PASSWORD]) != NULL) ||
+		 (known[FLUSSO_SECRET_PASSWORD_FILE] && known[FLUSSO_SECRET_PASSWORD_FILE][0] &&
+		  strstr(text, known[FLUSSO_SECRET_PASSWORD_FILE]) != NULL) ||
+		 (known[FLUSSO_SECRET_URLS] && strchr(known[FLUSSO_SECRET_URLS], '@')));
 }
 
 static void

@@ -69,6 +69,8 @@
 #include "base/rights.h"
 #include "base/settings.h"
 
+bool		flusso_in_sync_worker = false;
+
 /* The owner of flusso.definitions: the extension's owner. */
 static Oid
 extension_owner(void)

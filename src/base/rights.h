@@ -10,6 +10,14 @@
 #ifndef FLUSSO_RIGHTS_H
 #define FLUSSO_RIGHTS_H
 
+/*
+ * This process is a sync worker (worker.c sets it first thing): user code
+ * run as an index's owner gets flusso.statement_timeout and
+ * flusso.lock_timeout, and the SQL functions that wait for the worker
+ * refuse to run inside it.
+ */
+extern bool flusso_in_sync_worker;
+
 /* The fixed search_path of every statement flusso runs. */
 #define FLUSSO_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
 

@@ -28,7 +28,7 @@
 #include "utils/guc_tables.h"
 
 #include "base/compat.h"
-#include "base/flusso.h"
+#include "base/redact.h"
 #include "base/settings.h"
 
 char	   *flusso_database = NULL;
@@ -310,6 +310,13 @@ static void
 assign_opensearch_url(const char *newval, void *extra)
 {
 	flusso_opensearch_url_full = extra ? (const char *) extra : "";
+	flusso_redact_remember(FLUSSO_SECRET_URLS, flusso_opensearch_url_full);
+}
+
+static void
+assign_opensearch_password(const char *newval, void *extra)
+{
+	flusso_redact_remember(FLUSSO_SECRET_PASSWORD, newval);
 }
 
 static bool
@@ -463,8 +470,8 @@ show_ca_file(void)
 char *
 flusso_opensearch_secret(void)
 {
+	static char buf[1024];		/* redaction masks it until it is read again */
 	FILE	   *f;
-	char		buf[1024];
 	size_t		n;
 
 	if (flusso_opensearch_password_file == NULL || flusso_opensearch_password_file[0] == '\0')
@@ -484,7 +491,7 @@ flusso_opensearch_secret(void)
 	buf[n] = '\0';
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
-	flusso_redact_secret(buf);
+	flusso_redact_remember(FLUSSO_SECRET_PASSWORD_FILE, buf);
 	return pstrdup(buf);
 }
 
@@ -510,7 +517,7 @@ define_connection_settings(void)
 							   "flusso.opensearch_password_file is the safer way to give it.",
 							   &flusso_opensearch_password, "", PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, show_password);
+							   NULL, assign_opensearch_password, show_password);
 	DefineCustomStringVariable("flusso.opensearch_password_file",
 							   "File holding the password for OpenSearch (readable by its owner only).",
 							   "It takes precedence over flusso.opensearch_password.",

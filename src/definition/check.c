@@ -59,7 +59,9 @@
 #include "base/compat.h"
 #include "base/rights.h"
 #include "base/settings.h"
+#include "definition/check.h"
 #include "definition/definition.h"
+#include "definition/parse.h"
 #include "definition/sqlgen.h"
 
 void

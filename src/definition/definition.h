@@ -3,9 +3,10 @@
  * definition.h
  *	  The model of an index definition: a document shape over tables.
  *
- * A definition is parsed from JSON (parse.c), checked against the
- * catalogs (check.c), turned into SQL (sqlgen.c) and into OpenSearch
- * mappings (mapping.c).  The model is plain palloc'd C structs.
+ * A definition is parsed from JSON (parse.h), checked against the
+ * catalogs (check.h), turned into SQL (sqlgen.h) and into OpenSearch
+ * mappings (mapping.h); what is stored is its resolved form (resolved.h).
+ * The model is plain palloc'd C structs; this header declares no function.
  *
  *-------------------------------------------------------------------------
  */
@@ -115,34 +116,5 @@ typedef struct DefError
 	char	   *detail;
 	char	   *hint;
 } DefError;
-
-/* parse.c: JSON text -> model; false (and *err filled) when invalid */
-extern bool flusso_def_parse(const char *name, const char *json, IndexDef **result,
-							 DefError *err);
-extern bool flusso_index_name_valid(const char *name, const char **why);
-extern const char *flusso_def_kind_name(DefKind kind);
-
-/*
- * check.c: resolve against the catalogs; raises errors.  Afterwards
- * every table's text is its schema-qualified name and every expression is
- * PostgreSQL's deparsed form of it under the fixed search_path.
- */
-extern void flusso_def_check(IndexDef *def, bool report);
-extern void flusso_def_raise(const DefError *err);
-
-/*
- * resolved.c: the JSON to store for a checked definition: json as given,
- * with every table and expression replaced by its resolved form.
- */
-extern char *flusso_def_resolved_json(IndexDef *def, const char *json);
-
-/* the node list in pre-order */
-extern List *flusso_def_nodes(IndexDef *def);
-
-/*
- * Can role read every table the definition reads?  NULL if so, else a
- * message naming the first table (or schema) it cannot.
- */
-extern char *flusso_def_access(IndexDef *def, Oid role);
 
 #endif							/* FLUSSO_DEFINITION_H */

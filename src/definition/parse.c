@@ -22,6 +22,7 @@
 #include "utils/errcodes.h"
 
 #include "definition/definition.h"
+#include "definition/parse.h"
 
 typedef struct ParseState
 {

@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "definition/definition.h"
+#include "definition/resolved.h"
 
 static void
 put_string(json_object *obj, const char *key, const char *value)

@@ -46,6 +46,7 @@
 #include "utils/typcache.h"
 
 #include "definition/definition.h"
+#include "definition/parse.h"
 #include "definition/sqlgen.h"
 
 #define MAX_PAIRS_PER_CALL 50	/* json_build_object takes 100 arguments */

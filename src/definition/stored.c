@@ -32,7 +32,9 @@
 
 #include "base/flusso.h"
 #include "base/rights.h"
+#include "definition/check.h"
 #include "definition/definition.h"
+#include "definition/parse.h"
 #include "definition/stored.h"
 
 /* extversion of an extension, read from pg_extension. */
@@ -168,41 +170,4 @@ flusso_require_current_sql(void)
 			 errmsg("flusso's SQL objects in this database are at version %s, the library at %s",
 					version ? version : "(none)", FLUSSO_VERSION),
 			 errhint("Run ALTER EXTENSION flusso UPDATE.")));
-}
-
-/*
- * Split a document _id into its key parts: for one key column the _id is
- * the value itself; for several, the parts are joined by '|' with '|' and
- * '\' escaped by a backslash.
- */
-List *
-flusso_id_split(const char *id, int nparts)
-{
-	List	   *parts = NIL;
-	StringInfoData part;
-	const char *p;
-
-	if (nparts == 1)
-		return list_make1(pstrdup(id));
-	initStringInfo(&part);
-	for (p = id; *p; p++)
-	{
-		if (*p == '\\' && p[1] != '\0')
-			appendStringInfoChar(&part, *++p);
-		else if (*p == '|')
-		{
-			parts = lappend(parts, pstrdup(part.data));
-			resetStringInfo(&part);
-		}
-		else
-			appendStringInfoChar(&part, *p);
-	}
-	parts = lappend(parts, pstrdup(part.data));
-	if (list_length(parts) != nparts)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("\"%s\" is not a document id of this index", id),
-				 errdetail("The index has a key of %d columns; an id joins them with \"|\", escaping \"|\" and \"\\\" with a backslash.",
-						   nparts)));
-	return parts;
 }

@@ -53,7 +53,4 @@ extern StoredDefinition *flusso_definition_managed(const char *name, const char 
  */
 extern void flusso_require_current_sql(void);
 
-/* text[] of one element per key column, from a document _id. */
-extern List *flusso_id_split(const char *id, int nparts);
-
 #endif							/* FLUSSO_STORED_H */

@@ -45,8 +45,8 @@ phase_name(FlussoPhase phase)
 	return names[phase];
 }
 
-const char *
-flusso_index_phase_name(FlussoIndexPhase phase)
+static const char *
+index_phase_name(FlussoIndexPhase phase)
 {
 	static const char *const names[] = {
 		"pending", "backfilling", "seeded", "paused", "stopped", "rebuilding"
@@ -223,7 +223,7 @@ index_status_row(IndexRow *row, Datum *values, bool *nulls)
 	values[i] = CStringGetTextDatum(row->dbname);
 	nulls[i++] = !row->has_db;
 	values[i++] = CStringGetTextDatum(s->name);
-	values[i++] = CStringGetTextDatum(flusso_index_phase_name(s->phase));
+	values[i++] = CStringGetTextDatum(index_phase_name(s->phase));
 	values[i] = Int32GetDatum(s->live_generation);
 	nulls[i++] = s->live_generation == 0;
 	values[i] = Int32GetDatum(s->build_generation);
@@ -815,7 +815,7 @@ append_index_metrics(StringInfo out)
 
 		if (s->in_use && (db = flusso_status_db(s->dboid)) != NULL)
 			appendStringInfo(out, "flusso_index_state{database=\"%s\",index=\"%s\",state=\"%s\"} 1\n",
-							 label(db->dbname), label(s->name), flusso_index_phase_name(s->phase));
+							 label(db->dbname), label(s->name), index_phase_name(s->phase));
 	}
 }
 

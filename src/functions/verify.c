@@ -66,10 +66,11 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "base/flusso.h"
+#include "base/redact.h"
 #include "base/rights.h"
 #include "base/settings.h"
 #include "definition/definition.h"
+#include "definition/parse.h"
 #include "definition/sqlgen.h"
 #include "definition/stored.h"
 #include "pipeline/resolve.h"

@@ -22,7 +22,6 @@
 #include "utils/memutils.h"
 
 #include "base/settings.h"
-#include "definition/stored.h"
 #include "pipeline/indexrun.h"
 #include "pipeline/pipeline.h"
 

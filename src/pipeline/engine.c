@@ -45,7 +45,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "base/flusso.h"
+#include "base/redact.h"
 #include "base/settings.h"
 #include "pipeline/engine.h"
 #include "pipeline/pipeline.h"

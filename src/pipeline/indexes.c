@@ -42,6 +42,7 @@
 #include "utils/syscache.h"
 
 #include "base/guard.h"
+#include "base/rights.h"
 #include "base/settings.h"
 #include "definition/mapping.h"
 #include "definition/sqlgen.h"

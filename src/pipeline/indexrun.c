@@ -33,7 +33,10 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "base/rights.h"
 #include "base/settings.h"
+#include "definition/check.h"
+#include "definition/parse.h"
 #include "definition/sqlgen.h"
 #include "pipeline/indexrun.h"
 

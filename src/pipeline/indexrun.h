@@ -10,8 +10,9 @@
 #define FLUSSO_INDEXRUN_H
 
 #include "base/guard.h"
-#include "pipeline/indexes.h"
+#include "base/rights.h"
 #include "pipeline/resolve.h"
+#include "pipeline/runtime.h"
 
 /*
  * flusso.role, looked up at load: InvalidOid when not set.  It only

@@ -24,7 +24,6 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "definition/stored.h"
 #include "pipeline/resolve.h"
 
 typedef struct KeyEntry
@@ -126,6 +125,43 @@ flusso_id_join(char **parts, int nparts)
 		}
 	}
 	return out.data;
+}
+
+/*
+ * Split a document _id into its key parts: for one key column the _id is
+ * the value itself; for several, the parts are joined by '|' with '|' and
+ * '\' escaped by a backslash.
+ */
+List *
+flusso_id_split(const char *id, int nparts)
+{
+	List	   *parts = NIL;
+	StringInfoData part;
+	const char *p;
+
+	if (nparts == 1)
+		return list_make1(pstrdup(id));
+	initStringInfo(&part);
+	for (p = id; *p; p++)
+	{
+		if (*p == '\\' && p[1] != '\0')
+			appendStringInfoChar(&part, *++p);
+		else if (*p == '|')
+		{
+			parts = lappend(parts, pstrdup(part.data));
+			resetStringInfo(&part);
+		}
+		else
+			appendStringInfoChar(&part, *p);
+	}
+	parts = lappend(parts, pstrdup(part.data));
+	if (list_length(parts) != nparts)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("\"%s\" is not a document id of this index", id),
+				 errdetail("The index has a key of %d columns; an id joins them with \"|\", escaping \"|\" and \"\\\" with a backslash.",
+						   nparts)));
+	return parts;
 }
 
 static Datum

@@ -23,8 +23,9 @@ extern List *flusso_keyset_ids(FlussoKeySet *ks);
 /* The build statement's parameters: one text[] per key column. */
 extern Datum *flusso_keyset_params(List *ids, int nkeycols);
 
-/* A document _id from key column values, and back. */
+/* A document _id from key column values, and back (one part per key column). */
 extern char *flusso_id_join(char **parts, int nparts);
+extern List *flusso_id_split(const char *id, int nparts);
 
 /*
  * Add to out the document ids that rows with these images affect.  Each

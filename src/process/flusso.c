@@ -31,8 +31,10 @@
 #include "utils/wait_event.h"
 
 #include "base/compat.h"
-#include "base/flusso.h"
+#include "base/redact.h"
+#include "base/rights.h"
 #include "base/settings.h"
+#include "process/launcher.h"
 #include "status/status.h"
 
 PG_MODULE_MAGIC;

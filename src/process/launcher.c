@@ -38,6 +38,7 @@
 
 #include "base/flusso.h"
 #include "base/settings.h"
+#include "process/launcher.h"
 #include "status/status.h"
 
 #define BACKOFF_MIN_MS	1000

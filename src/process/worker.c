@@ -35,10 +35,12 @@
 #include "utils/timestamp.h"
 
 #include "base/flusso.h"
+#include "base/redact.h"
 #include "base/rights.h"
 #include "base/settings.h"
 #include "capture/capture.h"
 #include "pipeline/engine.h"
+#include "process/worker.h"
 #include "sink/http.h"
 #include "sink/search.h"
 #include "status/status.h"
@@ -61,8 +63,6 @@ typedef struct WorkerState
 } WorkerState;
 
 static WorkerState state;
-
-bool		flusso_in_sync_worker = false;
 
 /* The installed version of the extension in this database (and its OID), or NULL. */
 static char *

@@ -18,7 +18,6 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
-#include "base/flusso.h"
 #include "base/settings.h"
 #include "sink/search.h"
 

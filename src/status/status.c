@@ -42,7 +42,7 @@
 #include "utils/wait_event.h"
 
 #include "base/compat.h"
-#include "base/flusso.h"
+#include "base/redact.h"
 #include "base/settings.h"
 #include "status/status.h"
 

@@ -134,8 +134,6 @@ extern void flusso_status_hold(Oid dboid, int ms);
 extern void flusso_status_forget_db(Oid dboid);
 extern void flusso_status_set_serving(Oid extension);
 
-extern const char *flusso_index_phase_name(FlussoIndexPhase phase);
-
 /* requests (reindex) from backends to a worker */
 extern uint32 flusso_status_post_request(Oid dboid, const char *name, bool wait);
 extern List *flusso_status_take_requests(Oid dboid);

@@ -34,7 +34,7 @@
 
 #include "utils/memutils.h"
 
-#include "definition/definition.h"
+#include "definition/parse.h"
 
 static const char *input;
 
