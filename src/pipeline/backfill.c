@@ -14,6 +14,10 @@
  * resumes where it stopped.  When the last chunk is acknowledged, the
  * alias moves to the new generation and the old one is dropped.
  *
+ * It owns the build's chunks (IndexRuntime.chunks).  It must not decide
+ * what a request's outcome is: ship.c settles requests and hands an
+ * acknowledged chunk back through Engine.chunk_acked (eng_chunk_acked).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,33 +26,35 @@
 #include "utils/memutils.h"
 
 #include "base/settings.h"
+#include "pipeline/backfill.h"
+#include "pipeline/batches.h"
 #include "pipeline/indexrun.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/policy.h"
 
 /* ---- backfill ---- */
 
 static void
-save_progress(IndexRuntime *ix, bool force)
+save_progress(Engine *eng, IndexRuntime *ix, bool force)
 {
 	if (!force && !TimestampDifferenceExceeds(ix->saved_at, GetCurrentTimestamp(), 1000))
 		return;
-	eng_begin_work("flusso: saving backfill progress");
+	eng_begin_work(eng, "flusso: saving backfill progress");
 	flusso_index_save_state(ix);
-	eng_end_work();
+	eng_end_work(eng);
 }
 
 static void
-maybe_finish_build(IndexRuntime *ix)
+maybe_finish_build(Engine *eng, IndexRuntime *ix)
 {
 	if (!flusso_index_build_complete(ix))
 		return;
-	if (flusso_index_finish_build(ix, E.sink))
-		save_progress(ix, true);
+	if (flusso_index_finish_build(ix, eng->sink))
+		save_progress(eng, ix, true);
 }
 
 /* A chunk is acknowledged: advance the durable cursor over leading acked chunks. */
 void
-eng_chunk_acked(BackfillChunk *chunk)
+eng_chunk_acked(Engine *eng, BackfillChunk *chunk)
 {
 	IndexRuntime *ix = chunk->index;
 	bool		advanced = false;
@@ -81,9 +87,9 @@ eng_chunk_acked(BackfillChunk *chunk)
 	ix->dirty = true;
 	flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_total);
 	if (ix->build_exhausted && ix->chunks == NIL)
-		maybe_finish_build(ix);
+		maybe_finish_build(eng, ix);
 	else
-		save_progress(ix, false);
+		save_progress(eng, ix, false);
 }
 
 typedef struct PageCtx
@@ -213,11 +219,11 @@ build_page(PageCtx *c)
 }
 
 static void
-backfill_chunk(IndexRuntime *ix)
+backfill_chunk(Engine *eng, IndexRuntime *ix)
 {
 	MemoryContext cxt = GetMemoryChunkContext(ix);
 	BackfillChunk *chunk = MemoryContextAllocZero(cxt, sizeof(BackfillChunk));
-	Builder		bld = {BULK_BACKFILL, chunk, E.batches_cxt, NIL, NULL};
+	Builder		bld = {eng, BULK_BACKFILL, chunk, eng->batches_cxt, NIL, NULL};
 	PageCtx		page = {ix, chunk, &bld, cxt, 0};
 	MemoryContext old;
 	bool		built;
@@ -227,11 +233,11 @@ backfill_chunk(IndexRuntime *ix)
 	flusso_observer->on_activity(psprintf("%s %s (generation %d)",
 										  ix->live_gen == ix->build_gen ? "backfilling" : "reindexing",
 										  ix->name, ix->build_gen));
-	eng_begin_work("flusso: backfill");
+	eng_begin_work(eng, "flusso: backfill");
 	built = build_page(&page);
-	eng_flush_dead_letters();
-	eng_save_dirty();
-	eng_end_work();
+	eng_flush_dead_letters(eng);
+	eng_save_dirty(eng);
+	eng_end_work(eng);
 	if (!built || ix->stopped)
 	{
 		eng_builder_rollback(&bld, &(BuilderMark) {0, 0, 0});
@@ -244,25 +250,25 @@ backfill_chunk(IndexRuntime *ix)
 	eng_builder_send(&bld);
 	chunk->built = true;
 	if (chunk->pending == 0)
-		eng_chunk_acked(chunk);
+		eng_chunk_acked(eng, chunk);
 }
 
 /* Send one backfill chunk of some index being built; false if none could. */
 bool
-eng_backfill_step(void)
+eng_backfill_step(Engine *eng)
 {
 	int			n;
 
-	for (n = 0; n < E.nix; n++)
+	for (n = 0; n < eng->nix; n++)
 	{
-		IndexRuntime *ix = E.ix[(E.backfill_turn + n) % E.nix];
+		IndexRuntime *ix = eng->ix[(eng->backfill_turn + n) % eng->nix];
 
 		if (!flusso_index_active(ix) || ix->build_gen == 0 || ix->build_exhausted ||
 			flusso_index_lock_waiting(ix) || !flusso_index_build_ready(ix) ||
-			!flusso_index_ensure_remote(ix, E.sink))
+			!flusso_index_ensure_remote(ix, eng->sink))
 			continue;
-		E.backfill_turn = (E.backfill_turn + n + 1) % E.nix;
-		backfill_chunk(ix);
+		eng->backfill_turn = (eng->backfill_turn + n + 1) % eng->nix;
+		backfill_chunk(eng, ix);
 		return true;
 	}
 	return false;
@@ -274,32 +280,32 @@ eng_backfill_step(void)
  * is over; nothing else would ever finish them.
  */
 void
-eng_finish_builds(void)
+eng_finish_builds(Engine *eng)
 {
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		if (flusso_index_finish_wait_ms(E.ix[i]) == 0)
-			maybe_finish_build(E.ix[i]);
+		if (flusso_index_finish_wait_ms(eng->ix[i]) == 0)
+			maybe_finish_build(eng, eng->ix[i]);
 	}
 }
 
 /* Indexes whose live generation vanished from OpenSearch are rebuilt. */
 void
-eng_rebuild_vanished(void)
+eng_rebuild_vanished(Engine *eng)
 {
 	int			i;
 	bool		any = false;
 
-	for (i = 0; i < E.nix; i++)
-		any |= E.ix[i]->rebuild_needed && flusso_index_active(E.ix[i]);
+	for (i = 0; i < eng->nix; i++)
+		any |= eng->ix[i]->rebuild_needed && flusso_index_active(eng->ix[i]);
 	if (!any)
 		return;
-	eng_begin_work("flusso: rebuilding a vanished index");
-	for (i = 0; i < E.nix; i++)
+	eng_begin_work(eng, "flusso: rebuilding a vanished index");
+	for (i = 0; i < eng->nix; i++)
 	{
-		IndexRuntime *ix = E.ix[i];
+		IndexRuntime *ix = eng->ix[i];
 
 		if (!ix->rebuild_needed || !flusso_index_active(ix))
 			continue;
@@ -307,6 +313,6 @@ eng_rebuild_vanished(void)
 		flusso_index_start_build(ix, flusso_capture_round()->end_lsn,
 								 "its index disappeared from OpenSearch");
 	}
-	eng_save_dirty();
-	eng_end_work();
+	eng_save_dirty(eng);
+	eng_end_work(eng);
 }

@@ -32,18 +32,19 @@
 #include "utils/memutils.h"
 
 #include "base/settings.h"
+#include "pipeline/batches.h"
 #include "pipeline/indexrun.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/policy.h"
 
 /* ---- batches ---- */
 
 LiveBatch *
-eng_new_batch(XLogRecPtr end_lsn, bool confirm)
+eng_new_batch(Engine *eng, XLogRecPtr end_lsn, bool confirm)
 {
-	MemoryContext cxt = AllocSetContextCreate(flusso_engine_state.batches_cxt, "flusso live batch",
+	MemoryContext cxt = AllocSetContextCreate(eng->batches_cxt, "flusso live batch",
 											  ALLOCSET_DEFAULT_SIZES);
 	LiveBatch  *b = MemoryContextAllocZero(cxt, sizeof(LiveBatch));
-	int			n = Max(1, flusso_engine_state.nix);
+	int			n = Max(1, eng->nix);
 
 	b->cxt = cxt;
 	b->end_lsn = end_lsn;
@@ -53,8 +54,8 @@ eng_new_batch(XLogRecPtr end_lsn, bool confirm)
 	b->done = MemoryContextAllocZero(cxt, sizeof(int) * n);
 	b->deferred = MemoryContextAllocZero(cxt, sizeof(List *) * n);
 	b->stats = MemoryContextAllocZero(cxt, sizeof(FlussoIndexBatchStats) * n);
-	dlist_push_tail(&flusso_engine_state.batches, &b->node);
-	flusso_engine_state.nbatches++;
+	dlist_push_tail(&eng->batches, &b->node);
+	eng->nbatches++;
 	return b;
 }
 
@@ -66,9 +67,8 @@ eng_new_batch(XLogRecPtr end_lsn, bool confirm)
  * would return too early.  flusso_engine_step() reports it after the reload.
  */
 static void
-report_batch(LiveBatch *b)
+report_batch(Engine *eng, LiveBatch *b)
 {
-	Engine	   *eng = &flusso_engine_state;
 	FlussoBatchStats stats;
 	bool		synced = b->confirm &&
 		(eng->reload_lsn == InvalidXLogRecPtr || b->end_lsn < eng->reload_lsn);
@@ -90,10 +90,8 @@ report_batch(LiveBatch *b)
 
 /* Confirm the slot through every leading batch that is fully acknowledged. */
 void
-eng_confirm_done_batches(void)
+eng_confirm_done_batches(Engine *eng)
 {
-	Engine	   *eng = &flusso_engine_state;
-
 	while (!dlist_is_empty(&eng->batches))
 	{
 		LiveBatch  *b = dlist_head_element(LiveBatch, node, &eng->batches);
@@ -104,41 +102,41 @@ eng_confirm_done_batches(void)
 		eng->nbatches--;
 		if (b->confirm)
 			flusso_capture_confirm(b->end_lsn);
-		report_batch(b);
+		report_batch(eng, b);
 		MemoryContextDelete(b->cxt);
 	}
 }
 
 /* Has index i of batch b documents (or images) left to build? */
 static bool
-index_pending(LiveBatch *b, int i)
+index_pending(Engine *eng, LiveBatch *b, int i)
 {
-	return flusso_index_active(flusso_engine_state.ix[i]) &&
+	return flusso_index_active(eng->ix[i]) &&
 		(b->deferred[i] != NIL || b->done[i] < list_length(b->ids[i]));
 }
 
 /* The index of b to build a chunk of now, or -1. */
 static int
-buildable_index(LiveBatch *b)
+buildable_index(Engine *eng, LiveBatch *b)
 {
 	int			i;
 
-	for (i = 0; i < flusso_engine_state.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		if (index_pending(b, i) && !flusso_index_lock_waiting(flusso_engine_state.ix[i]))
+		if (index_pending(eng, b, i) && !flusso_index_lock_waiting(eng->ix[i]))
 			return i;
 	}
 	return -1;
 }
 
 static bool
-batch_pending(LiveBatch *b)
+batch_pending(Engine *eng, LiveBatch *b)
 {
 	int			i;
 
-	for (i = 0; i < flusso_engine_state.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		if (index_pending(b, i))
+		if (index_pending(eng, b, i))
 			return true;
 	}
 	return false;
@@ -150,15 +148,15 @@ batch_pending(LiveBatch *b)
  * batches after it are built for the other indexes meanwhile.
  */
 LiveBatch *
-eng_unbuilt_batch(void)
+eng_unbuilt_batch(Engine *eng)
 {
 	dlist_iter	it;
 
-	dlist_foreach(it, &flusso_engine_state.batches)
+	dlist_foreach(it, &eng->batches)
 	{
 		LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
 
-		if (!b->built && (buildable_index(b) >= 0 || !batch_pending(b)))
+		if (!b->built && (buildable_index(eng, b) >= 0 || !batch_pending(eng, b)))
 			return b;
 	}
 	return NULL;
@@ -166,18 +164,18 @@ eng_unbuilt_batch(void)
 
 /* The commit time of the oldest change each index (and the database) waits for. */
 void
-eng_report_lag(void)
+eng_report_lag(Engine *eng)
 {
 	CaptureRound *round = flusso_capture_round();
 	TimestampTz oldest = round->nimages > 0 ? round->oldest_commit : 0;
 	dlist_iter	it;
 	int			i;
 
-	for (i = 0; i < flusso_engine_state.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
 		TimestampTz index_oldest = 0;
 
-		dlist_foreach(it, &flusso_engine_state.batches)
+		dlist_foreach(it, &eng->batches)
 		{
 			LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
 
@@ -185,9 +183,9 @@ eng_report_lag(void)
 				(index_oldest == 0 || b->oldest_commit < index_oldest))
 				index_oldest = b->oldest_commit;
 		}
-		flusso_observer->on_index_lag(flusso_engine_state.ix[i]->name, index_oldest);
+		flusso_observer->on_index_lag(eng->ix[i]->name, index_oldest);
 	}
-	dlist_foreach(it, &flusso_engine_state.batches)
+	dlist_foreach(it, &eng->batches)
 	{
 		LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
 
@@ -241,7 +239,7 @@ reject_unbuilt(BuildCtx *c, List *ids, const FlussoError *error)
 
 	foreach(lc, ids)
 	{
-		eng_reject(ix, ix->live_gen ? ix->live_gen : ix->build_gen, lfirst(lc), why,
+		eng_reject(c->bld->eng, ix, ix->live_gen ? ix->live_gen : ix->build_gen, lfirst(lc), why,
 				   public_why, NULL, 0);
 		if (ix->stopped)
 			break;
@@ -337,9 +335,9 @@ eng_build_ids(IndexRuntime *ix, List *ids, Builder *bld, uint64 version, bool bu
 
 /* Resolve the images of index i that waited for a lock; false if it still waits. */
 static bool
-resolve_deferred(LiveBatch *b, int i)
+resolve_deferred(Engine *eng, LiveBatch *b, int i)
 {
-	IndexRuntime *ix = flusso_engine_state.ix[i];
+	IndexRuntime *ix = eng->ix[i];
 
 	while (b->deferred[i] != NIL)
 	{
@@ -378,33 +376,32 @@ next_chunk(LiveBatch *b, int i)
 
 /* Build and send the next chunk of documents of a live batch. */
 bool
-eng_build_live_chunk(LiveBatch *b)
+eng_build_live_chunk(Engine *eng, LiveBatch *b)
 {
-	Engine	   *eng = &flusso_engine_state;
-	int			i = buildable_index(b);
+	int			i = buildable_index(eng, b);
 	IndexRuntime *ix;
-	Builder		bld = {BULK_LIVE, b, eng->batches_cxt, NIL, NULL};
+	Builder		bld = {eng, BULK_LIVE, b, eng->batches_cxt, NIL, NULL};
 	List	   *chunk;
 	int64		documents;
 
 	if (i < 0)
 	{
-		if (batch_pending(b))
+		if (batch_pending(eng, b))
 			return false;		/* only indexes waiting for a lock are left */
 		b->built = true;
-		eng_confirm_done_batches();
+		eng_confirm_done_batches(eng);
 		return true;
 	}
 	ix = eng->ix[i];
 	if (!flusso_index_ensure_remote(ix, eng->sink))
 		return false;			/* try again later */
 	flusso_observer->on_activity(psprintf("building documents of index \"%s\"", ix->name));
-	eng_begin_work("flusso: building documents");
+	eng_begin_work(eng, "flusso: building documents");
 	if (b->deferred[i] != NIL)
 	{
-		(void) resolve_deferred(b, i);
-		eng_save_dirty();
-		eng_end_work();
+		(void) resolve_deferred(eng, b, i);
+		eng_save_dirty(eng);
+		eng_end_work(eng);
 		return true;
 	}
 	chunk = next_chunk(b, i);
@@ -412,9 +409,9 @@ eng_build_live_chunk(LiveBatch *b)
 		b->documents += documents;
 	else
 		b->done[i] -= list_length(chunk);	/* built again once the lock is granted */
-	eng_flush_dead_letters();
-	eng_save_dirty();
-	eng_end_work();
+	eng_flush_dead_letters(eng);
+	eng_save_dirty(eng);
+	eng_end_work(eng);
 	eng_builder_send(&bld);
 	return true;
 }

@@ -25,11 +25,14 @@
  * such as reindex) end the round at the commit that made them; the engine
  * then reloads, and the new definitions apply to every change after it.
  *
- * The stages live in their own files, sharing the state in pipeline.h:
- * loader.c (definitions, watches, requests, DDL), rounds.c (decoding and
- * resolving), batches.c (live batches), backfill.c (builds), ship.c (bulk
- * requests and their outcomes).  This file holds the step and the entry
- * points.
+ * The stages live in their own files below this one, each handed the
+ * engine's state (Engine, pipeline.h) as eng: loader.c (definitions,
+ * watches, requests, DDL), rounds.c (decoding and resolving), backfill.c
+ * (builds), batches.c (live batches), ship.c (bulk requests and their
+ * outcomes), policy.c (failure policies, dead letters).  This file owns
+ * the state, holds the step and the entry points, and wires the one
+ * callback that goes up: a backfill chunk acknowledged (ship.c to
+ * backfill.c).
  *
  * Error handling: a failed step (the worker catches it) drops everything in
  * flight and closes the decoding context; the next step reopens the slot
@@ -40,76 +43,37 @@
  */
 #include "postgres.h"
 
-#include "common/pg_prng.h"
-#include "pgstat.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 
-#include "base/redact.h"
 #include "base/settings.h"
+#include "pipeline/backfill.h"
+#include "pipeline/batches.h"
 #include "pipeline/engine.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/loader.h"
+#include "pipeline/rounds.h"
+#include "pipeline/ship.h"
+#include "sink/http.h"
 
-Engine		flusso_engine_state;
+/* The one pipeline of this process. */
+static Engine engine;
 
-/* ---- transactions ---- */
-
-/*
- * The memory context current when the transaction started.  Committing
- * leaves TopMemoryContext current; eng_end_work() goes back to this one,
- * or whatever the step allocates after its first commit would go to
- * TopMemoryContext and never be freed (the worker resets its step context
- * after every step, not TopMemoryContext).
- */
-static MemoryContext work_caller_cxt = NULL;
-
-/* Start a transaction for eng_end_work() to commit (no SPI, no snapshot). */
-void
-eng_begin_transaction(void)
-{
-	work_caller_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-}
-
-void
-eng_begin_work(const char *what)
-{
-	eng_begin_transaction();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, what);
-}
-
-void
-eng_end_work(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(work_caller_cxt);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* ---- small helpers ---- */
+/* ---- how much may be sent now ---- */
 
 static bool
-room(void)
+can_send(Engine *eng)
 {
-	return E.in_flight + E.nretries < flusso_queue_capacity;
+	return eng->in_flight + eng->nretries < flusso_queue_capacity;
 }
 
 /* Is some index's build able to send a chunk now? */
 static bool
-build_waiting(void)
+build_waiting(Engine *eng)
 {
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		IndexRuntime *ix = E.ix[i];
+		IndexRuntime *ix = eng->ix[i];
 
 		if (flusso_index_active(ix) && ix->build_gen != 0 && !ix->build_exhausted &&
 			ix->nwait == 0 && ix->remote_ready)
@@ -123,67 +87,26 @@ build_waiting(void)
  * in the queue, so a rebuild finishes even under a constant live load.
  */
 static bool
-room_for_live(void)
+can_send_live(Engine *eng)
 {
-	int			reserve = flusso_queue_capacity > 1 && E.reload_lsn == InvalidXLogRecPtr &&
-		build_waiting() ? 1 : 0;
+	int			reserve = flusso_queue_capacity > 1 && eng->reload_lsn == InvalidXLogRecPtr &&
+		build_waiting(eng) ? 1 : 0;
 
-	return E.in_flight + E.nretries < flusso_queue_capacity - reserve;
-}
-
-IndexRuntime *
-eng_find_index(const char *name)
-{
-	int			i;
-
-	for (i = 0; i < E.nix; i++)
-		if (strcmp(E.ix[i]->name, name) == 0)
-			return E.ix[i];
-	return NULL;
-}
-
-void
-eng_log_limited(int level, const char *fmt, const char *arg)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (!TimestampDifferenceExceeds(E.last_log, now, 10000))
-		return;
-	E.last_log = now;
-	ereport(level, (errmsg(fmt, flusso_redact(arg))));
-}
-
-long
-eng_backoff_ms(int attempts)
-{
-	double		base = 100.0 * (1 << Min(attempts, 16));
-	double		cap = Min(base, (double) flusso_retry_max_interval);
-
-	return (long) (cap * (0.5 + 0.5 * pg_prng_double(&pg_global_prng_state)));
-}
-
-void
-eng_save_dirty(void)
-{
-	int			i;
-
-	for (i = 0; i < E.nix; i++)
-		if (E.ix[i]->dirty)
-			flusso_index_save_state(E.ix[i]);
+	return eng->in_flight + eng->nretries < flusso_queue_capacity - reserve;
 }
 
 /* ---- status ---- */
 
 static void
-report_phase(void)
+report_phase(Engine *eng)
 {
 	int			i;
 	bool		backfilling = false;
 	char		activity[128] = "streaming changes";
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		IndexRuntime *ix = E.ix[i];
+		IndexRuntime *ix = eng->ix[i];
 
 		if (!flusso_index_active(ix) || ix->build_gen == 0)
 			continue;
@@ -192,35 +115,35 @@ report_phase(void)
 				 ix->live_gen == ix->build_gen ? "backfilling" : "reindexing",
 				 ix->name, ix->build_gen, ix->build_done, ix->build_total);
 	}
-	if (E.os_failing)
+	if (eng->search_failing)
 		strlcpy(activity, "waiting for OpenSearch", sizeof(activity));
 	flusso_observer->on_phase(backfilling ? FLUSSO_PHASE_BACKFILLING : FLUSSO_PHASE_LIVE);
 	flusso_observer->on_activity(activity);
 }
 
 static void
-poll_lag(void)
+poll_lag(Engine *eng)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int64		lag;
 	bool		over;
 
-	if (now < E.next_lag_poll)
+	if (now < eng->next_lag_poll)
 		return;
 	lag = flusso_capture_lag_bytes();
 	flusso_observer->on_slot_lag(lag);
 	over = flusso_max_lag_bytes > 0 && lag > flusso_max_lag_bytes;
 	flusso_observer->on_lag_warning(over);
-	if (over && TimestampDifferenceExceeds(E.lag_warned_at, now, 60000))
+	if (over && TimestampDifferenceExceeds(eng->lag_warned_at, now, 60000))
 	{
 		ereport(WARNING,
 				(errmsg("flusso's replication slot \"%s\" holds " INT64_FORMAT " MB of WAL, more than flusso.max_lag_bytes (%s)",
 						flusso_capture_slot_name(), lag / (1024 * 1024), flusso_max_lag_bytes_setting),
 				 errdetail("The slot keeps WAL until flusso catches up; OpenSearch may be down or slow."),
 				 errhint("See flusso.status; raise flusso.max_lag_bytes if this lag is expected.")));
-		E.lag_warned_at = now;
+		eng->lag_warned_at = now;
 	}
-	E.next_lag_poll = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
+	eng->next_lag_poll = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
 }
 
 /* ---- the engine's entry points ---- */
@@ -228,53 +151,49 @@ poll_lag(void)
 void
 flusso_engine_init(void)
 {
-	memset(&E, 0, sizeof(E));
-	E.cxt = AllocSetContextCreate(TopMemoryContext, "flusso indexes", ALLOCSET_DEFAULT_SIZES);
-	E.batches_cxt = AllocSetContextCreate(TopMemoryContext, "flusso batches", ALLOCSET_DEFAULT_SIZES);
-	dlist_init(&E.batches);
-	dlist_init(&E.flight);
+	Engine	   *eng = &engine;
+
+	memset(eng, 0, sizeof(Engine));
+	eng->cxt = AllocSetContextCreate(TopMemoryContext, "flusso indexes", ALLOCSET_DEFAULT_SIZES);
+	eng->batches_cxt = AllocSetContextCreate(TopMemoryContext, "flusso batches", ALLOCSET_DEFAULT_SIZES);
+	eng->chunk_acked = eng_chunk_acked;
+	dlist_init(&eng->batches);
+	dlist_init(&eng->flight);
 }
 
 void
 flusso_engine_start(void)
 {
-	E.loaded = false;
-}
-
-/* Drop everything in flight; what it held is replayed from the slot. */
-void
-eng_reset_pipeline(void)
-{
-	int			i;
-
-	if (E.sink)
-		E.sink->abort_all();
-	flusso_http_abort_all();
-	E.in_flight = 0;
-	dlist_init(&E.flight);
-	E.retries = NULL;
-	E.nretries = 0;
-	dlist_init(&E.batches);
-	E.nbatches = 0;
-	MemoryContextReset(E.batches_cxt);
-	eng_free_dead_letters();	/* and the settled ones */
-	for (i = 0; i < E.nix; i++)
-	{
-		/* their requests are gone: none will be acknowledged */
-		flusso_index_free_chunks(E.ix[i], true);
-		E.ix[i]->next_cursor = E.ix[i]->build_cursor;
-		E.ix[i]->build_exhausted = false;
-	}
+	engine.loaded = false;
 }
 
 void
 flusso_engine_stop(void)
 {
-	eng_reset_pipeline();
+	Engine	   *eng = &engine;
+
+	eng_reset_pipeline(eng);
 	flusso_capture_close();
-	eng_forget_indexes();
-	E.loaded = false;
-	E.marker_lsn = E.reload_lsn = InvalidXLogRecPtr;
+	eng_forget_indexes(eng);
+	eng->loaded = false;
+	eng->marker_lsn = eng->reload_lsn = InvalidXLogRecPtr;
+}
+
+/* Drop what is in flight and close the slot: the next step replays. */
+static void
+start_over(Engine *eng)
+{
+	eng_reset_pipeline(eng);
+	flusso_capture_close();
+	eng->round_started = 0;
+	eng->marker_lsn = eng->reload_lsn = InvalidXLogRecPtr;
+	if (eng->loaded)
+	{
+		int			i;
+
+		for (i = 0; i < eng->nix; i++)
+			eng->ix[i]->remote_ready = false;
+	}
 }
 
 /*
@@ -285,35 +204,35 @@ flusso_engine_stop(void)
 void
 flusso_engine_settings_changed(bool connection_changed)
 {
-	static char *role = NULL;
+	Engine	   *eng = &engine;
 
 	/* flusso.role narrows what every index may read: load them all again */
-	if (role == NULL || strcmp(role, flusso_role) != 0)
+	if (eng->role == NULL || strcmp(eng->role, flusso_role) != 0)
 	{
-		if (role != NULL && E.loaded)
+		if (eng->role != NULL && eng->loaded)
 		{
 			ereport(LOG, (errmsg("flusso.role changed; the indexes are loaded again")));
-			flusso_engine_after_error();
-			E.loaded = false;
+			start_over(eng);
+			eng->loaded = false;
 		}
-		if (role)
-			pfree(role);
-		role = MemoryContextStrdup(TopMemoryContext, flusso_role);
+		if (eng->role)
+			pfree(eng->role);
+		eng->role = MemoryContextStrdup(TopMemoryContext, flusso_role);
 	}
-	if (E.loaded && E.sink != flusso_sink())
+	if (eng->loaded && eng->sink != flusso_sink())
 	{
 		ereport(LOG, (errmsg("flusso switches to the %s sink", flusso_sink()->name)));
-		flusso_engine_after_error();
-		E.loaded = false;
+		start_over(eng);
+		eng->loaded = false;
 	}
 	else if (connection_changed)
 	{
 		int			i;
 
 		ereport(LOG, (errmsg("flusso reconnects to OpenSearch with the new connection settings")));
-		flusso_engine_after_error();
-		for (i = 0; E.loaded && i < E.nix; i++)
-			memset(&E.ix[i]->remote_backoff, 0, sizeof(Backoff));	/* try at once */
+		start_over(eng);
+		for (i = 0; eng->loaded && i < eng->nix; i++)
+			memset(&eng->ix[i]->remote_backoff, 0, sizeof(Backoff));	/* try at once */
 	}
 	if (connection_changed)
 		flusso_http_reset();
@@ -322,17 +241,7 @@ flusso_engine_settings_changed(bool connection_changed)
 void
 flusso_engine_after_error(void)
 {
-	eng_reset_pipeline();
-	flusso_capture_close();
-	E.round_started = 0;
-	E.marker_lsn = E.reload_lsn = InvalidXLogRecPtr;
-	if (E.loaded)
-	{
-		int			i;
-
-		for (i = 0; i < E.nix; i++)
-			E.ix[i]->remote_ready = false;
-	}
+	start_over(&engine);
 }
 
 /*
@@ -342,39 +251,39 @@ flusso_engine_after_error(void)
  * the worker for it.
  */
 static void
-prepare_remotes(void)
+prepare_remotes(Engine *eng)
 {
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		if (flusso_index_remote_wait_ms(E.ix[i]) == 0)
-			(void) flusso_index_ensure_remote(E.ix[i], E.sink);
+		if (flusso_index_remote_wait_ms(eng->ix[i]) == 0)
+			(void) flusso_index_ensure_remote(eng->ix[i], eng->sink);
 	}
 }
 
 static long
-sleep_time(bool worked)
+sleep_time(Engine *eng, bool worked)
 {
 	CaptureRound *round = flusso_capture_round();
 	long		ms = flusso_lag_poll_interval;
-	long		retry = eng_next_retry_ms();
+	long		retry = eng_next_retry_ms(eng);
 	int			i;
 
-	if (worked && room())
+	if (worked && can_send(eng))
 		return 0;
-	if (round->nimages > 0 && E.round_started)
+	if (round->nimages > 0 && eng->round_started)
 		ms = Min(ms, Max(1, flusso_flush_interval -
-						 TimestampDifferenceMilliseconds(E.round_started, GetCurrentTimestamp())));
+						 TimestampDifferenceMilliseconds(eng->round_started, GetCurrentTimestamp())));
 	if (retry >= 0)
-		ms = Min(ms, Max(1, E.os_failing ? Min(retry, 1000) : retry));
-	for (i = 0; i < E.nix; i++)
+		ms = Min(ms, Max(1, eng->search_failing ? Min(retry, 1000) : retry));
+	for (i = 0; i < eng->nix; i++)
 	{
-		long		remote = flusso_index_remote_wait_ms(E.ix[i]);
-		long		finish = flusso_index_finish_wait_ms(E.ix[i]);
-		long		locked = flusso_index_lock_wait_ms(E.ix[i]);
+		long		remote = flusso_index_remote_wait_ms(eng->ix[i]);
+		long		finish = flusso_index_finish_wait_ms(eng->ix[i]);
+		long		locked = flusso_index_lock_wait_ms(eng->ix[i]);
 
-		if (E.ix[i]->build_gen && E.ix[i]->nwait > 0)
+		if (eng->ix[i]->build_gen && eng->ix[i]->nwait > 0)
 			ms = Min(ms, 100);
 		if (remote >= 0)
 			ms = Min(ms, Max(1, remote));
@@ -389,52 +298,53 @@ sleep_time(bool worked)
 long
 flusso_engine_step(void)
 {
+	Engine	   *eng = &engine;
 	bool		worked = false;
 	LiveBatch  *b;
 
-	if (E.loaded && !flusso_capture_is_open() && flusso_capture_slot_state() != SLOT_OK)
-		E.loaded = false;		/* the slot vanished or was invalidated */
-	if (!E.loaded)
-		eng_load();
+	if (eng->loaded && !flusso_capture_is_open() && flusso_capture_slot_state() != SLOT_OK)
+		eng->loaded = false;	/* the slot vanished or was invalidated */
+	if (!eng->loaded)
+		eng_load(eng);
 	if (!flusso_capture_is_open())
 		flusso_capture_open();
-	eng_take_requests();
-	eng_check_ddl();
-	eng_rebuild_vanished();
-	prepare_remotes();
-	eng_collect_completions();
-	eng_probe_opensearch();
-	eng_send_due_retries();
-	eng_confirm_done_batches();
-	if (E.reload_lsn != InvalidXLogRecPtr && eng_drained())
+	eng_take_requests(eng);
+	eng_check_ddl(eng);
+	eng_rebuild_vanished(eng);
+	prepare_remotes(eng);
+	eng_collect_completions(eng);
+	eng_probe_search(eng);
+	eng_send_due_retries(eng);
+	eng_confirm_done_batches(eng);
+	if (eng->reload_lsn != InvalidXLogRecPtr && eng_drained(eng))
 	{
-		eng_reload(E.reload_lsn);
+		eng_reload(eng, eng->reload_lsn);
 		/* see report_batch(); a dead-letter retry reports it when acknowledged */
-		if (dlist_is_empty(&E.batches))
-			flusso_observer->on_caught_up(E.reload_lsn);
-		E.reload_lsn = InvalidXLogRecPtr;
+		if (dlist_is_empty(&eng->batches))
+			flusso_observer->on_caught_up(eng->reload_lsn);
+		eng->reload_lsn = InvalidXLogRecPtr;
 		worked = true;
 	}
-	while (room_for_live())
+	while (can_send_live(eng))
 	{
-		if ((b = eng_unbuilt_batch()) != NULL)
+		if ((b = eng_unbuilt_batch(eng)) != NULL)
 		{
-			if (!eng_build_live_chunk(b))
+			if (!eng_build_live_chunk(eng, b))
 				break;
 		}
-		else if (E.reload_lsn != InvalidXLogRecPtr || E.nbatches >= MAX_LIVE_BATCHES ||
-				 !eng_decode_step())
+		else if (eng->reload_lsn != InvalidXLogRecPtr || eng->nbatches >= MAX_LIVE_BATCHES ||
+				 !eng_decode_step(eng))
 			break;
 		worked = true;
 	}
-	while (E.reload_lsn == InvalidXLogRecPtr && room() && eng_backfill_step())
+	while (eng->reload_lsn == InvalidXLogRecPtr && can_send(eng) && eng_backfill_step(eng))
 		worked = true;
-	eng_collect_completions();
-	eng_confirm_done_batches();
-	eng_finish_builds();
-	eng_drop_retired();
-	eng_report_lag();
-	poll_lag();
-	report_phase();
-	return sleep_time(worked);
+	eng_collect_completions(eng);
+	eng_confirm_done_batches(eng);
+	eng_finish_builds(eng);
+	eng_drop_retired(eng);
+	eng_report_lag(eng);
+	poll_lag(eng);
+	report_phase(eng);
+	return sleep_time(eng, worked);
 }

@@ -757,7 +757,8 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
  */
 void
 flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
-						  bool (*in_use) (IndexRuntime *ix, int generation))
+						  bool (*in_use) (void *arg, IndexRuntime *ix, int generation),
+						  void *arg)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext old;
@@ -774,7 +775,7 @@ flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
 		/* never the generations in use (numbers only grow: a safeguard) */
 		if (gen == ix->live_gen || gen == ix->build_gen)
 			continue;
-		if (!in_use(ix, gen) &&
+		if (!in_use(arg, ix, gen) &&
 			(error = sink->drop_index(flusso_index_physical(ix, gen), ix->name)) == NULL)
 		{
 			backoff_clear(&ix->drop_backoff);

@@ -66,7 +66,8 @@ extern long flusso_index_finish_wait_ms(IndexRuntime *ix);
 /* The build is complete: swap the alias, drop the old generation later. */
 extern bool flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink);
 extern void flusso_index_drop_retired(IndexRuntime *ix, const FlussoSink *sink,
-									  bool (*in_use) (IndexRuntime *ix, int generation));
+									  bool (*in_use) (void *arg, IndexRuntime *ix, int generation),
+									  void *arg);
 
 /*
  * Record an error of the index (and stop it when stop).  The message may

@@ -29,8 +29,10 @@
 #include "utils/snapmgr.h"
 
 #include "capture/ddlwatch.h"
+#include "pipeline/batches.h"
 #include "pipeline/indexrun.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/loader.h"
+#include "status/status.h"
 
 /* ---- watches ---- */
 
@@ -82,15 +84,15 @@ remember_tables(List *rels)
 }
 
 static void
-set_watches(void)
+set_watches(Engine *eng)
 {
-	MemoryContext old = MemoryContextSwitchTo(E.cxt);
+	MemoryContext old = MemoryContextSwitchTo(eng->cxt);
 	List	   *rels = NIL;
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		IndexRuntime *ix = E.ix[i];
+		IndexRuntime *ix = eng->ix[i];
 		ListCell   *lc;
 
 		if (ix->def == NULL)
@@ -98,7 +100,7 @@ set_watches(void)
 		foreach(lc, ix->watches)
 		{
 			FlussoWatch *w = lfirst(lc);
-			CaptureRel *cr = rel_for(&rels, w->relid, E.cxt);
+			CaptureRel *cr = rel_for(&rels, w->relid, eng->cxt);
 			CaptureUse *use = palloc0(sizeof(CaptureUse));
 			int			c;
 
@@ -111,48 +113,48 @@ set_watches(void)
 		}
 	}
 	MemoryContextSwitchTo(old);
-	flusso_capture_set_watches(rels, E.definitions_relid, E.requests_relid);
+	flusso_capture_set_watches(rels, eng->definitions_relid, eng->requests_relid);
 	remember_tables(rels);
 }
 
 /* ---- loading and reloading ---- */
 
 static IndexRuntime *
-add_index(const char *name, const char *json, Oid owner, bool fresh)
+add_index(Engine *eng, const char *name, const char *json, Oid owner, bool fresh)
 {
-	MemoryContext old = MemoryContextSwitchTo(E.cxt);
+	MemoryContext old = MemoryContextSwitchTo(eng->cxt);
 	IndexRuntime *ix = palloc0(sizeof(IndexRuntime));
 
 	ix->name = pstrdup(name);
 	ix->owner = owner;
-	ix->num = E.nix;
-	E.ix = E.ix ? repalloc(E.ix, sizeof(IndexRuntime *) * (E.nix + 1)) :
+	ix->num = eng->nix;
+	eng->ix = eng->ix ? repalloc(eng->ix, sizeof(IndexRuntime *) * (eng->nix + 1)) :
 		palloc(sizeof(IndexRuntime *));
-	E.ix[E.nix++] = ix;
+	eng->ix[eng->nix++] = ix;
 	MemoryContextSwitchTo(old);
 	if (!fresh)					/* a recreated index: its old state is gone */
 		flusso_index_load_state(ix);
-	ix->live_def_json = ix->live_def_json ? MemoryContextStrdup(E.cxt, ix->live_def_json) : NULL;
-	ix->build_def_json = ix->build_def_json ? MemoryContextStrdup(E.cxt, ix->build_def_json) : NULL;
-	ix->error = ix->error ? MemoryContextStrdup(E.cxt, ix->error) : NULL;
+	ix->live_def_json = ix->live_def_json ? MemoryContextStrdup(eng->cxt, ix->live_def_json) : NULL;
+	ix->build_def_json = ix->build_def_json ? MemoryContextStrdup(eng->cxt, ix->build_def_json) : NULL;
+	ix->error = ix->error ? MemoryContextStrdup(eng->cxt, ix->error) : NULL;
 	if (ix->build_cursor)
 	{
 		List	   *copy = NIL;
 		ListCell   *lc;
 
-		old = MemoryContextSwitchTo(E.cxt);
+		old = MemoryContextSwitchTo(eng->cxt);
 		foreach(lc, ix->build_cursor)
 			copy = lappend(copy, pstrdup(lfirst(lc)));
 		ix->build_cursor = ix->next_cursor = copy;
 		MemoryContextSwitchTo(old);
 	}
-	flusso_index_compile(ix, json, E.cxt);
+	flusso_index_compile(ix, json, eng->cxt);
 	return ix;
 }
 
 /* Decide what a freshly loaded index must do, given where the stream stands. */
 static void
-settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
+settle_index(Engine *eng, IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	if (ix->def == NULL)
 	{
@@ -176,7 +178,7 @@ settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 		Snapshot	snap = GetLatestSnapshot();
 
 		ix->nwait = snap->xcnt;
-		ix->wait_xids = MemoryContextAlloc(E.cxt, sizeof(TransactionId) * Max(1, snap->xcnt));
+		ix->wait_xids = MemoryContextAlloc(eng->cxt, sizeof(TransactionId) * Max(1, snap->xcnt));
 		memcpy(ix->wait_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
 	}
 	flusso_observer->on_index_phase(ix->name,
@@ -191,10 +193,10 @@ settle_index(IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 
 /* One generation of a dropped index; one try: the definition is gone already. */
 static void
-drop_generation(IndexRuntime *tmp, int gen)
+drop_generation(Engine *eng, IndexRuntime *tmp, int gen)
 {
 	char	   *physical = flusso_index_physical(tmp, gen);
-	char	   *error = E.sink->drop_index(physical, tmp->name);
+	char	   *error = eng->sink->drop_index(physical, tmp->name);
 
 	if (error)
 		ereport(WARNING,
@@ -205,7 +207,7 @@ drop_generation(IndexRuntime *tmp, int gen)
 }
 
 static void
-drop_remote(const char *name)
+drop_remote(Engine *eng, const char *name)
 {
 	IndexRuntime tmp;
 
@@ -213,13 +215,13 @@ drop_remote(const char *name)
 	tmp.name = (char *) name;
 	flusso_index_load_state(&tmp);
 	if (tmp.live_gen)
-		drop_generation(&tmp, tmp.live_gen);
+		drop_generation(eng, &tmp, tmp.live_gen);
 	if (tmp.build_gen && tmp.build_gen != tmp.live_gen)
-		drop_generation(&tmp, tmp.build_gen);
+		drop_generation(eng, &tmp, tmp.build_gen);
 }
 
 static void
-queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
+queue_dead_letters(Engine *eng, IndexRuntime *ix, XLogRecPtr lsn)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(ix->name)};
@@ -235,7 +237,7 @@ queue_dead_letters(IndexRuntime *ix, XLogRecPtr lsn)
 	if (SPI_processed == 0)
 		return;
 	/* confirmed like a live batch: wait_synced() waits for it (its end is confirmed already) */
-	b = eng_new_batch(lsn, true);
+	b = eng_new_batch(eng, lsn, true);
 	old = MemoryContextSwitchTo(b->cxt);
 	for (i = 0; i < SPI_processed; i++)
 		b->ids[ix->num] = lappend(b->ids[ix->num],
@@ -289,12 +291,12 @@ read_requests(void)
 
 /* An index was dropped: its OpenSearch side (when asked) and its state go. */
 static void
-drop_index(const Request *r)
+drop_index(Engine *eng, const Request *r)
 {
 	bool		remote = strcmp(r->action, "drop_remote") == 0;
 
 	if (remote)
-		drop_remote(r->name);
+		drop_remote(eng, r->name);
 	flusso_index_delete_state(r->name);
 	if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1",
 							  1, (Oid[]) {TEXTOID}, (Datum[]) {CStringGetTextDatum(r->name)},
@@ -312,7 +314,7 @@ drop_index(const Request *r)
  * the names are returned, and their state is not read).
  */
 static List *
-drop_recreated(List *requests, List *rows)
+drop_recreated(Engine *eng, List *requests, List *rows)
 {
 	List	   *fresh = NIL;
 	ListCell   *lc;
@@ -328,7 +330,7 @@ drop_recreated(List *requests, List *rows)
 		{
 			if (strcmp(linitial(lfirst(rc)), r->name) == 0)
 			{
-				drop_index(r);
+				drop_index(eng, r);
 				r->action = "done";
 				fresh = lappend(fresh, r->name);
 				break;
@@ -352,13 +354,13 @@ name_in(List *names, const char *name)
 }
 
 static void
-handle_request(const Request *r, XLogRecPtr lsn)
+handle_request(Engine *eng, const Request *r, XLogRecPtr lsn)
 {
-	IndexRuntime *ix = eng_find_index(r->name);
+	IndexRuntime *ix = eng_find_index(eng, r->name);
 
 	if (is_drop(r))
 	{
-		drop_index(r);
+		drop_index(eng, r);
 		flusso_status_forget_index(MyDatabaseId, r->name);
 		return;
 	}
@@ -377,12 +379,12 @@ handle_request(const Request *r, XLogRecPtr lsn)
 		flusso_index_start_build(ix, lsn, "resumed");
 	}
 	else if (strcmp(r->action, "retry_dead_letters") == 0)
-		queue_dead_letters(ix, lsn);
+		queue_dead_letters(eng, ix, lsn);
 }
 
 /* Handle the requests in order, then delete exactly those. */
 static void
-handle_requests(List *requests, XLogRecPtr lsn)
+handle_requests(Engine *eng, List *requests, XLogRecPtr lsn)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(1, list_length(requests)));
 	Oid			argtypes[1] = {INT8ARRAYOID};
@@ -395,7 +397,7 @@ handle_requests(List *requests, XLogRecPtr lsn)
 		Request    *r = lfirst(lc);
 
 		if (strcmp(r->action, "done") != 0)
-			handle_request(r, lsn);
+			handle_request(eng, r, lsn);
 		ids[n++] = Int64GetDatum(r->id);
 	}
 	if (n == 0)
@@ -407,33 +409,33 @@ handle_requests(List *requests, XLogRecPtr lsn)
 }
 
 void
-eng_forget_indexes(void)
+eng_forget_indexes(Engine *eng)
 {
 	int			i;
 
-	/* capture's watch list lives in E.cxt: drop it before the memory goes */
-	flusso_capture_set_watches(NIL, E.definitions_relid, E.requests_relid);
-	for (i = 0; i < E.nix; i++)
-		flusso_index_free(E.ix[i]);
-	E.ix = NULL;
-	E.nix = 0;
-	MemoryContextReset(E.cxt);
+	/* capture's watch list lives in eng->cxt: drop it before the memory goes */
+	flusso_capture_set_watches(NIL, eng->definitions_relid, eng->requests_relid);
+	for (i = 0; i < eng->nix; i++)
+		flusso_index_free(eng->ix[i]);
+	eng->ix = NULL;
+	eng->nix = 0;
+	MemoryContextReset(eng->cxt);
 }
 
 static void
-sync_status(void)
+sync_status(Engine *eng)
 {
 	List	   *names = NIL;
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
-		names = lappend(names, E.ix[i]->name);
+	for (i = 0; i < eng->nix; i++)
+		names = lappend(names, eng->ix[i]->name);
 	flusso_status_sync_indexes(MyDatabaseId, names);
 }
 
 /* Which indexes have dead letters (their documents, once acknowledged, settle them). */
 static void
-mark_dead_letters(void)
+mark_dead_letters(Engine *eng)
 {
 	uint64		i;
 
@@ -441,7 +443,7 @@ mark_dead_letters(void)
 		elog(ERROR, "could not read flusso.dead_letters");
 	for (i = 0; i < SPI_processed; i++)
 	{
-		IndexRuntime *ix = eng_find_index(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		IndexRuntime *ix = eng_find_index(eng, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 
 		if (ix)
 			ix->has_dead_letters = true;
@@ -453,7 +455,7 @@ mark_dead_letters(void)
  * and nothing is in flight (a reload waits for the pipeline to drain).
  */
 static void
-load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
+load_definitions(Engine *eng, XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 {
 	List	   *rows = NIL;
 	List	   *requests;
@@ -470,42 +472,42 @@ load_definitions(XLogRecPtr lsn, bool reloaded, bool fresh_slot)
 										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2),
 										SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3)));
 	requests = read_requests();
-	eng_forget_indexes();
-	fresh = drop_recreated(requests, rows);
+	eng_forget_indexes(eng);
+	fresh = drop_recreated(eng, requests, rows);
 	foreach(lc, rows)
 	{
-		IndexRuntime *ix = add_index(linitial(lfirst(lc)), lsecond(lfirst(lc)),
+		IndexRuntime *ix = add_index(eng, linitial(lfirst(lc)), lsecond(lfirst(lc)),
 									 atooid(lthird(lfirst(lc))),
 									 name_in(fresh, linitial(lfirst(lc))));
 
-		settle_index(ix, lsn, reloaded, fresh_slot);
+		settle_index(eng, ix, lsn, reloaded, fresh_slot);
 	}
-	mark_dead_letters();
-	handle_requests(requests, lsn);
-	eng_save_dirty();
-	sync_status();
+	mark_dead_letters(eng);
+	handle_requests(eng, requests, lsn);
+	eng_save_dirty(eng);
+	sync_status(eng);
 }
 
 bool
-eng_drained(void)
+eng_drained(Engine *eng)
 {
 	int			i;
 
-	if (!dlist_is_empty(&E.batches) || E.in_flight > 0 || E.nretries > 0)
+	if (!dlist_is_empty(&eng->batches) || eng->in_flight > 0 || eng->nretries > 0)
 		return false;
-	for (i = 0; i < E.nix; i++)
-		if (E.ix[i]->chunks != NIL)
+	for (i = 0; i < eng->nix; i++)
+		if (eng->ix[i]->chunks != NIL)
 			return false;
 	return true;
 }
 
 void
-eng_reload(XLogRecPtr lsn)
+eng_reload(Engine *eng, XLogRecPtr lsn)
 {
-	eng_begin_work("flusso: reloading definitions");
-	load_definitions(lsn, true, false);
-	set_watches();
-	eng_end_work();
+	eng_begin_work(eng, "flusso: reloading definitions");
+	load_definitions(eng, lsn, true, false);
+	set_watches(eng);
+	eng_end_work(eng);
 }
 
 /*
@@ -543,16 +545,16 @@ ensure_slot(void)
 }
 
 void
-eng_load(void)
+eng_load(Engine *eng)
 {
 	Oid			nsp;
 	MemoryContext caller = CurrentMemoryContext;
 	bool		fresh_slot;
 
 	flusso_observer->on_phase(FLUSSO_PHASE_STARTING);
-	eng_reset_pipeline();
+	eng_reset_pipeline(eng);
 	flusso_capture_close();
-	E.sink = flusso_sink();
+	eng->sink = flusso_sink();
 	fresh_slot = ensure_slot();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -561,17 +563,17 @@ eng_load(void)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller);	/* the commit left TopMemoryContext current */
 	flusso_capture_open();
-	eng_begin_work("flusso: loading definitions");
+	eng_begin_work(eng, "flusso: loading definitions");
 	nsp = get_namespace_oid("flusso", false);
-	E.definitions_relid = get_relname_relid("definitions", nsp);
-	E.requests_relid = get_relname_relid("requests", nsp);
-	load_definitions(flusso_capture_confirmed(), false, fresh_slot);
-	set_watches();
-	eng_end_work();
-	E.loaded = true;
+	eng->definitions_relid = get_relname_relid("definitions", nsp);
+	eng->requests_relid = get_relname_relid("requests", nsp);
+	load_definitions(eng, flusso_capture_confirmed(), false, fresh_slot);
+	set_watches(eng);
+	eng_end_work(eng);
+	eng->loaded = true;
 	ereport(LOG, (errmsg("flusso is syncing %d index(es) from slot \"%s\" at %X/%X into %s",
-						 E.nix, flusso_capture_slot_name(),
-						 LSN_FORMAT_ARGS(flusso_capture_confirmed()), E.sink->name)));
+						 eng->nix, flusso_capture_slot_name(),
+						 LSN_FORMAT_ARGS(flusso_capture_confirmed()), eng->sink->name)));
 }
 
 /* Copy strings into a list in TopMemoryContext: requests outlive steps and reloads. */
@@ -589,15 +591,15 @@ copy_requests(List *to, List *from)
 
 /* flusso.wait_synced(refresh => true): every live index made searchable now. */
 static char *
-refresh_all(void)
+refresh_all(Engine *eng)
 {
 	char	   *error = NULL;
 	int			i;
 
-	for (i = 0; i < E.nix && error == NULL; i++)
+	for (i = 0; i < eng->nix && error == NULL; i++)
 	{
-		if (flusso_index_active(E.ix[i]) && E.ix[i]->live_gen != 0)
-			error = E.sink->refresh(E.ix[i]->name);
+		if (flusso_index_active(eng->ix[i]) && eng->ix[i]->live_gen != 0)
+			error = eng->sink->refresh(eng->ix[i]->name);
 	}
 	return error;
 }
@@ -607,25 +609,25 @@ refresh_all(void)
  * refresh (no name).
  */
 void
-eng_take_requests(void)
+eng_take_requests(Engine *eng)
 {
 	ListCell   *lc;
 	List	   *keep = NIL;
-	bool		caught_up = E.reload_lsn == InvalidXLogRecPtr && flusso_capture_round()->reached_end;
+	bool		caught_up = eng->reload_lsn == InvalidXLogRecPtr && flusso_capture_round()->reached_end;
 
-	E.requests = copy_requests(E.requests, flusso_status_take_requests(MyDatabaseId));
-	if (E.requests == NIL)
+	eng->requests = copy_requests(eng->requests, flusso_status_take_requests(MyDatabaseId));
+	if (eng->requests == NIL)
 		return;
-	eng_begin_work("flusso: reindex requested");
-	foreach(lc, E.requests)
+	eng_begin_work(eng, "flusso: reindex requested");
+	foreach(lc, eng->requests)
 	{
 		char	   *req = lfirst(lc);
 		uint32		id = (uint32) strtoul(req, NULL, 10);
 		char	   *name = strchr(req, ' ') + 1;
-		IndexRuntime *ix = eng_find_index(name);
+		IndexRuntime *ix = eng_find_index(eng, name);
 
 		if (name[0] == '\0')
-			flusso_status_finish_request(id, 0, refresh_all());
+			flusso_status_finish_request(id, 0, refresh_all(eng));
 		else if (ix && ix->def && ix->paused)
 			flusso_status_finish_request(id, 0, psprintf("index \"%s\" is paused; flusso.resume('%s') rebuilds it",
 														 name, name));
@@ -640,10 +642,10 @@ eng_take_requests(void)
 			keep = lappend(keep, req);	/* created but not loaded yet */
 	}
 	keep = copy_requests(NIL, keep);
-	list_free_deep(E.requests);
-	E.requests = keep;
-	eng_save_dirty();
-	eng_end_work();
+	list_free_deep(eng->requests);
+	eng->requests = keep;
+	eng_save_dirty(eng);
+	eng_end_work(eng);
 }
 
 /*
@@ -651,17 +653,17 @@ eng_take_requests(void)
  * round and reload, so the definitions are compiled again by name.
  */
 void
-eng_check_ddl(void)
+eng_check_ddl(Engine *eng)
 {
 	bool		changed;
 
-	if (!flusso_ddl_touched() || E.ddl_reload || E.reload_lsn != InvalidXLogRecPtr)
+	if (!flusso_ddl_touched() || eng->ddl_reload || eng->reload_lsn != InvalidXLogRecPtr)
 		return;
-	eng_begin_work("flusso: checking altered tables");
+	eng_begin_work(eng, "flusso: checking altered tables");
 	changed = flusso_ddl_changed();
-	eng_end_work();
+	eng_end_work(eng);
 	if (!changed)
 		return;
 	ereport(LOG, (errmsg("flusso: a table an index reads was altered; the definitions are checked again")));
-	E.ddl_reload = true;
+	eng->ddl_reload = true;
 }

@@ -1,11 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * pipeline.h
- *	  The pipeline's shared state and helpers, for its own files only
- *	  (engine.c, loader.c, rounds.c, batches.c, backfill.c, ship.c).
+ *	  The bottom of the pipeline: the engine's state, the live batch, and
+ *	  the helpers every stage shares (pipeline.c).
  *
- * The worker process runs one pipeline: its state is one process-local
- * struct, E.  Nothing here is in shared memory.
+ * The worker process runs one pipeline, whose state is one process-local
+ * Engine that engine.c owns and hands to every stage as eng.  Nothing here
+ * is in shared memory.  The stages sit above this file, each with its own
+ * header, and call downward only:
+ *	engine.c	the step and the entry points
+ *	loader.c, rounds.c, backfill.c	definitions; decoded rounds; builds
+ *	batches.c	live batches, and building a list of documents
+ *	ship.c		bulk requests and their outcomes
+ *	policy.c	failure policies and dead letters
+ *	pipeline.c	this header's functions
+ * A stage that must tell one above it something takes a callback
+ * (Engine.chunk_acked).
  *
  *-------------------------------------------------------------------------
  */
@@ -14,13 +24,12 @@
 
 #include "lib/ilist.h"
 
-#include "pipeline/resolve.h"
-
 #include "capture/capture.h"
 #include "pipeline/indexes.h"
+#include "pipeline/resolve.h"
 #include "sink/bulk.h"
 #include "sink/sink.h"
-#include "status/status.h"
+#include "status/observer.h"
 
 /* The documents of one closed round (or of a dead-letter retry). */
 typedef struct LiveBatch
@@ -42,36 +51,12 @@ typedef struct LiveBatch
 	TimestampTz oldest_commit;	/* of its oldest change, for lag */
 } LiveBatch;
 
-typedef struct Engine
+/* Images of one watch whose resolution waits for a lock. */
+typedef struct DeferredImages
 {
-	bool		loaded;
-	const FlussoSink *sink;
-	MemoryContext cxt;			/* index runtimes: reset on reload */
-	MemoryContext batches_cxt;
-	IndexRuntime **ix;
-	int			nix;
-	Oid			definitions_relid;
-	Oid			requests_relid;
-	dlist_head	batches;		/* live batches, oldest first */
-	int			nbatches;
-	dlist_head	flight;			/* requests sent, not yet completed */
-	BulkRequest *retries;		/* waiting for their backoff */
-	int			nretries;
-	int			in_flight;
-	TimestampTz round_started;
-	TimestampTz next_lag_poll;
-	XLogRecPtr	marker_lsn;
-	int64		captured_reported;
-	bool		os_failing;
-	TimestampTz last_log;
-	List	   *dead_letters;	/* rows to insert, in cxt */
-	List	   *settled_letters;	/* SettledLetters: dead letters to delete, in cxt */
-	int			backfill_turn;
-	XLogRecPtr	reload_lsn;		/* a control change waits for the pipeline to drain */
-	TimestampTz lag_warned_at;
-	List	   *requests;		/* reindex requests not handled yet */
-	bool		ddl_reload;		/* a watched table was altered: reload at round end */
-} Engine;
+	FlussoWatch *watch;
+	List	   *images;			/* of char *[watch->ncols], in the batch's memory */
+} DeferredImages;
 
 /* Documents of an index with dead letters that OpenSearch has since acknowledged. */
 typedef struct SettledLetters
@@ -81,36 +66,55 @@ typedef struct SettledLetters
 	TimestampTz sent_at;		/* only dead letters older than this go */
 } SettledLetters;
 
-/* Images of one watch whose resolution waits for a lock. */
-typedef struct DeferredImages
+/* The state of one database's pipeline, its fields grouped by lifetime. */
+typedef struct Engine
 {
-	FlussoWatch *watch;
-	List	   *images;			/* of char *[watch->ncols], in the batch's memory */
-} DeferredImages;
+	/* the process's: set by flusso_engine_init() */
+	MemoryContext cxt;			/* index runtimes: reset on every (re)load */
+	MemoryContext batches_cxt;	/* live batches and bulk requests */
+	/* backfill.c's, called by ship.c when a chunk's last request is settled */
+	void		(*chunk_acked) (struct Engine *eng, BackfillChunk *chunk);
+	char	   *role;			/* flusso.role the indexes were loaded with */
 
-/* Put documents of one index into requests of at most batch_size / batch_bytes. */
-typedef struct Builder
-{
-	BulkOwnerKind kind;
-	void	   *owner;
-	MemoryContext cxt;
-	List	   *requests;
-	BulkRequest *current;
-} Builder;
+	/* the definitions: set by every (re)load (loader.c) */
+	bool		loaded;
+	const FlussoSink *sink;
+	IndexRuntime **ix;
+	int			nix;
+	Oid			definitions_relid;
+	Oid			requests_relid;
 
-/* Where a builder stood, to take back what a failed build added. */
-typedef struct BuilderMark
-{
-	int			nrequests;
-	int			nitems;
-	int			len;
-} BuilderMark;
+	/* in flight: dropped by eng_reset_pipeline(), replayed from the slot */
+	dlist_head	batches;		/* live batches, oldest first */
+	int			nbatches;
+	dlist_head	flight;			/* requests sent, not yet completed */
+	int			in_flight;
+	BulkRequest *retries;		/* waiting for their backoff */
+	int			nretries;
+	List	   *dead_letters;	/* rows to insert, in cxt */
+	List	   *settled_letters;	/* SettledLetters: dead letters to delete, in cxt */
+
+	/* the stream */
+	TimestampTz round_started;
+	XLogRecPtr	marker_lsn;
+	XLogRecPtr	reload_lsn;		/* a control change waits for the pipeline to drain */
+	bool		ddl_reload;		/* a watched table was altered: reload at round end */
+	List	   *requests;		/* reindex requests not handled yet */
+	int			backfill_turn;
+
+	/* the outside world, as last seen */
+	bool		search_failing; /* the search engine failed a whole request */
+	TimestampTz last_probe;		/* of the search engine, while it failed */
+	TimestampTz next_lag_poll;
+	TimestampTz lag_warned_at;
+	TimestampTz last_log;		/* of eng_log_limited() */
+
+	/* the unit of work in progress: eng_begin_work() to eng_end_work() */
+	MemoryContext work_caller_cxt;
+} Engine;
 
 /* Live batches held at once at most (a lock wait must not hold the WAL in memory). */
 #define MAX_LIVE_BATCHES 64
-
-extern Engine flusso_engine_state;
-#define E flusso_engine_state
 
 /*
  * A round closes at this many images (four batches' worth): when changes
@@ -119,56 +123,30 @@ extern Engine flusso_engine_state;
  */
 #define ROUND_IMAGES (4 * flusso_batch_size)
 
-/* engine.c: transactions and small helpers */
+/*
+ * A unit of work: one transaction, SPI connected, a snapshot pushed.
+ * eng_end_work() commits and goes back to the memory context current at
+ * eng_begin_work().  eng_begin_transaction() starts the transaction alone.
+ */
+extern void eng_begin_transaction(Engine *eng);
+extern void eng_begin_work(Engine *eng, const char *what);
+extern void eng_end_work(Engine *eng);
+
+/* Save the durable state of every index that changed (inside a transaction). */
+extern void eng_save_dirty(Engine *eng);
+
+extern IndexRuntime *eng_find_index(Engine *eng, const char *name);
+
+/* Drop everything in flight; what it held is replayed from the slot. */
+extern void eng_reset_pipeline(Engine *eng);
+
+/* Forget the dead letters not written yet, and the settled ones. */
+extern void eng_free_dead_letters(Engine *eng);
+
+/* A retry's wait: doubling from 100 ms up to flusso.retry_max_interval, with jitter. */
 extern long eng_backoff_ms(int attempts);
-extern void eng_begin_transaction(void);
-extern void eng_begin_work(const char *what);
-extern void eng_end_work(void);
-extern IndexRuntime *eng_find_index(const char *name);
-extern void eng_log_limited(int level, const char *fmt, const char *arg);
-extern void eng_reset_pipeline(void);
-extern void eng_save_dirty(void);
 
-/* loader.c: definitions, requests, DDL */
-extern void eng_check_ddl(void);
-extern bool eng_drained(void);
-extern void eng_forget_indexes(void);
-extern void eng_load(void);
-extern void eng_reload(XLogRecPtr lsn);
-extern void eng_take_requests(void);
-
-/* rounds.c: decoding into rounds */
-extern bool eng_decode_step(void);
-
-/* batches.c: live batches, and building a list of documents */
-extern bool eng_build_live_chunk(LiveBatch *b);
-extern bool eng_build_ids(IndexRuntime *ix, List *ids, Builder *bld, uint64 version,
-						  bool build_only, int64 *documents);
-extern void eng_confirm_done_batches(void);
-extern LiveBatch *eng_new_batch(XLogRecPtr end_lsn, bool confirm);
-extern LiveBatch *eng_unbuilt_batch(void);
-extern void eng_report_lag(void);
-
-/* backfill.c: builds */
-extern bool eng_backfill_step(void);
-extern void eng_chunk_acked(BackfillChunk *chunk);
-extern void eng_finish_builds(void);
-extern void eng_rebuild_vanished(void);
-
-/* ship.c: bulk requests and their outcomes */
-extern void eng_builder_add_row(Builder *bld, IndexRuntime *ix, Datum id, Datum doc, bool doc_null,
-								uint64 version, bool build_only);
-extern void eng_builder_mark(Builder *bld, BuilderMark *mark);
-extern void eng_builder_rollback(Builder *bld, const BuilderMark *mark);
-extern int	eng_builder_send(Builder *bld);
-extern void eng_reject(IndexRuntime *ix, int generation, const char *id, const char *error,
-					   const char *public_error, const char *doc, size_t doclen);
-extern void eng_collect_completions(void);
-extern void eng_drop_retired(void);
-extern void eng_flush_dead_letters(void);
-extern void eng_free_dead_letters(void);
-extern long eng_next_retry_ms(void);
-extern void eng_probe_opensearch(void);
-extern void eng_send_due_retries(void);
+/* A log line at most every 10 s; arg is redacted. */
+extern void eng_log_limited(Engine *eng, int level, const char *fmt, const char *arg);
 
 #endif							/* FLUSSO_PIPELINE_H */

@@ -22,9 +22,10 @@
 #include "utils/snapmgr.h"
 
 #include "base/settings.h"
+#include "pipeline/batches.h"
 #include "pipeline/indexrun.h"
-#include "pipeline/pipeline.h"
 #include "pipeline/resolve.h"
+#include "pipeline/rounds.h"
 
 /* ---- rounds ---- */
 
@@ -81,14 +82,14 @@ defer(LiveBatch *b, int index, FlussoWatch *w, List *images)
 }
 
 static void
-resolve_rel(CaptureRel *cr, LiveBatch *b)
+resolve_rel(Engine *eng, CaptureRel *cr, LiveBatch *b)
 {
 	ListCell   *lc;
 
 	foreach(lc, cr->watches)
 	{
 		CaptureUse *use = lfirst(lc);
-		IndexRuntime *ix = E.ix[use->index];
+		IndexRuntime *ix = eng->ix[use->index];
 		List	   *images;
 		FlussoError error;
 
@@ -114,14 +115,14 @@ resolve_rel(CaptureRel *cr, LiveBatch *b)
 
 /* Resolve the round's images into the batch's document ids. */
 static void
-resolve_round(CaptureRound *round, LiveBatch *b)
+resolve_round(Engine *eng, CaptureRound *round, LiveBatch *b)
 {
 	ListCell   *lc;
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 		b->keys[i] = flusso_keyset_create(b->cxt);
-	eng_begin_transaction();
+	eng_begin_transaction(eng);
 	wait_visible(round);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -132,23 +133,23 @@ resolve_round(CaptureRound *round, LiveBatch *b)
 		CaptureRel *cr = lfirst(lc);
 
 		if (cr->images != NIL)
-			resolve_rel(cr, b);
+			resolve_rel(eng, cr, b);
 	}
-	eng_save_dirty();
-	eng_end_work();
-	for (i = 0; i < E.nix; i++)
+	eng_save_dirty(eng);
+	eng_end_work(eng);
+	for (i = 0; i < eng->nix; i++)
 		b->ids[i] = flusso_keyset_ids(b->keys[i]);
 }
 
 static void
-start_rebuilds(CaptureRound *round)
+start_rebuilds(Engine *eng, CaptureRound *round)
 {
 	int			i;
 
-	eng_begin_work("flusso: starting rebuilds");
-	for (i = 0; i < E.nix; i++)
+	eng_begin_work(eng, "flusso: starting rebuilds");
+	for (i = 0; i < eng->nix; i++)
 	{
-		IndexRuntime *ix = E.ix[i];
+		IndexRuntime *ix = eng->ix[i];
 		ListCell   *lc;
 		bool		hit = false;
 
@@ -159,40 +160,40 @@ start_rebuilds(CaptureRound *round)
 		if (hit)
 			flusso_index_start_build(ix, round->end_lsn, round->rebuild_reason);
 	}
-	eng_save_dirty();
-	eng_end_work();
+	eng_save_dirty(eng);
+	eng_end_work(eng);
 }
 
 static void
-close_round(void)
+close_round(Engine *eng)
 {
 	CaptureRound *round = flusso_capture_round();
-	LiveBatch  *b = eng_new_batch(round->end_lsn, true);
+	LiveBatch  *b = eng_new_batch(eng, round->end_lsn, true);
 	bool		control = round->control_changed;
 
 	b->nchanges = round->nchanges;
 	b->oldest_commit = round->oldest_commit;
 	if (round->nimages > 0)
-		resolve_round(round, b);
+		resolve_round(eng, round, b);
 	if (round->rebuild_relids != NIL)
-		start_rebuilds(round);
+		start_rebuilds(eng, round);
 	flusso_capture_reset_round();
-	E.round_started = 0;
-	if (control || E.ddl_reload)
-		E.reload_lsn = b->end_lsn;
-	E.ddl_reload = false;
-	eng_report_lag();			/* at once: building it may take a while */
+	eng->round_started = 0;
+	if (control || eng->ddl_reload)
+		eng->reload_lsn = b->end_lsn;
+	eng->ddl_reload = false;
+	eng_report_lag(eng);		/* at once: building it may take a while */
 }
 
 static bool
-pipeline_idle(void)
+pipeline_idle(Engine *eng)
 {
-	return E.in_flight == 0 && E.nretries == 0 && eng_unbuilt_batch() == NULL;
+	return eng->in_flight == 0 && eng->nretries == 0 && eng_unbuilt_batch(eng) == NULL;
 }
 
 /* Decode more WAL; close the round when it is ready.  True if work was done. */
 bool
-eng_decode_step(void)
+eng_decode_step(Engine *eng)
 {
 	CaptureRound *round = flusso_capture_round();
 	int64		before = round->nchanges;
@@ -202,25 +203,25 @@ eng_decode_step(void)
 	if (round->nchanges > before)
 		flusso_observer->on_changes_captured(round->nchanges - before);
 	now = GetCurrentTimestamp();
-	if (round->nimages > 0 && E.round_started == 0)
-		E.round_started = now;
-	if (round->control_changed || round->rebuild_relids != NIL || E.ddl_reload ||
+	if (round->nimages > 0 && eng->round_started == 0)
+		eng->round_started = now;
+	if (round->control_changed || round->rebuild_relids != NIL || eng->ddl_reload ||
 		round->nimages >= ROUND_IMAGES ||
 		(round->reached_end && round->nimages > 0 &&
-		 (pipeline_idle() || TimestampDifferenceExceeds(E.round_started, now, flusso_flush_interval))))
+		 (pipeline_idle(eng) || TimestampDifferenceExceeds(eng->round_started, now, flusso_flush_interval))))
 	{
-		close_round();
+		close_round(eng);
 		return true;
 	}
-	if (round->reached_end && round->nimages == 0 && round->end_lsn > E.marker_lsn)
+	if (round->reached_end && round->nimages == 0 && round->end_lsn > eng->marker_lsn)
 	{
-		LiveBatch  *marker = eng_new_batch(round->end_lsn, true);
+		LiveBatch  *marker = eng_new_batch(eng, round->end_lsn, true);
 
 		marker->nchanges = round->nchanges;
 		marker->built = true;
-		E.marker_lsn = round->end_lsn;
+		eng->marker_lsn = round->end_lsn;
 		flusso_capture_reset_round();
-		eng_confirm_done_batches();
+		eng_confirm_done_batches(eng);
 	}
 	return !round->reached_end;
 }

@@ -1,15 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * ship.c
- *	  Shipping documents: bulk requests, completions, retries, policies.
+ *	  Shipping documents: bulk requests, completions, retries.
  *
  * Turning built documents into _bulk requests of at most flusso.batch_size
  * documents and flusso.batch_bytes bytes, sending them through the sink,
  * and handling what comes back: 429/5xx and transport failures are
  * retried with backoff (a whole request or only its failed items), a 413
  * splits the request, a rejected document goes to its index's failure
- * policy (stop, skip, dead_letter).  A request is done for its owner (a
- * live batch or a backfill chunk) once nothing of it is left to retry.
+ * policy (policy.c).  A request is done for its owner (a live batch or a
+ * backfill chunk) once nothing of it is left to retry; a backfill chunk
+ * all of whose requests are done is handed to the callback its stage
+ * supplied (Engine.chunk_acked).
+ *
+ * It must not build documents nor call up into the stages that send
+ * (batches.c, backfill.c): they hand it builders and take its callbacks.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,18 +25,18 @@
 #include "utils/builtins.h"
 
 #include "base/settings.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/policy.h"
+#include "pipeline/ship.h"
 #include "sink/search.h"
-
 
 /* ---- sending ---- */
 
 static void
-send_request(BulkRequest *req)
+send_request(Engine *eng, BulkRequest *req)
 {
-	E.sink->send(req);
-	E.in_flight++;
-	dlist_push_tail(&E.flight, &req->flight_node);
+	eng->sink->send(req);
+	eng->in_flight++;
+	dlist_push_tail(&eng->flight, &req->flight_node);
 }
 
 static void
@@ -63,20 +68,6 @@ builder_request(Builder *bld, size_t adding)
 	return r;
 }
 
-static void
-dead_letter(IndexRuntime *ix, int generation, const char *id, const char *error,
-			const char *doc, size_t doclen)
-{
-	MemoryContext old = MemoryContextSwitchTo(E.cxt);
-	List	   *row = list_make5(pstrdup(ix->name), pstrdup(id), psprintf("%d", generation),
-								 pstrdup(error), doc ? pnstrdup(doc, doclen) : NULL);
-
-	row = lappend(row, psprintf("%u", ix->owner));
-	E.dead_letters = lappend(E.dead_letters, row);
-	ix->has_dead_letters = true;
-	MemoryContextSwitchTo(old);
-}
-
 /* One built document (doc NULL: a delete) to every generation that takes it. */
 static void
 builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, size_t len,
@@ -90,7 +81,7 @@ builder_add(Builder *bld, IndexRuntime *ix, const char *id, const char *doc, siz
 		char	   *why = psprintf("the document is %zu bytes, more than flusso.batch_bytes (%d)",
 								   len, flusso_batch_bytes);
 
-		eng_reject(ix, gens[0] ? gens[0] : gens[1], id, why, why, NULL, 0);
+		eng_reject(bld->eng, ix, gens[0] ? gens[0] : gens[1], id, why, why, NULL, 0);
 		return;
 	}
 	for (g = 0; g < 2; g++)
@@ -165,193 +156,43 @@ eng_builder_send(Builder *bld)
 			continue;
 		}
 		owner_add_pending(r, 1);
-		send_request(r);
+		send_request(bld->eng, r);
 		n++;
 	}
-	/* the requests are E.flight's now; the list was in bld->cxt, long-lived */
+	/* the requests are eng->flight's now; the list was in bld->cxt, long-lived */
 	list_free(bld->requests);
 	bld->requests = NIL;
 	bld->current = NULL;
 	return n;
 }
 
-/* ---- failure policies ---- */
-
-static int
-policy_of(IndexRuntime *ix)
-{
-	return ix->def && ix->def->on_error >= 0 ? ix->def->on_error : flusso_on_error;
-}
-
-/*
- * A document that cannot be written goes to its index's failure policy.
- * error may carry row values; public_error (what pg_monitor sees) must not.
- */
-void
-eng_reject(IndexRuntime *ix, int generation, const char *id, const char *error,
-		   const char *public_error, const char *doc, size_t doclen)
-{
-	char	   *message = psprintf("document \"%s\" of index \"%s\" rejected: %s", id, ix->name, error);
-	char	   *public_message = psprintf("a document of index \"%s\" was rejected: %s", ix->name,
-										  public_error);
-
-	switch (policy_of(ix))
-	{
-		case FLUSSO_ON_ERROR_STOP:
-			flusso_index_set_error_public(ix, message, public_message, true);
-			break;
-		case FLUSSO_ON_ERROR_SKIP:
-			flusso_observer->on_error(ix->name, message, public_message);
-			eng_log_limited(LOG, "flusso skipped a document: %s", message);
-			break;
-		case FLUSSO_ON_ERROR_DEAD_LETTER:
-			flusso_observer->on_error(ix->name, message, public_message);
-			dead_letter(ix, generation, id, error, doc, doclen);
-			break;
-	}
-}
-
-/* The error type of an engine's "type: reason": what may be shown without row values. */
-static char *
-error_type(const char *error)
-{
-	const char *colon = error ? strchr(error, ':') : NULL;
-
-	if (error == NULL)
-		return pstrdup("rejected");
-	return colon ? pnstrdup(error, colon - error) : pstrdup(error);
-}
-
-/* Forget the settled letters (in E.cxt). */
-static void
-free_settled_letters(void)
-{
-	ListCell   *lc;
-
-	foreach(lc, E.settled_letters)
-	{
-		SettledLetters *s = lfirst(lc);
-
-		pfree(s->index);
-		list_free_deep(s->ids);
-		pfree(s);
-	}
-	list_free(E.settled_letters);
-	E.settled_letters = NIL;
-}
-
-/* Delete the dead letters of documents OpenSearch has since acknowledged. */
-static void
-delete_settled_letters(void)
-{
-	ListCell   *lc;
-
-	foreach(lc, E.settled_letters)
-	{
-		SettledLetters *s = lfirst(lc);
-		Oid			types[3] = {TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID};
-		Datum		values[3];
-		Datum	   *ids = palloc(sizeof(Datum) * list_length(s->ids));
-		ListCell   *ic;
-		int			n = 0;
-
-		foreach(ic, s->ids)
-			ids[n++] = CStringGetTextDatum(lfirst(ic));
-		values[0] = CStringGetTextDatum(s->index);
-		values[1] = PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT));
-		values[2] = TimestampTzGetDatum(s->sent_at);
-		if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1 "
-								  "AND document_id OPERATOR(pg_catalog.=) ANY ($2) "
-								  "AND failed_at OPERATOR(pg_catalog.<) $3",
-								  3, types, values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete from flusso.dead_letters");
-	}
-	free_settled_letters();
-}
-
-/* Forget the dead letters not written yet, and the settled ones (they are in E.cxt). */
-void
-eng_free_dead_letters(void)
-{
-	ListCell   *lc;
-
-	foreach(lc, E.dead_letters)
-	{
-		List	   *row = lfirst(lc);
-		ListCell   *field;
-
-		foreach(field, row)
-		{
-			if (lfirst(field))
-				pfree(lfirst(field));
-		}
-		list_free(row);
-	}
-	list_free(E.dead_letters);
-	E.dead_letters = NIL;
-	free_settled_letters();
-}
-
-void
-eng_flush_dead_letters(void)
-{
-	ListCell   *lc;
-
-	delete_settled_letters();
-	if (E.dead_letters == NIL)
-		return;
-	foreach(lc, E.dead_letters)
-	{
-		List	   *row = lfirst(lc);
-		Oid			types[6] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, REGROLEOID};
-		Datum		values[6];
-		char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-
-		values[0] = CStringGetTextDatum(list_nth(row, 0));
-		values[1] = CStringGetTextDatum(list_nth(row, 1));
-		values[2] = Int32GetDatum(atoi(list_nth(row, 2)));
-		values[3] = CStringGetTextDatum(list_nth(row, 3));
-		nulls[4] = list_nth(row, 4) ? ' ' : 'n';
-		values[4] = list_nth(row, 4) ? CStringGetTextDatum(list_nth(row, 4)) : (Datum) 0;
-		values[5] = ObjectIdGetDatum(atooid(list_nth(row, 5)));
-		/* a document rejected again replaces its earlier dead letter */
-		if (SPI_execute_with_args("DELETE FROM flusso.dead_letters WHERE index_name OPERATOR(pg_catalog.=) $1 "
-								  "AND document_id OPERATOR(pg_catalog.=) $2",
-								  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
-			elog(ERROR, "could not delete from flusso.dead_letters");
-		if (SPI_execute_with_args("INSERT INTO flusso.dead_letters (index_name, document_id, generation, error, body, owner) "
-								  "VALUES ($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not insert into flusso.dead_letters");
-	}
-	eng_free_dead_letters();
-}
-
 /* ---- completions ---- */
 
 static void
-schedule_retry(BulkRequest *req)
+schedule_retry(Engine *eng, BulkRequest *req)
 {
 	req->attempts++;
 	req->not_before = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), eng_backoff_ms(req->attempts));
-	req->next = E.retries;
-	E.retries = req;
-	E.nretries++;
+	req->next = eng->retries;
+	eng->retries = req;
+	eng->nretries++;
 }
 
+/* A whole request failed (the search engine is away), or one came back. */
 static void
-note_opensearch(BulkRequest *req)
+note_search_outcome(Engine *eng, BulkRequest *req)
 {
 	if (req->whole_retry && req->failure)
 	{
-		if (!E.os_failing)
+		if (!eng->search_failing)
 			flusso_observer->on_opensearch(FLUSSO_OS_UNREACHABLE, NULL, req->failure);
 		flusso_observer->on_error(NULL, req->failure, NULL);
-		eng_log_limited(LOG, "flusso: %s; retrying with backoff", req->failure);
-		E.os_failing = true;
+		eng_log_limited(eng, LOG, "flusso: %s; retrying with backoff", req->failure);
+		eng->search_failing = true;
 	}
-	else if (E.os_failing && !req->whole_retry)
+	else if (eng->search_failing && !req->whole_retry)
 	{
-		E.os_failing = false;
+		eng->search_failing = false;
 		(void) flusso_os_ping();
 	}
 }
@@ -363,14 +204,14 @@ is_retry(BulkItem *item)
 }
 
 static void
-owner_done_one(BulkRequest *req)
+owner_done_one(Engine *eng, BulkRequest *req)
 {
 	if (req->kind == BULK_BACKFILL)
 	{
 		BackfillChunk *chunk = req->owner;
 
 		if (--chunk->pending == 0 && chunk->built)
-			eng_chunk_acked(chunk);
+			eng->chunk_acked(eng, chunk);
 		return;
 	}
 	((LiveBatch *) req->owner)->pending--;
@@ -393,36 +234,27 @@ settle_missing_index(IndexRuntime *ix, BulkItem *item)
 	item->outcome = BULK_ITEM_OK;
 }
 
-/*
- * Documents of an index with dead letters that OpenSearch acknowledged:
- * their dead letters, older than this request, are settled.
- */
-static void
-settle_letters(BulkRequest *req, IndexRuntime *ix, List *ids)
+/* The error type of an engine's "type: reason": what may be shown without row values. */
+static char *
+error_type(const char *error)
 {
-	MemoryContext old = MemoryContextSwitchTo(E.cxt);
-	SettledLetters *s = palloc(sizeof(SettledLetters));
-	ListCell   *lc;
+	const char *colon = error ? strchr(error, ':') : NULL;
 
-	s->index = pstrdup(ix->name);
-	s->ids = NIL;
-	foreach(lc, ids)
-		s->ids = lappend(s->ids, pstrdup(lfirst(lc)));
-	s->sent_at = req->sent_at;
-	E.settled_letters = lappend(E.settled_letters, s);
-	MemoryContextSwitchTo(old);
+	if (error == NULL)
+		return pstrdup("rejected");
+	return colon ? pnstrdup(error, colon - error) : pstrdup(error);
 }
 
 static void
-count_items(BulkRequest *req)
+count_items(Engine *eng, BulkRequest *req)
 {
-	List	  **acked = palloc0(sizeof(List *) * Max(1, E.nix));
+	List	  **acked = palloc0(sizeof(List *) * Max(1, eng->nix));
 	int			i;
 
 	for (i = 0; i < req->nitems; i++)
 	{
 		BulkItem   *item = &req->items[i];
-		IndexRuntime *ix = item->index < E.nix ? E.ix[item->index] : NULL;
+		IndexRuntime *ix = item->index < eng->nix ? eng->ix[item->index] : NULL;
 
 		if (ix != NULL && item->outcome != BULK_ITEM_OK &&
 			item->generation != ix->live_gen && item->generation != ix->build_gen)
@@ -433,7 +265,7 @@ count_items(BulkRequest *req)
 			item->error && strstr(item->error, "index_not_found_exception"))
 			settle_missing_index(ix, item);
 		if (item->outcome == BULK_ITEM_REJECTED)
-			eng_reject(ix, item->generation, item->id, item->error, error_type(item->error),
+			eng_reject(eng, ix, item->generation, item->id, item->error, error_type(item->error),
 					   req->body.data + item->doc, item->is_delete ? 0 : item->end - item->doc - 1);
 		if (item->outcome == BULK_ITEM_OK && ix->has_dead_letters)
 			acked[item->index] = lappend(acked[item->index], item->id);
@@ -448,27 +280,27 @@ count_items(BulkRequest *req)
 				s->deleted++;	/* a delete of a document never written is not counted */
 		}
 	}
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
 		if (acked[i] != NIL)
-			settle_letters(req, E.ix[i], acked[i]);
+			eng_settle_letters(eng, eng->ix[i], acked[i], req->sent_at);
 	}
 }
 
 static void
-handle_done(BulkRequest *req)
+handle_done(Engine *eng, BulkRequest *req)
 {
 	int			retry_items = 0;
 	int			i;
 
-	E.in_flight--;
+	eng->in_flight--;
 	dlist_delete(&req->flight_node);
-	note_opensearch(req);
+	note_search_outcome(eng, req);
 	if (!req->whole_retry)
 		flusso_observer->on_bulk_latency(req->elapsed_ms);
 	if (req->whole_retry)
 	{
-		schedule_retry(req);
+		schedule_retry(eng, req);
 		return;
 	}
 	if (req->too_large && req->nitems > 1)
@@ -477,8 +309,8 @@ handle_done(BulkRequest *req)
 		BulkRequest *b = flusso_bulk_subset(req, NULL, req->nitems / 2, req->nitems);
 
 		owner_add_pending(req, 1);
-		schedule_retry(a);
-		schedule_retry(b);
+		schedule_retry(eng, a);
+		schedule_retry(eng, b);
 		flusso_bulk_free(req);
 		return;
 	}
@@ -487,7 +319,7 @@ handle_done(BulkRequest *req)
 		req->items[0].outcome = BULK_ITEM_REJECTED;
 		req->items[0].error = pstrdup("HTTP 413: the document is larger than OpenSearch's http.max_content_length");
 	}
-	count_items(req);
+	count_items(eng, req);
 	for (i = 0; i < req->nitems; i++)
 		retry_items += is_retry(&req->items[i]);
 	if (retry_items > 0)
@@ -497,48 +329,48 @@ handle_done(BulkRequest *req)
 
 		while (!is_retry(first))
 			first++;
-		eng_log_limited(LOG, "flusso: OpenSearch asked to retry documents (%s); retrying with backoff",
-					psprintf("%d of %d, the first: HTTP %d %s", retry_items, req->nitems,
-							 first->status, first->error ? first->error : ""));
+		eng_log_limited(eng, LOG, "flusso: OpenSearch asked to retry documents (%s); retrying with backoff",
+						psprintf("%d of %d, the first: HTTP %d %s", retry_items, req->nitems,
+								 first->status, first->error ? first->error : ""));
 		sub = flusso_bulk_subset(req, is_retry, 0, req->nitems);
 		owner_add_pending(req, 1);
-		schedule_retry(sub);
+		schedule_retry(eng, sub);
 	}
-	owner_done_one(req);
+	owner_done_one(eng, req);
 	flusso_bulk_free(req);
 }
 
 /* Write what completions left to record: dead letters, index state. */
 static void
-record_outcomes(void)
+record_outcomes(Engine *eng)
 {
 	int			i;
-	bool		dirty = E.dead_letters != NIL || E.settled_letters != NIL;
+	bool		dirty = eng->dead_letters != NIL || eng->settled_letters != NIL;
 
-	for (i = 0; i < E.nix && !dirty; i++)
-		dirty = E.ix[i]->dirty;
+	for (i = 0; i < eng->nix && !dirty; i++)
+		dirty = eng->ix[i]->dirty;
 	if (!dirty)
 		return;
-	eng_begin_work("flusso: recording outcomes");
-	eng_flush_dead_letters();
-	eng_save_dirty();
-	eng_end_work();
+	eng_begin_work(eng, "flusso: recording outcomes");
+	eng_flush_dead_letters(eng);
+	eng_save_dirty(eng);
+	eng_end_work(eng);
 }
 
 void
-eng_collect_completions(void)
+eng_collect_completions(Engine *eng)
 {
 	BulkRequest *req;
 
-	while ((req = E.sink->next_done()) != NULL)
-		handle_done(req);
-	record_outcomes();
+	while ((req = eng->sink->next_done()) != NULL)
+		handle_done(eng, req);
+	record_outcomes(eng);
 }
 
 void
-eng_send_due_retries(void)
+eng_send_due_retries(Engine *eng)
 {
-	BulkRequest **p = &E.retries;
+	BulkRequest **p = &eng->retries;
 	TimestampTz now = GetCurrentTimestamp();
 
 	while (*p)
@@ -551,9 +383,9 @@ eng_send_due_retries(void)
 			continue;
 		}
 		*p = req->next;
-		E.nretries--;
+		eng->nretries--;
 		req->next = NULL;
-		send_request(req);
+		send_request(eng, req);
 	}
 }
 
@@ -563,31 +395,31 @@ eng_send_due_retries(void)
  * instead of waiting out a backoff of up to flusso.retry_max_interval.
  */
 void
-eng_probe_opensearch(void)
+eng_probe_search(Engine *eng)
 {
-	static TimestampTz last_probe = 0;
 	TimestampTz now = GetCurrentTimestamp();
 	BulkRequest *req;
 
-	if (!E.os_failing || E.retries == NULL || !TimestampDifferenceExceeds(last_probe, now, 1000))
+	if (!eng->search_failing || eng->retries == NULL ||
+		!TimestampDifferenceExceeds(eng->last_probe, now, 1000))
 		return;
-	last_probe = now;
+	eng->last_probe = now;
 	if (flusso_os_ping_within(1000) != FLUSSO_OS_REACHABLE)
 		return;
-	E.os_failing = false;
-	for (req = E.retries; req; req = req->next)
+	eng->search_failing = false;
+	for (req = eng->retries; req; req = req->next)
 		req->not_before = now;
 	ereport(LOG, (errmsg("flusso: OpenSearch answers again; the waiting requests are sent now")));
 }
 
 long
-eng_next_retry_ms(void)
+eng_next_retry_ms(Engine *eng)
 {
 	BulkRequest *req;
 	long		best = -1;
 	TimestampTz now = GetCurrentTimestamp();
 
-	for (req = E.retries; req; req = req->next)
+	for (req = eng->retries; req; req = req->next)
 	{
 		long		ms = Max(0, TimestampDifferenceMilliseconds(now, req->not_before));
 
@@ -614,17 +446,18 @@ holds_generation(BulkRequest *req, int index, int generation)
 
 /* Is a write for this generation in flight or waiting to be retried? */
 static bool
-generation_in_use(IndexRuntime *ix, int generation)
+generation_in_use(void *arg, IndexRuntime *ix, int generation)
 {
+	Engine	   *eng = arg;
 	dlist_iter	it;
 	BulkRequest *req;
 
-	dlist_foreach(it, &E.flight)
+	dlist_foreach(it, &eng->flight)
 	{
 		if (holds_generation(dlist_container(BulkRequest, flight_node, it.cur), ix->num, generation))
 			return true;
 	}
-	for (req = E.retries; req; req = req->next)
+	for (req = eng->retries; req; req = req->next)
 	{
 		if (holds_generation(req, ix->num, generation))
 			return true;
@@ -634,13 +467,13 @@ generation_in_use(IndexRuntime *ix, int generation)
 
 /* Generations retired by a swap or a restarted build go once no write for them is on its way. */
 void
-eng_drop_retired(void)
+eng_drop_retired(Engine *eng)
 {
 	int			i;
 
-	for (i = 0; i < E.nix; i++)
+	for (i = 0; i < eng->nix; i++)
 	{
-		if (E.ix[i]->drop_gens != NIL)
-			flusso_index_drop_retired(E.ix[i], E.sink, generation_in_use);
+		if (eng->ix[i]->drop_gens != NIL)
+			flusso_index_drop_retired(eng->ix[i], eng->sink, generation_in_use, eng);
 	}
 }
