@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every flusso test against a real PostgreSQL (15 unless --pg) and a real OpenSearch:
+#   0. layers      (test/layers.py)                no circle between the source
+#      files, and each folder of src/ uses only the layers below it
 #   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
@@ -13,7 +15,7 @@
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--pg 15|17|18] [--only regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
+# Usage: test/check.sh [--pg 15|17|18] [--only layers|regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
 #   --pg N  PostgreSQL N (default 15).  17 and 18 run in a Debian root of
 #           their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
 #           it): flusso is built, installed and tested there, OpenSearch
@@ -39,8 +41,8 @@ while [ $# -gt 0 ]; do
 done
 tap_files=("$@")
 case $only in
-"" | regress | pgtap | tap | fault | fuzz | asan) ;;
-*) echo "check.sh: unknown layer \"$only\" (regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
+"" | layers | regress | pgtap | tap | fault | fuzz | asan) ;;
+*) echo "check.sh: unknown layer \"$only\" (layers, regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
 esac
 case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
 export PG_MAJOR
@@ -70,6 +72,15 @@ cleanup() {
 
 log "installing dependencies"
 test/install-deps.sh --pg "$PG_MAJOR"
+
+if [ -z "$only" ] || [ "$only" = layers ]; then
+	log "layers of the sources"
+	python3 test/layers.py || failed+=(layers)
+	if [ "$only" = layers ]; then
+		[ ${#failed[@]} -eq 0 ] || exit 1
+		exit 0
+	fi
+fi
 
 log "building flusso for PostgreSQL $PG_MAJOR (-Werror)"
 pg_exec make -s clean PG_CONFIG="$PG_CONFIG"
