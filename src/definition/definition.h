@@ -100,8 +100,8 @@ typedef struct IndexDef
 	List	   *key;			/* root key column names (List of char *) */
 	List	   *key_types;		/* their type OIDs (List of Oid), by defcheck */
 	int			on_error;		/* -1: the global flusso.on_error */
-	char	   *os_settings;	/* JSON text, or NULL */
-	char	   *os_mappings;	/* JSON text, or NULL */
+	char	   *index_settings;	/* JSON text, or NULL */
+	char	   *index_mappings;	/* JSON text, or NULL */
 	int			nnodes;
 	List	   *warnings;		/* of char *, from check.c */
 	Oid			owner;			/* the role its statements run as (stored) */

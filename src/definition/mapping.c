@@ -224,7 +224,7 @@ build_mappings(IndexDef *def, const char *database, int64 generation)
 {
 	json_object *mappings = json_object_new_object();
 	json_object *props = node_properties(def->root);
-	json_object *user = parse_object(def->os_mappings);
+	json_object *user = parse_object(def->index_mappings);
 	json_object *meta = json_object_new_object();
 	json_object *marker = json_object_new_object();
 
@@ -255,7 +255,7 @@ flusso_index_body(IndexDef *def, const char *database, int64 generation)
 	json_object *body = json_object_new_object();
 	char	   *text;
 
-	json_object_object_add(body, "settings", parse_object(def->os_settings));
+	json_object_object_add(body, "settings", parse_object(def->index_settings));
 	json_object_object_add(body, "mappings", build_mappings(def, database, generation));
 	text = pstrdup(json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN));
 	json_object_put(body);

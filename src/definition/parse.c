@@ -577,13 +577,13 @@ parse_opensearch(ParseState *ps, json_object *obj, IndexDef *def)
 	{
 		if (!json_object_is_type(v, json_type_object))
 			return wrong_type(ps, "opensearch.settings", v, "an object");
-		def->os_settings = pstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+		def->index_settings = pstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	}
 	if (json_object_object_get_ex(os, "mappings", &v))
 	{
 		if (!json_object_is_type(v, json_type_object))
 			return wrong_type(ps, "opensearch.mappings", v, "an object");
-		def->os_mappings = pstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+		def->index_mappings = pstrdup(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	}
 	return true;
 }

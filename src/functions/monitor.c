@@ -83,7 +83,7 @@ db_healthy(FlussoDbSlot *s)
 
 	Assert(LWLockHeldByMe(flusso_shared->lock));
 	if (s->pid == 0 || s->phase == FLUSSO_PHASE_STOPPED ||
-		(s->os_state != FLUSSO_OS_REACHABLE && s->os_state != FLUSSO_OS_DRY_RUN))
+		(s->search_state != FLUSSO_SEARCH_REACHABLE && s->search_state != FLUSSO_SEARCH_DRY_RUN))
 		return false;
 	for (i = 0; i < flusso_shared->nindexes; i++)
 	{
@@ -143,15 +143,15 @@ db_status_row(FlussoDbSlot *s, bool full_errors, Datum *values, bool *nulls)
 	nulls[i++] = synced == 0;
 	values[i] = Float8GetDatum(flushes ? pg_atomic_read_u64(&s->flush_us_total) / 1000.0 / flushes : 0);
 	nulls[i++] = flushes == 0;
-	values[i++] = CStringGetTextDatum(reachability_name(s->os_state));
-	values[i] = CStringGetTextDatum(s->os_version);
-	nulls[i++] = s->os_version[0] == '\0';
-	values[i] = CStringGetTextDatum(s->os_error);
-	nulls[i++] = s->os_error[0] == '\0';
-	values[i] = TimestampTzGetDatum(s->os_checked_at);
-	nulls[i++] = s->os_checked_at == 0;
+	values[i++] = CStringGetTextDatum(reachability_name(s->search_state));
+	values[i] = CStringGetTextDatum(s->search_version);
+	nulls[i++] = s->search_version[0] == '\0';
+	values[i] = CStringGetTextDatum(s->search_error);
+	nulls[i++] = s->search_error[0] == '\0';
+	values[i] = TimestampTzGetDatum(s->search_checked_at);
+	nulls[i++] = s->search_checked_at == 0;
 	values[i] = BoolGetDatum(s->tls_verify);
-	nulls[i++] = s->os_checked_at == 0;
+	nulls[i++] = s->search_checked_at == 0;
 	values[i] = Float8GetDatum(lag_seconds(s->oldest_unacked));
 	nulls[i++] = s->pid == 0;
 	values[i++] = BoolGetDatum(s->lag_warning);
@@ -685,7 +685,7 @@ db_metric_value(FlussoDbSlot *s, int m)
 		case 9:
 			return s->lag_warning;
 		case 10:
-			return s->os_state == FLUSSO_OS_REACHABLE;
+			return s->search_state == FLUSSO_SEARCH_REACHABLE;
 		case 11:
 			return s->pid ? (GetCurrentTimestamp() - s->started_at) / 1000000.0 : 0;
 		default:

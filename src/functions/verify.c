@@ -150,7 +150,7 @@ arg_text(FunctionCallInfo fcinfo, int i)
 /* ---- OpenSearch ---- */
 
 /* One answer from OpenSearch, copied into palloc'd memory. */
-typedef struct EngineAnswer
+typedef struct SearchAnswer
 {
 	bool		reached;		/* an HTTP answer came back */
 	long		status;
@@ -158,16 +158,16 @@ typedef struct EngineAnswer
 	char	   *failure;		/* why it failed (redacted), when it did */
 	char	   *node;			/* scheme://host:port asked last (redacted) */
 	bool		no_index;		/* OpenSearch has no such index (or alias) */
-} EngineAnswer;
+} SearchAnswer;
 
 /* A document as OpenSearch has it. */
-typedef struct EngineDoc
+typedef struct SearchDoc
 {
 	bool		found;
 	JsonbContainer *source;		/* its _source, when found */
 	char	   *version;
 	char	   *physical;		/* the physical index behind the alias */
-} EngineDoc;
+} SearchDoc;
 
 /* An index or alias name as one path segment: all but [A-Za-z0-9-._~] percent-encoded. */
 static char *
@@ -190,11 +190,11 @@ path_segment(const char *name)
 
 /* Read the connection settings as the worker does; NULL, or why there is nothing to ask. */
 static const char *
-engine_setup(void)
+search_setup(void)
 {
-	if (flusso_os_configure())
+	if (flusso_search_configure())
 		flusso_http_reset();	/* no connection opened under other settings is reused */
-	if (!flusso_os_configured())
+	if (!flusso_search_configured())
 		return "flusso.opensearch_url is not set (the sync worker writes documents to the server log)";
 	return NULL;
 }
@@ -214,17 +214,17 @@ node_of(const char *url)
 }
 
 /* Run one request to completion (with the client's failover); never raises for its outcome. */
-static EngineAnswer
-engine_call(const char *method, const char *path, const char *body)
+static SearchAnswer
+search_call(const char *method, const char *path, const char *body)
 {
-	EngineAnswer a = {0};
+	SearchAnswer a = {0};
 
 	PG_TRY();
 	{
-		FlussoHttpRequest *req = flusso_os_request(method, path, body ? "application/json" : NULL, body);
+		FlussoHttpRequest *req = flusso_search_request(method, path, body ? "application/json" : NULL, body);
 		char	   *url = NULL;
 
-		a.reached = !flusso_os_transport_failed(req);
+		a.reached = !flusso_search_transport_failed(req);
 		a.status = a.reached ? req->status : 0;
 		if (req->response)
 			a.body = pnstrdup(req->response, req->response_len);
@@ -248,7 +248,7 @@ engine_call(const char *method, const char *path, const char *body)
 }
 
 static bool
-answer_ok(const EngineAnswer *a)
+answer_ok(const SearchAnswer *a)
 {
 	return a->reached && a->status >= 200 && a->status < 300 && a->failure == NULL && a->body &&
 		!a->no_index;
@@ -256,7 +256,7 @@ answer_ok(const EngineAnswer *a)
 
 /* What went wrong with a request, in one sentence, for a verdict or a detail. */
 static char *
-answer_problem(const EngineAnswer *a, const char *index)
+answer_problem(const SearchAnswer *a, const char *index)
 {
 	if (!a->reached)
 		return psprintf("could not reach OpenSearch at \"%s\": %s", a->node, a->failure);
@@ -268,7 +268,7 @@ answer_problem(const EngineAnswer *a, const char *index)
 
 /* Raise the error of a failed request; what is "_mget", "a scroll"... */
 static void
-answer_raise(const EngineAnswer *a, const char *index, const char *what)
+answer_raise(const SearchAnswer *a, const char *index, const char *what)
 {
 	if (!a->reached)
 		ereport(ERROR,
@@ -307,7 +307,7 @@ parse_json(void *arg)
 
 /* The answer's body as jsonb; raises when it is not a JSON object. */
 static JsonbContainer *
-answer_json(const EngineAnswer *a, const char *index, const char *what)
+answer_json(const SearchAnswer *a, const char *index, const char *what)
 {
 	ParseArgs	p = {a->body, NULL};
 	ErrorData  *error;
@@ -393,8 +393,8 @@ ids_body(char **ids, int n)
  * have with that error for each document): then false.
  */
 static bool
-mget_entry(JsonbContainer *entry, const char *id, bool with_source, EngineDoc *doc,
-		   const EngineAnswer *a, const char *index)
+mget_entry(JsonbContainer *entry, const char *id, bool with_source, SearchDoc *doc,
+		   const SearchAnswer *a, const char *index)
 {
 	char	   *got = json_get_text(entry, "_id");
 	JsonbValue *found = json_get(entry, "found");
@@ -425,17 +425,17 @@ mget_entry(JsonbContainer *entry, const char *id, bool with_source, EngineDoc *d
  * OpenSearch's copies of ids, as of now (a realtime _mget through the
  * alias), into docs[0..n-1].  NULL when done, else the failed answer.
  */
-static EngineAnswer *
-engine_mget(const char *index, char **ids, int n, bool with_source, EngineDoc *docs)
+static SearchAnswer *
+search_mget(const char *index, char **ids, int n, bool with_source, SearchDoc *docs)
 {
 	char	   *path = psprintf("/%s/_mget?realtime=true%s&filter_path=docs._id,docs._index,"
 								"docs._version,docs.found,docs._source,docs.error",
 								path_segment(index), with_source ? "" : "&_source=false");
-	EngineAnswer *a = palloc(sizeof(EngineAnswer));
+	SearchAnswer *a = palloc(sizeof(SearchAnswer));
 	JsonbContainer *docs_array;
 	int			i;
 
-	*a = engine_call("POST", path, ids_body(ids, n));
+	*a = search_call("POST", path, ids_body(ids, n));
 	if (!answer_ok(a))
 		return a;
 	docs_array = json_get_container(answer_json(a, index, "_mget"), "docs");
@@ -927,7 +927,7 @@ compare_page(Verification *v, DocPage *page)
 {
 	char	  **ids = palloc(sizeof(char *) * Max(page->n, 1));
 	char	  **built = palloc(sizeof(char *) * Max(page->n, 1));
-	EngineDoc  *docs = palloc0(sizeof(EngineDoc) * Max(page->n, 1));
+	SearchDoc  *docs = palloc0(sizeof(SearchDoc) * Max(page->n, 1));
 	int			n = 0;
 	int			k = 0;
 	int			i;
@@ -941,16 +941,16 @@ compare_page(Verification *v, DocPage *page)
 	}
 	for (i = 0; i < n; i += k)
 	{
-		EngineAnswer *failed;
+		SearchAnswer *failed;
 
 		k = mget_chunk(built, i, n);
-		failed = engine_mget(v->name, ids + i, k, true, docs + i);
+		failed = search_mget(v->name, ids + i, k, true, docs + i);
 		if (failed)
 			answer_raise(failed, v->name, "_mget");
 	}
 	for (i = 0, k = 0; i < page->n; i++)
 	{
-		EngineDoc  *d = page->docs[i].doc ? &docs[k++] : NULL;
+		SearchDoc  *d = page->docs[i].doc ? &docs[k++] : NULL;
 
 		if (d == NULL)
 			report(v, page->docs[i].id, "unbuildable");
@@ -1006,7 +1006,7 @@ typedef struct ScrollPage
 } ScrollPage;
 
 static void
-scroll_page(Verification *v, const EngineAnswer *a, ScrollPage *sp)
+scroll_page(Verification *v, const SearchAnswer *a, ScrollPage *sp)
 {
 	JsonbContainer *root;
 	JsonbContainer *hits;
@@ -1071,12 +1071,12 @@ compare_strings(const void *a, const void *b)
 
 /* Which of a scroll page's ids PostgreSQL would not build, still in OpenSearch: extra. */
 static void
-check_engine_ids(Verification *v, ScrollPage *sp)
+check_search_ids(Verification *v, ScrollPage *sp)
 {
 	BuiltIds	built = {0};
 	List	   *ask = NIL;
 	char	  **candidates = palloc(sizeof(char *) * sp->n);
-	EngineDoc  *docs;
+	SearchDoc  *docs;
 	int			n = 0;
 	int			i;
 
@@ -1089,10 +1089,10 @@ check_engine_ids(Verification *v, ScrollPage *sp)
 	for (i = 0; i < sp->n; i++)
 		if (built.n == 0 || bsearch(&sp->ids[i], built.ids, built.n, sizeof(char *), compare_strings) == NULL)
 			candidates[n++] = sp->ids[i];
-	docs = palloc0(sizeof(EngineDoc) * Max(n, 1));
+	docs = palloc0(sizeof(SearchDoc) * Max(n, 1));
 	for (i = 0; i < n; i += MGET_MAX)
 	{
-		EngineAnswer *failed = engine_mget(v->name, candidates + i, Min(MGET_MAX, n - i), false, docs + i);
+		SearchAnswer *failed = search_mget(v->name, candidates + i, Min(MGET_MAX, n - i), false, docs + i);
 
 		if (failed)
 			answer_raise(failed, v->name, "_mget");
@@ -1120,16 +1120,16 @@ find_extras(Verification *v)
 	while (n != 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(v->page_cxt);
-		EngineAnswer a;
+		SearchAnswer a;
 		ScrollPage	sp;
 
 		CHECK_FOR_INTERRUPTS();
 		if (scroll_id == NULL)
-			a = engine_call("POST", psprintf("/%s/_search?scroll=%s&%s", path_segment(v->name), SCROLL_KEEP, filter),
+			a = search_call("POST", psprintf("/%s/_search?scroll=%s&%s", path_segment(v->name), SCROLL_KEEP, filter),
 							psprintf("{\"size\":%d,\"sort\":[\"_doc\"],\"_source\":false,"
 									 "\"query\":{\"match_all\":{}}}", SCROLL_SIZE));
 		else
-			a = engine_call("POST", psprintf("/_search/scroll?%s", filter), scroll_next_body(scroll_id));
+			a = search_call("POST", psprintf("/_search/scroll?%s", filter), scroll_next_body(scroll_id));
 		scroll_page(v, &a, &sp);
 		if (sp.scroll_id)
 		{
@@ -1140,14 +1140,14 @@ find_extras(Verification *v)
 			MemoryContextSwitchTo(v->page_cxt);
 		}
 		if (sp.n > 0)
-			check_engine_ids(v, &sp);
+			check_search_ids(v, &sp);
 		v->in_opensearch += sp.n;
 		n = sp.n;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(v->page_cxt);
 	}
 	if (scroll_id)
-		(void) engine_call("DELETE", "/_search/scroll",
+		(void) search_call("DELETE", "/_search/scroll",
 						   psprintf("{\"scroll_id\":[%s]}", json_quote(scroll_id)));
 }
 
@@ -1376,18 +1376,18 @@ use_worker_output_settings(void)
 static void
 run_verification(Verification *v, const char *name, const char *action)
 {
-	const char *no_engine;
+	const char *no_search;
 	int			settings;
 
 	v->name = name;
 	v->def = flusso_definition_load_managed(name, action);
 	v->nkeys = list_length(v->def->key);
 	v->page_size = Min(flusso_batch_size, PAGE_MAX);
-	no_engine = engine_setup();
-	if (no_engine)
+	no_search = search_setup();
+	if (no_search)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("index \"%s\" cannot be compared with OpenSearch: %s", name, no_engine),
+				 errmsg("index \"%s\" cannot be compared with OpenSearch: %s", name, no_search),
 				 errhint("Set flusso.opensearch_url in postgresql.conf and reload the configuration.")));
 	notice_state(name);
 	settings = use_worker_output_settings();
@@ -1469,8 +1469,8 @@ typedef struct Explanation
 	char	   *build_error;	/* why it cannot be built, or NULL */
 	char	   *build_path;		/* where in the definition, or NULL */
 
-	char	   *engine_problem; /* OpenSearch could not be asked, or has no index */
-	EngineDoc	engine;
+	char	   *search_problem; /* OpenSearch could not be asked, or has no index */
+	SearchDoc	copy;			/* OpenSearch's copy of the document */
 	bool		same;
 
 	DeadLetter	dead;
@@ -1637,24 +1637,24 @@ explain_build(Explanation *e)
 
 /* OpenSearch's copy, compared with what would be built. */
 static void
-explain_engine(Explanation *e)
+explain_search(Explanation *e)
 {
-	const char *no_engine = engine_setup();
+	const char *no_search = search_setup();
 	char	   *ids[1] = {(char *) e->id};
-	EngineAnswer *failed;
+	SearchAnswer *failed;
 
-	if (no_engine)
+	if (no_search)
 	{
-		e->engine_problem = pstrdup(no_engine);
+		e->search_problem = pstrdup(no_search);
 		return;
 	}
-	failed = engine_mget(e->name, ids, 1, true, &e->engine);
+	failed = search_mget(e->name, ids, 1, true, &e->copy);
 	if (failed)
 	{
-		e->engine_problem = answer_problem(failed, e->name);
+		e->search_problem = answer_problem(failed, e->name);
 		return;
 	}
-	e->same = e->engine.found && e->document && same_document(e->document, e->engine.source);
+	e->same = e->copy.found && e->document && same_document(e->document, e->copy.source);
 }
 
 /* ---- the verdict ---- */
@@ -1691,9 +1691,9 @@ pending_reason(const Explanation *e, const char *what)
 static char *
 unwanted_words(const Explanation *e)
 {
-	if (e->engine_problem)
-		return psprintf("; %s", e->engine_problem);
-	if (!e->engine.found)
+	if (e->search_problem)
+		return psprintf("; %s", e->search_problem);
+	if (!e->copy.found)
 		return pstrdup("; OpenSearch has no document with this id either, as it should be");
 	if (e->state.known && e->state.lag_seconds > 0)
 		return psprintf("; OpenSearch still has a document with this id: its deletion is on its way (%s)",
@@ -1708,18 +1708,18 @@ wanted_words(const Explanation *e)
 	const char *what;
 	char	   *reason;
 
-	if (e->engine_problem)
-		return psprintf("the row exists and would be built, but %s", e->engine_problem);
+	if (e->search_problem)
+		return psprintf("the row exists and would be built, but %s", e->search_problem);
 	if (e->same)
 		return e->dead.found ?
 			psprintf("the row exists and matches; OpenSearch has the same document (a dead letter of %s is left: %s)",
 					 e->dead.failed_at, e->dead.error) :
 			pstrdup("the row exists and matches; OpenSearch has the same document");
-	what = e->engine.found ? "OpenSearch has an older version" : "OpenSearch does not have it";
+	what = e->copy.found ? "OpenSearch has an older version" : "OpenSearch does not have it";
 	reason = pending_reason(e, what);
 	if (reason)
 		return reason;
-	return e->engine.found ?
+	return e->copy.found ?
 		psprintf("OpenSearch has a different version and no change is on its way: it is stale "
 				 "(a change to the row sends it again; flusso.reindex('%s') rebuilds the whole index)", e->name) :
 		psprintf("OpenSearch does not have it and no change is on its way: it is missing "
@@ -1737,12 +1737,12 @@ verdict(const Explanation *e)
 	if (e->build_error)
 	{
 		char	   *where = e->build_path ? psprintf(" (at %s in the definition)", e->build_path) : "";
-		char	   *engine = e->engine_problem ? psprintf("; %s", e->engine_problem) :
-			e->engine.found ? pstrdup("; OpenSearch keeps an older version") :
+		char	   *remote = e->search_problem ? psprintf("; %s", e->search_problem) :
+			e->copy.found ? pstrdup("; OpenSearch keeps an older version") :
 			pstrdup("; OpenSearch does not have it");
 		char	   *dead = e->dead.found ? psprintf("; in dead letters since %s", e->dead.failed_at) : "";
 
-		return psprintf("the document cannot be built: %s%s%s%s", e->build_error, where, dead, engine);
+		return psprintf("the document cannot be built: %s%s%s%s", e->build_error, where, dead, remote);
 	}
 	if (e->filter == 0)
 		return psprintf("the row exists but is filtered out by the filter at \"filter\" in the definition: %s%s",
@@ -1790,20 +1790,20 @@ engine_json(const Explanation *e)
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
 	add_key(&out, "alias", json_quote(e->name));
-	if (e->engine_problem)
+	if (e->search_problem)
 	{
-		add_key(&out, "error", json_quote(e->engine_problem));
+		add_key(&out, "error", json_quote(e->search_problem));
 		appendStringInfoChar(&out, '}');
 		return out.data;
 	}
-	add_key(&out, "found", e->engine.found ? "true" : "false");
-	if (e->engine.found)
+	add_key(&out, "found", e->copy.found ? "true" : "false");
+	if (e->copy.found)
 	{
-		add_key(&out, "index", json_text_or_null(e->engine.physical));
-		add_key(&out, "version", e->engine.version ? e->engine.version : "null");
+		add_key(&out, "index", json_text_or_null(e->copy.physical));
+		add_key(&out, "version", e->copy.version ? e->copy.version : "null");
 		add_key(&out, "same", e->same ? "true" : "false");
 		if (!e->same)
-			add_key(&out, "source", JsonbToCString(NULL, e->engine.source, 0));
+			add_key(&out, "source", JsonbToCString(NULL, e->copy.source, 0));
 	}
 	appendStringInfoChar(&out, '}');
 	return out.data;
@@ -1885,7 +1885,7 @@ flusso_explain_document(PG_FUNCTION_ARGS)
 		explain_row(&e);
 	if (e.row_exists && e.filter != 0 && e.build_error == NULL)
 		explain_build(&e);
-	explain_engine(&e);
+	explain_search(&e);
 	e.dead = dead_letter(e.name, e.id);
 	e.state = index_state(e.name);
 	json = explanation_json(&e);

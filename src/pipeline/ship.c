@@ -185,7 +185,7 @@ note_search_outcome(Engine *eng, BulkRequest *req)
 	if (req->whole_retry && req->failure)
 	{
 		if (!eng->search_failing)
-			flusso_observer->on_opensearch(FLUSSO_OS_UNREACHABLE, NULL, req->failure);
+			flusso_observer->on_reachability(FLUSSO_SEARCH_UNREACHABLE, NULL, req->failure);
 		flusso_observer->on_error(NULL, req->failure, NULL);
 		eng_log_limited(eng, LOG, "flusso: %s; retrying with backoff", req->failure);
 		eng->search_failing = true;
@@ -193,7 +193,7 @@ note_search_outcome(Engine *eng, BulkRequest *req)
 	else if (eng->search_failing && !req->whole_retry)
 	{
 		eng->search_failing = false;
-		(void) flusso_os_ping();
+		(void) flusso_search_ping();
 	}
 }
 
@@ -404,7 +404,7 @@ eng_probe_search(Engine *eng)
 		!TimestampDifferenceExceeds(eng->last_probe, now, 1000))
 		return;
 	eng->last_probe = now;
-	if (flusso_os_ping_within(1000) != FLUSSO_OS_REACHABLE)
+	if (flusso_search_ping_within(1000) != FLUSSO_SEARCH_REACHABLE)
 		return;
 	eng->search_failing = false;
 	for (req = eng->retries; req; req = req->next)

@@ -201,7 +201,7 @@ maybe_ping(void)
 
 	if (now < state.next_ping)
 		return;
-	flusso_os_ping();
+	flusso_search_ping();
 	state.next_ping = TimestampTzPlusMilliseconds(now, flusso_lag_poll_interval);
 }
 
@@ -238,7 +238,7 @@ reload_settings(void)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	allow_own_plugin();
-	flusso_engine_settings_changed(flusso_os_configure());
+	flusso_engine_settings_changed(flusso_search_configure());
 	state.next_ping = 0;
 }
 
@@ -341,7 +341,7 @@ flusso_worker_main(Datum main_arg)
 	/* short statements, run many times: JIT compilation only costs here */
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	flusso_rights_pin_session();
-	flusso_os_configure();
+	flusso_search_configure();
 	flusso_engine_init();
 	flusso_engine_settings_changed(false);
 

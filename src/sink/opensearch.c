@@ -78,7 +78,7 @@ json_string(const char *s)
 static json_object *
 get_json(const char *path, long *status, char **error)
 {
-	FlussoHttpRequest *http = flusso_os_request("GET", path, NULL, NULL);
+	FlussoHttpRequest *http = flusso_search_request("GET", path, NULL, NULL);
 	json_object *obj = NULL;
 
 	*status = http->result == CURLE_OK ? http->status : 0;
@@ -120,7 +120,7 @@ index_not_found(FlussoHttpRequest *http)
 static char *
 check_ours(const char *physical, const char *index_name)
 {
-	FlussoHttpRequest *http = flusso_os_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
+	FlussoHttpRequest *http = flusso_search_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
 	json_object *mapping = NULL;
 	char	   *problem = NULL;
 
@@ -179,8 +179,8 @@ check_alias_name(const char *alias, bool *permanent)
 }
 
 static char *
-os_prepare_index(const char *physical, const char *body, const char *index_name,
-				 bool *created, bool *permanent)
+opensearch_prepare_index(const char *physical, const char *body, const char *index_name,
+						 bool *created, bool *permanent)
 {
 	char	   *error = NULL;
 	FlussoHttpRequest *http;
@@ -191,11 +191,11 @@ os_prepare_index(const char *physical, const char *body, const char *index_name,
 	*permanent = false;
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
-	http = flusso_os_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
+	http = flusso_search_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
 	if (index_not_found(http))
 	{
 		flusso_http_free(http);
-		http = flusso_os_request("PUT", psprintf("/%s", seg(physical)), "application/json", body);
+		http = flusso_search_request("PUT", psprintf("/%s", seg(physical)), "application/json", body);
 		if (http->result == CURLE_OK && http->status == 200)
 			*created = true;
 		else
@@ -226,7 +226,7 @@ os_prepare_index(const char *physical, const char *body, const char *index_name,
 }
 
 static char *
-os_point_alias(const char *alias, const char *physical)
+opensearch_point_alias(const char *alias, const char *physical)
 {
 	long		status;
 	char	   *error = NULL;
@@ -252,7 +252,7 @@ os_point_alias(const char *alias, const char *physical)
 		return psprintf("the alias \"%s\" is not moved: %s", alias, error);
 	}
 	/* searches through the alias must find every document at once */
-	http = flusso_os_request("POST", psprintf("/%s/_refresh", seg(physical)), NULL, NULL);
+	http = flusso_search_request("POST", psprintf("/%s/_refresh", seg(physical)), NULL, NULL);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not refresh \"%s\" before pointing the alias at it", physical));
 	flusso_http_free(http);
@@ -276,7 +276,7 @@ os_point_alias(const char *alias, const char *physical)
 	json_object_put(current);
 	appendStringInfo(&actions, "{\"add\":{\"index\":%s,\"alias\":%s,\"is_write_index\":true}}]}",
 					 json_string(physical), json_string(alias));
-	http = flusso_os_request("POST", "/_aliases", "application/json", actions.data);
+	http = flusso_search_request("POST", "/_aliases", "application/json", actions.data);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not point alias \"%s\" at \"%s\"", alias, physical));
 	flusso_http_free(http);
@@ -284,14 +284,14 @@ os_point_alias(const char *alias, const char *physical)
 }
 
 static char *
-os_drop_index(const char *physical, const char *index_name)
+opensearch_drop_index(const char *physical, const char *index_name)
 {
 	FlussoHttpRequest *http;
 	char	   *error = check_ours(physical, index_name);
 
 	if (error)
 		return error;
-	http = flusso_os_request("DELETE", psprintf("/%s?expand_wildcards=none", seg(physical)), NULL, NULL);
+	http = flusso_search_request("DELETE", psprintf("/%s?expand_wildcards=none", seg(physical)), NULL, NULL);
 
 	if (http->result != CURLE_OK || (http->status != 200 && http->status != 404))
 		error = answer_problem(http, psprintf("could not drop OpenSearch index \"%s\"", physical));
@@ -326,7 +326,7 @@ marker_database(json_object *mapping, const char *physical)
  * best effort, said in the log.
  */
 static void
-os_drop_leftovers(const char *index_name, const char *database, const char *keep)
+opensearch_drop_leftovers(const char *index_name, const char *database, const char *keep)
 {
 	long		status;
 	char	   *error = NULL;
@@ -349,7 +349,7 @@ os_drop_leftovers(const char *index_name, const char *database, const char *keep
 			db = marker_database(all, physical);
 			if (db != NULL && database != NULL && strcmp(db, database) != 0)
 				continue;
-			problem = os_drop_index(physical, index_name);
+			problem = opensearch_drop_index(physical, index_name);
 			if (problem)
 				ereport(LOG, (errmsg("flusso index \"%s\": a leftover \"%s\" is not dropped: %s",
 									 index_name, physical, problem)));
@@ -362,9 +362,9 @@ os_drop_leftovers(const char *index_name, const char *database, const char *keep
 }
 
 static char *
-os_refresh(const char *alias)
+opensearch_refresh(const char *alias)
 {
-	FlussoHttpRequest *http = flusso_os_request("POST", psprintf("/%s/_refresh", seg(alias)), NULL, NULL);
+	FlussoHttpRequest *http = flusso_search_request("POST", psprintf("/%s/_refresh", seg(alias)), NULL, NULL);
 	char	   *error = NULL;
 
 	if (http->result != CURLE_OK || http->status != 200)
@@ -374,7 +374,7 @@ os_refresh(const char *alias)
 }
 
 static void
-os_send(BulkRequest *req)
+opensearch_send(BulkRequest *req)
 {
 	req->done = false;
 	req->whole_retry = false;
@@ -382,8 +382,8 @@ os_send(BulkRequest *req)
 	if (req->failure)
 		pfree(req->failure);	/* the last attempt's, in req->cxt */
 	req->failure = NULL;
-	req->http = flusso_os_start("POST", BULK_PATH, "application/x-ndjson",
-								req->body.data, req->body.len);
+	req->http = flusso_search_start("POST", BULK_PATH, "application/x-ndjson",
+									req->body.data, req->body.len);
 	req->http->user = req;
 	req->sent_at = GetCurrentTimestamp();
 	sent++;
@@ -398,9 +398,9 @@ classify(BulkRequest *req)
 	char	   *problem = NULL;
 
 	req->elapsed_ms = http->elapsed_ms;
-	if (flusso_os_transport_failed(http))
+	if (flusso_search_transport_failed(http))
 	{
-		flusso_os_node_failed(http->node);
+		flusso_search_node_failed(http->node);
 		req->whole_retry = true;
 		req->failure = answer_problem(http, "bulk request failed");
 	}
@@ -458,7 +458,7 @@ collect(void)
 }
 
 static BulkRequest *
-os_next_done(void)
+opensearch_next_done(void)
 {
 	BulkRequest *req;
 
@@ -475,13 +475,13 @@ os_next_done(void)
 }
 
 static int
-os_in_flight(void)
+opensearch_in_flight(void)
 {
 	return sent;
 }
 
 static int
-os_wait(long timeout_ms)
+opensearch_wait(long timeout_ms)
 {
 	if (sent == 0)
 		return WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -490,7 +490,7 @@ os_wait(long timeout_ms)
 }
 
 static void
-os_abort_all(void)
+opensearch_abort_all(void)
 {
 	flusso_http_abort_all();
 	done_head = done_tail = NULL;
@@ -499,20 +499,20 @@ os_abort_all(void)
 
 const FlussoSink flusso_opensearch_sink = {
 	.name = "opensearch",
-	.prepare_index = os_prepare_index,
-	.point_alias = os_point_alias,
-	.drop_index = os_drop_index,
-	.drop_leftovers = os_drop_leftovers,
-	.refresh = os_refresh,
-	.send = os_send,
-	.next_done = os_next_done,
-	.in_flight = os_in_flight,
-	.wait = os_wait,
-	.abort_all = os_abort_all,
+	.prepare_index = opensearch_prepare_index,
+	.point_alias = opensearch_point_alias,
+	.drop_index = opensearch_drop_index,
+	.drop_leftovers = opensearch_drop_leftovers,
+	.refresh = opensearch_refresh,
+	.send = opensearch_send,
+	.next_done = opensearch_next_done,
+	.in_flight = opensearch_in_flight,
+	.wait = opensearch_wait,
+	.abort_all = opensearch_abort_all,
 };
 
 const FlussoSink *
 flusso_sink(void)
 {
-	return flusso_os_configured() ? &flusso_opensearch_sink : &flusso_dryrun_sink;
+	return flusso_search_configured() ? &flusso_opensearch_sink : &flusso_dryrun_sink;
 }

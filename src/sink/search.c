@@ -1,13 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * search.c
- *	  The OpenSearch client: which node to talk to, with which credentials.
+ *	  The search engine's client: which node to talk to, with which
+ *	  credentials, and whether it answers.
  *
  * This file owns the node list parsed from flusso.opensearch_url, the
  * request options (basic auth, TLS, timeout) and failover: a request goes
  * to the current node, and a transport failure moves the current node to
- * the next URL in the list.  It builds on http.c and knows nothing about
- * documents; the bulk protocol lives in opensearch.c.
+ * the next URL in the list.  Its names (flusso_search_*) say "search
+ * engine", not OpenSearch: the same client is to serve Elasticsearch.
+ *
+ * It builds on http.c and must know nothing about documents: the bulk
+ * protocol lives in opensearch.c, and the SQL functions that ask the
+ * search engine themselves (verify.c) build their own requests.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,7 +36,7 @@ static FlussoHttpOptions options;
  * opened under the old ones must not be reused.
  */
 bool
-flusso_os_configure(void)
+flusso_search_configure(void)
 {
 	static char *signature = NULL;
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -76,14 +81,14 @@ flusso_os_configure(void)
 }
 
 bool
-flusso_os_configured(void)
+flusso_search_configured(void)
 {
 	return nodes != NIL;
 }
 
 FlussoHttpRequest *
-flusso_os_start(const char *method, const char *path, const char *content_type,
-				const char *body, size_t body_len)
+flusso_search_start(const char *method, const char *path, const char *content_type,
+					const char *body, size_t body_len)
 {
 	FlussoHttpRequest *req;
 	char	   *url;
@@ -97,21 +102,21 @@ flusso_os_start(const char *method, const char *path, const char *content_type,
 }
 
 bool
-flusso_os_transport_failed(const FlussoHttpRequest *req)
+flusso_search_transport_failed(const FlussoHttpRequest *req)
 {
 	return req->result != CURLE_OK;
 }
 
 void
-flusso_os_node_failed(int node)
+flusso_search_node_failed(int node)
 {
 	if (nodes != NIL && node == current_node)
 		current_node = (current_node + 1) % list_length(nodes);
 }
 
 FlussoHttpRequest *
-flusso_os_request(const char *method, const char *path, const char *content_type,
-				  const char *body)
+flusso_search_request(const char *method, const char *path, const char *content_type,
+					  const char *body)
 {
 	FlussoHttpRequest *req = NULL;
 	int			attempt;
@@ -120,11 +125,11 @@ flusso_os_request(const char *method, const char *path, const char *content_type
 	{
 		if (req)
 			flusso_http_free(req);
-		req = flusso_os_start(method, path, content_type, body, body ? strlen(body) : 0);
+		req = flusso_search_start(method, path, content_type, body, body ? strlen(body) : 0);
 		flusso_http_run(req);
-		if (!flusso_os_transport_failed(req))
+		if (!flusso_search_transport_failed(req))
 			break;
-		flusso_os_node_failed(req->node);
+		flusso_search_node_failed(req->node);
 	}
 	return req;
 }
@@ -146,9 +151,9 @@ parse_version(const char *body)
 	return result;
 }
 
-/* flusso_os_ping() that gives up after timeout_ms: the engine's probe while requests wait. */
+/* flusso_search_ping() that gives up after timeout_ms: the engine's probe while requests wait. */
 FlussoReachability
-flusso_os_ping_within(long timeout_ms)
+flusso_search_ping_within(long timeout_ms)
 {
 	long		saved = options.timeout_ms;
 	volatile FlussoReachability state;
@@ -156,7 +161,7 @@ flusso_os_ping_within(long timeout_ms)
 	options.timeout_ms = Min(saved, timeout_ms);
 	PG_TRY();
 	{
-		state = flusso_os_ping();
+		state = flusso_search_ping();
 	}
 	PG_FINALLY();
 	{
@@ -167,31 +172,31 @@ flusso_os_ping_within(long timeout_ms)
 }
 
 FlussoReachability
-flusso_os_ping(void)
+flusso_search_ping(void)
 {
 	FlussoHttpRequest *req;
 	FlussoReachability state;
 	char	   *version = NULL;
 	char	   *error = NULL;
 
-	if (!flusso_os_configured())
+	if (!flusso_search_configured())
 	{
-		flusso_observer->on_opensearch(FLUSSO_OS_DRY_RUN, NULL, NULL);
-		return FLUSSO_OS_DRY_RUN;
+		flusso_observer->on_reachability(FLUSSO_SEARCH_DRY_RUN, NULL, NULL);
+		return FLUSSO_SEARCH_DRY_RUN;
 	}
-	req = flusso_os_request("GET", "/", NULL, NULL);
+	req = flusso_search_request("GET", "/", NULL, NULL);
 	if (req->result == CURLE_OK && req->status == 200)
 		version = parse_version(req->response ? req->response : "");
 	if (version)
-		state = FLUSSO_OS_REACHABLE;
+		state = FLUSSO_SEARCH_REACHABLE;
 	else
 	{
-		state = FLUSSO_OS_UNREACHABLE;
+		state = FLUSSO_SEARCH_UNREACHABLE;
 		error = req->result == CURLE_OK && req->status == 200 ?
 			pstrdup("the answer to GET / carries no version.number") :
 			flusso_http_describe_failure(req);
 	}
 	flusso_http_free(req);
-	flusso_observer->on_opensearch(state, version, error);
+	flusso_observer->on_reachability(state, version, error);
 	return state;
 }

@@ -38,10 +38,10 @@ typedef enum FlussoIndexPhase
 
 typedef enum FlussoReachability
 {
-	FLUSSO_OS_UNKNOWN,
-	FLUSSO_OS_DRY_RUN,			/* no URL set: documents go to the log */
-	FLUSSO_OS_REACHABLE,
-	FLUSSO_OS_UNREACHABLE
+	FLUSSO_SEARCH_UNKNOWN,
+	FLUSSO_SEARCH_DRY_RUN,		/* no URL set: documents go to the log */
+	FLUSSO_SEARCH_REACHABLE,
+	FLUSSO_SEARCH_UNREACHABLE
 } FlussoReachability;
 
 /* What one acknowledged batch did, for one index. */
@@ -85,8 +85,8 @@ typedef struct FlussoObserver
 	void		(*on_lag) (TimestampTz oldest_unacked);	/* 0: nothing waits */
 	void		(*on_index_lag) (const char *index, TimestampTz oldest_unacked);
 	void		(*on_bulk_latency) (double ms);
-	void		(*on_opensearch) (FlussoReachability state, const char *version,
-								  const char *error);
+	void		(*on_reachability) (FlussoReachability state, const char *version,
+									const char *error);
 } FlussoObserver;
 
 /* The observer the running process reports to (never NULL once set). */

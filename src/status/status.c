@@ -209,7 +209,7 @@ flusso_status_attach_worker(Oid dboid, const char *dbname)
 	slot->phase = FLUSSO_PHASE_STARTING;
 	slot->started_at = GetCurrentTimestamp();
 	strlcpy(slot->activity, "starting", FLUSSO_ACTIVITY_LEN);
-	slot->os_state = FLUSSO_OS_UNKNOWN;
+	slot->search_state = FLUSSO_SEARCH_UNKNOWN;
 	LWLockRelease(flusso_shared->lock);
 	pg_atomic_write_u32(&slot->procno_plus1, compat_my_procno() + 1);
 
@@ -618,15 +618,15 @@ obs_slot_lag(int64 bytes)
 }
 
 static void
-obs_opensearch(FlussoReachability state, const char *version, const char *error)
+obs_reachability(FlussoReachability state, const char *version, const char *error)
 {
 	char	   *shown = error ? flusso_redact(error) : NULL;
 
 	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	my_db_slot->os_state = state;
-	strlcpy(my_db_slot->os_version, version ? version : "", FLUSSO_VERSION_LEN);
-	strlcpy(my_db_slot->os_error, shown ? shown : "", FLUSSO_ERROR_LEN);
-	my_db_slot->os_checked_at = GetCurrentTimestamp();
+	my_db_slot->search_state = state;
+	strlcpy(my_db_slot->search_version, version ? version : "", FLUSSO_VERSION_LEN);
+	strlcpy(my_db_slot->search_error, shown ? shown : "", FLUSSO_ERROR_LEN);
+	my_db_slot->search_checked_at = GetCurrentTimestamp();
 	my_db_slot->tls_verify = flusso_opensearch_tls_verify;
 	LWLockRelease(flusso_shared->lock);
 }
@@ -648,7 +648,7 @@ const FlussoObserver flusso_status_observer = {
 	.on_lag = obs_lag,
 	.on_index_lag = obs_index_lag,
 	.on_bulk_latency = obs_bulk_latency,
-	.on_opensearch = obs_opensearch,
+	.on_reachability = obs_reachability,
 };
 
 

@@ -38,10 +38,10 @@ typedef struct FlussoDbSlot
 	TimestampTz last_error_at;
 	TimestampTz oldest_unacked; /* commit time of the oldest change waiting */
 	bool		lag_warning;	/* slot lag is past flusso.max_lag_bytes */
-	FlussoReachability os_state;
-	char		os_version[FLUSSO_VERSION_LEN];
-	char		os_error[FLUSSO_ERROR_LEN];
-	TimestampTz os_checked_at;
+	FlussoReachability search_state;
+	char		search_version[FLUSSO_VERSION_LEN];
+	char		search_error[FLUSSO_ERROR_LEN];
+	TimestampTz search_checked_at;
 	bool		tls_verify;
 
 	/* lock-free */
