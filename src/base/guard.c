@@ -20,15 +20,19 @@
 #include "base/redact.h"
 #include "base/rights.h"
 
-bool
-flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error)
+/*
+ * Run fn(arg) in an internal subtransaction; on error, roll it back and
+ * return false with the error copied into the caller's memory context.
+ * clear_timeout: the statement timeout armed for user code
+ * (flusso_rights_as_owner() in the worker) is cleared before the rollback.
+ */
+static bool
+run_guarded(void (*fn) (void *arg), void *arg, bool clear_timeout, ErrorData **edata)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool ok = true;
 
-	error->message = NULL;
-	error->sqlerrcode = 0;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
@@ -40,22 +44,39 @@ flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
+		*edata = CopyErrorData();
 		FlushErrorState();
-		flusso_rights_after_error();
+		if (clear_timeout)
+			flusso_rights_after_error();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
-		error->message = flusso_redact(edata->message);
-		error->sqlerrcode = edata->sqlerrcode;
-		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+bool
+flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error)
+{
+	ErrorData  *edata;
+
+	error->message = NULL;
+	error->sqlerrcode = 0;
+	if (run_guarded(fn, arg, true, &edata))
+		return true;
+	error->message = flusso_redact(edata->message);
+	error->sqlerrcode = edata->sqlerrcode;
+	FreeErrorData(edata);
+	return false;
+}
+
+bool
+flusso_guard_keeping(void (*fn) (void *arg), void *arg, ErrorData **error)
+{
+	return run_guarded(fn, arg, false, error);
 }
 
 bool

@@ -24,6 +24,13 @@ typedef struct FlussoError
  */
 extern bool flusso_guard(void (*fn) (void *arg), void *arg, FlussoError *error);
 
+/*
+ * The same for a SQL function in a user's backend: the whole error is kept
+ * (*error, to free with FreeErrorData), and the session's statement_timeout
+ * is left as it is.
+ */
+extern bool flusso_guard_keeping(void (*fn) (void *arg), void *arg, ErrorData **error);
+
 /* Did the error come from flusso.lock_timeout, or from flusso.statement_timeout? */
 extern bool flusso_error_is_lock_wait(const FlussoError *error);
 extern bool flusso_error_is_timeout(const FlussoError *error);

@@ -77,6 +77,28 @@ url_end(const char *p)
 }
 
 /*
+ * The userinfo of a URL, from start (after "://") to end: *at is its last
+ * '@' and *colon the first ':' before that (NULL when there is none).
+ */
+static void
+find_userinfo(const char *start, const char *end, const char **at, const char **colon)
+{
+	const char *q;
+
+	*at = *colon = NULL;
+	for (q = start; q < end; q++)
+	{
+		if (*q == '@')
+			*at = q;
+	}
+	for (q = start; *at && q < *at && *colon == NULL; q++)
+	{
+		if (*q == ':')
+			*colon = q;
+	}
+}
+
+/*
  * Mask the password of every "scheme://user:password@host" in text: the
  * userinfo ends at the last "@" of the URL, so a password holding ";",
  * "'", "/" or "@" is masked whole.  With stop_at_quote, a single quote ends
@@ -94,9 +116,8 @@ redact_userinfo(const char *text, bool stop_at_quote)
 	{
 		const char *start = scheme + 3;
 		const char *end = url_end(start);
-		const char *at = NULL;
-		const char *colon = NULL;
-		const char *q;
+		const char *at;
+		const char *colon;
 
 		if (stop_at_quote)
 		{
@@ -105,16 +126,7 @@ redact_userinfo(const char *text, bool stop_at_quote)
 			if (quote)
 				end = quote;
 		}
-		for (q = start; q < end; q++)
-		{
-			if (*q == '@')
-				at = q;
-		}
-		for (q = start; at && q < at && colon == NULL; q++)
-		{
-			if (*q == ':')
-				colon = q;
-		}
+		find_userinfo(start, end, &at, &colon);
 		if (at == NULL || scheme == text || !is_scheme_char(scheme[-1]))
 		{
 			appendBinaryStringInfo(&out, p, start - p);
@@ -187,20 +199,10 @@ mask_url_passwords(char *text)
 	{
 		const char *start = scheme + 3;
 		const char *end = url_end(start);
-		const char *at = NULL;
-		const char *colon = NULL;
-		const char *q;
+		const char *at;
+		const char *colon;
 
-		for (q = start; q < end; q++)
-		{
-			if (*q == '@')
-				at = q;
-		}
-		for (q = start; at && q < at && colon == NULL; q++)
-		{
-			if (*q == ':')
-				colon = q;
-		}
+		find_userinfo(start, end, &at, &colon);
 		if (colon && at > colon + 1)
 		{
 			char	   *secret = pnstrdup(colon + 1, at - colon - 1);

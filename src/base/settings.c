@@ -370,23 +370,26 @@ check_slot_name(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/* Is path a file?  *st is what stat() says; false with the detail set if not. */
+static bool
+stat_readable_file(const char *path, struct stat *st)
+{
+	if (stat(path, st) == 0 && S_ISREG(st->st_mode))
+		return true;
+	GUC_check_errdetail("\"%s\" is not a readable file: %m.", path);
+	return false;
+}
+
 /* A file setting must name a readable file (empty: not used). */
 static bool
 check_readable_file(char **newval, void **extra, GucSource source)
 {
 	struct stat st;
 
-	if (**newval == '\0')
-		return true;
-	if (stat(*newval, &st) != 0 || !S_ISREG(st.st_mode))
-	{
-		GUC_check_errdetail("\"%s\" is not a readable file: %m.", *newval);
-		return false;
-	}
-	return true;
+	return **newval == '\0' || stat_readable_file(*newval, &st);
 }
 
-/* The password file must exist and be readable by its owner only. */
+/* The password file must be a readable file, readable by its owner only. */
 static bool
 check_password_file(char **newval, void **extra, GucSource source)
 {
@@ -394,11 +397,8 @@ check_password_file(char **newval, void **extra, GucSource source)
 
 	if (**newval == '\0')
 		return true;
-	if (stat(*newval, &st) != 0 || !S_ISREG(st.st_mode))
-	{
-		GUC_check_errdetail("\"%s\" is not a readable file: %m.", *newval);
+	if (!stat_readable_file(*newval, &st))
 		return false;
-	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
 	{
 		GUC_check_errdetail("\"%s\" is readable by its group or by others (mode %04o).",
@@ -431,41 +431,20 @@ show_hidden(const char *value)
 	return superuser() ? value : "(hidden)";
 }
 
-static const char *
-show_url(void)
-{
-	return show_hidden(flusso_opensearch_url);
+/* GUC calls a show hook without an argument: one hook per hidden setting. */
+#define SHOW_HIDDEN(hook, variable) \
+static const char * \
+hook(void) \
+{ \
+	return show_hidden(variable); \
 }
 
-static const char *
-show_user(void)
-{
-	return show_hidden(flusso_opensearch_user);
-}
-
-static const char *
-show_password_file(void)
-{
-	return show_hidden(flusso_opensearch_password_file);
-}
-
-static const char *
-show_client_cert(void)
-{
-	return show_hidden(flusso_opensearch_client_cert);
-}
-
-static const char *
-show_client_key(void)
-{
-	return show_hidden(flusso_opensearch_client_key);
-}
-
-static const char *
-show_ca_file(void)
-{
-	return show_hidden(flusso_opensearch_ca_file);
-}
+SHOW_HIDDEN(show_url, flusso_opensearch_url)
+SHOW_HIDDEN(show_user, flusso_opensearch_user)
+SHOW_HIDDEN(show_password_file, flusso_opensearch_password_file)
+SHOW_HIDDEN(show_client_cert, flusso_opensearch_client_cert)
+SHOW_HIDDEN(show_client_key, flusso_opensearch_client_key)
+SHOW_HIDDEN(show_ca_file, flusso_opensearch_ca_file)
 
 char *
 flusso_opensearch_secret(void)

@@ -34,7 +34,6 @@
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "catalog/partition.h"
-#include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -53,28 +52,8 @@
 #include "base/compat.h"
 #include "base/flusso.h"
 #include "base/settings.h"
+#include "base/strset.h"
 #include "capture/capture.h"
-
-/* the image dedup set of a round */
-typedef struct ImageEntry
-{
-	char	   *key;
-	uint32		hash;
-	char		status;
-} ImageEntry;
-
-#define SH_PREFIX imagehash
-#define SH_ELEMENT_TYPE ImageEntry
-#define SH_KEY_TYPE char *
-#define SH_KEY key
-#define SH_HASH_KEY(tb, k) hash_bytes((const unsigned char *) (k), strlen(k))
-#define SH_EQUAL(tb, a, b) (strcmp((a), (b)) == 0)
-#define SH_STORE_HASH
-#define SH_GET_HASH(tb, a) ((a)->hash)
-#define SH_SCOPE static inline
-#define SH_DECLARE
-#define SH_DEFINE
-#include "lib/simplehash.h"
 
 /* How to read a CaptureRel's columns out of one decoded relation. */
 typedef struct LeafEntry
@@ -101,7 +80,7 @@ static char slot_name[NAMEDATALEN];
 static bool capturing = false;	/* inside flusso_capture_decode() */
 
 static CaptureRound round;
-static imagehash_hash *images = NULL;
+static FlussoStringSet *images = NULL; /* the round's images, by their text */
 static TransactionId overflow_xid = InvalidTransactionId;
 static bool txn_had_changes = false;	/* the transaction being replayed */
 static int64 images_since_check = 0;
@@ -239,7 +218,7 @@ reset_images(void)
 	ListCell   *lc;
 
 	MemoryContextReset(images_cxt);
-	images = imagehash_create(images_cxt, 1024, NULL);
+	images = flusso_strset_create(images_cxt, 1024);
 	foreach(lc, watched)
 		((CaptureRel *) lfirst(lc))->images = NIL;
 	round.nimages = 0;
@@ -341,7 +320,6 @@ add_image(LeafEntry *leaf, Relation rel, HeapTuple tuple)
 	char	  **values = palloc(sizeof(char *) * cr->ncols);
 	StringInfoData key;
 	bool		any = false;
-	bool		found;
 	int			i;
 
 	initStringInfo(&key);
@@ -354,7 +332,7 @@ add_image(LeafEntry *leaf, Relation rel, HeapTuple tuple)
 		if (values[i])
 			appendStringInfoString(&key, values[i]);
 	}
-	if (any && imagehash_lookup(images, key.data) == NULL)
+	if (any && flusso_strset_add(images, key.data) != NULL)
 	{
 		char	  **kept;
 
@@ -362,7 +340,6 @@ add_image(LeafEntry *leaf, Relation rel, HeapTuple tuple)
 		kept = palloc(sizeof(char *) * cr->ncols);
 		for (i = 0; i < cr->ncols; i++)
 			kept[i] = values[i] ? pstrdup(values[i]) : NULL;
-		(void) imagehash_insert(images, pstrdup(key.data), &found);
 		cr->images = lappend(cr->images, kept);
 		round.nimages++;
 		images_since_check++;

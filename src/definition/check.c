@@ -203,6 +203,46 @@ check_balanced(const char *text, const char *what, const char *path)
 }
 
 /*
+ * Run parse(sql), catching its error: the result, or NULL with *error set.
+ * Only for raising a clearer error at once (no subtransaction is rolled
+ * back, so nothing may go on after a failure but that error).
+ */
+static void *
+catch_parse_error(void *(*parse) (const char *sql), const char *sql, ErrorData **error)
+{
+	MemoryContext ctx = CurrentMemoryContext;
+	void	   *volatile result = NULL;
+
+	*error = NULL;
+	PG_TRY();
+	{
+		result = parse(sql);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(ctx);
+		*error = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return result;
+}
+
+static void *
+parse_raw(const char *sql)
+{
+	return raw_parser(sql, RAW_PARSE_DEFAULT);
+}
+
+static void *
+parse_and_analyze(const char *sql)
+{
+	RawStmt    *raw = linitial(raw_parser(sql, RAW_PARSE_DEFAULT));
+
+	return parse_analyze_fixedparams(raw, sql, NULL, 0, NULL);
+}
+
+/*
  * The text must parse as exactly "SELECT (text)" with one target and no
  * other clause (or, for orderings, "SELECT 1 ORDER BY text" with nothing
  * else): no second statement, no FROM, no comment or parenthesis that
@@ -214,23 +254,12 @@ check_shape(const char *text, const char *what, const char *path, bool ordering)
 	char	   *sql = ordering ?
 		psprintf("SELECT 1 ORDER BY %s", flusso_sql_fragment(text)) :
 		psprintf("SELECT (%s)", flusso_sql_fragment(text));
-	List	   *volatile stmts = NIL;
+	List	   *stmts;
 	SelectStmt *s;
-	MemoryContext ctx = CurrentMemoryContext;
-	ErrorData  *volatile edata = NULL;
+	ErrorData  *edata;
 
 	check_balanced(text, what, path);
-	PG_TRY();
-	{
-		stmts = raw_parser(sql, RAW_PARSE_DEFAULT);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	stmts = catch_parse_error(parse_raw, sql, &edata);
 	if (edata)
 		expression_error(what, path, psprintf("It does not parse: %s.", edata->message));
 	if (list_length(stmts) != 1 ||
@@ -400,9 +429,8 @@ analyze_expression(IndexDef *def, bool report, const DefTable *t, char **text,
 				   const char *what, const char *path, bool ordering)
 {
 	char	   *sql;
-	Query	   *volatile q = NULL;
-	MemoryContext ctx = CurrentMemoryContext;
-	ErrorData  *volatile edata = NULL;
+	Query	   *q;
+	ErrorData  *edata;
 	Node	   *expr;
 
 	check_shape(*text, what, path, ordering);
@@ -411,19 +439,7 @@ analyze_expression(IndexDef *def, bool report, const DefTable *t, char **text,
 				 quote_identifier(t->relname), flusso_sql_fragment(*text)) :
 		psprintf("SELECT (%s) FROM %s AS %s", flusso_sql_fragment(*text), qualified(t),
 				 quote_identifier(t->relname));
-	PG_TRY();
-	{
-		RawStmt    *raw = linitial(raw_parser(sql, RAW_PARSE_DEFAULT));
-
-		q = parse_analyze_fixedparams(raw, sql, NULL, 0, NULL);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(ctx);
-		edata = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	q = catch_parse_error(parse_and_analyze, sql, &edata);
 	if (edata)
 		ereport(ERROR,
 				(errcode(edata->sqlerrcode),

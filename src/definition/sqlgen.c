@@ -854,20 +854,59 @@ flusso_sql_backfill(IndexDef *def, bool first)
 	return build_sql(def, first ? 1 : 2);
 }
 
+Oid *
+flusso_sql_array_types(int n)
+{
+	Oid		   *types = palloc(sizeof(Oid) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		types[i] = TEXTARRAYOID;
+	return types;
+}
+
+Oid *
+flusso_sql_backfill_types(IndexDef *def, bool first, int *nargs)
+{
+	int			n = first ? 0 : list_length(def->key);
+	Oid		   *types = palloc(sizeof(Oid) * (n + 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		types[i] = TEXTOID;
+	types[n] = INT4OID;
+	*nargs = n + 1;
+	return types;
+}
+
+/* The root's key columns as SQL, qualified by alias. */
+static char **
+key_columns(IndexDef *def, const char *alias)
+{
+	char	  **cols = palloc(sizeof(char *) * list_length(def->key));
+	int			i;
+
+	for (i = 0; i < list_length(def->key); i++)
+		cols[i] = qcol(alias, list_nth(def->key, i));
+	return cols;
+}
+
+/* "SELECT <_id> AS id FROM <root table> AS alias", cols its key columns. */
+static void
+append_select_ids(StringInfo buf, IndexDef *def, const char *alias, char **cols)
+{
+	appendStringInfo(buf, "SELECT %s AS id FROM %s AS %s", id_sql(list_length(def->key), cols),
+					 qtable(&def->root->table), alias);
+}
+
 char *
 flusso_sql_document_ids(IndexDef *def)
 {
 	const char *alias = qalias(&def->root->table);
-	int			n = list_length(def->key);
-	char	  **parts = palloc(sizeof(char *) * n);
 	StringInfoData buf;
-	int			i;
 
-	for (i = 0; i < n; i++)
-		parts[i] = qcol(alias, list_nth(def->key, i));
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT %s AS id FROM %s AS %s", id_sql(n, parts),
-					 qtable(&def->root->table), alias);
+	append_select_ids(&buf, def, alias, key_columns(def, alias));
 	if (def->root->filter)
 		appendStringInfo(&buf, " WHERE (%s)", flusso_sql_fragment(def->root->filter));
 	return buf.data;
@@ -882,17 +921,15 @@ flusso_sql_backfill_keys(IndexDef *def, bool first)
 {
 	const char *alias = qalias(&def->root->table);
 	int			n = list_length(def->key);
-	char	  **parts = palloc(sizeof(char *) * n);
+	char	  **cols = key_columns(def, alias);
 	StringInfoData buf;
 	int			i;
 
-	for (i = 0; i < n; i++)
-		parts[i] = qcol(alias, list_nth(def->key, i));
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT %s AS id FROM %s AS %s WHERE %s ORDER BY ", id_sql(n, parts),
-					 qtable(&def->root->table), alias, first ? "true" : keyset_after(def, alias));
+	append_select_ids(&buf, def, alias, cols);
+	appendStringInfo(&buf, " WHERE %s ORDER BY ", first ? "true" : keyset_after(def, alias));
 	for (i = 0; i < n; i++)
-		appendStringInfo(&buf, "%s%s", i ? ", " : "", parts[i]);
+		appendStringInfo(&buf, "%s%s", i ? ", " : "", cols[i]);
 	appendStringInfo(&buf, " LIMIT $%d", first ? 1 : n + 1);
 	return buf.data;
 }

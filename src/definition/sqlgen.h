@@ -65,6 +65,15 @@ extern char *flusso_sql_backfill(IndexDef *def, bool first);
 /* The ids of a backfill page, keys only and without the root filter. */
 extern char *flusso_sql_backfill_keys(IndexDef *def, bool first);
 
+/*
+ * The parameter types of the statements, laid out once: n text[], for a
+ * build or a probe (n key columns) and a watch's resolve statement (n
+ * watched columns); and those of a backfill statement or its keys
+ * (*nargs of them: the limit, or each key column as text and the limit).
+ */
+extern Oid *flusso_sql_array_types(int n);
+extern Oid *flusso_sql_backfill_types(IndexDef *def, bool first, int *nargs);
+
 /* SELECT of every document _id (for the consistency checker). */
 extern char *flusso_sql_document_ids(IndexDef *def);
 

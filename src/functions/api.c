@@ -75,15 +75,12 @@ arg_jsonb_text(FunctionCallInfo fcinfo, int i)
 static void
 prepare_generated(IndexDef *def)
 {
-	Oid		   *types = palloc(sizeof(Oid) * (list_length(def->key) + 1));
 	FlussoRights rights;
 	SPIPlanPtr	plan;
-	int			i;
 
-	for (i = 0; i < list_length(def->key); i++)
-		types[i] = TEXTARRAYOID;
 	flusso_rights_as_owner(def->owner, &rights);
-	plan = SPI_prepare(flusso_sql_build(def), list_length(def->key), types);
+	plan = SPI_prepare(flusso_sql_build(def), list_length(def->key),
+					   flusso_sql_array_types(list_length(def->key)));
 	flusso_rights_restore(&rights);
 	if (plan == NULL)
 		elog(ERROR, "the build statement of index \"%s\" does not prepare: %s",
@@ -405,25 +402,16 @@ flusso_alter_index_owner(PG_FUNCTION_ARGS)
 static char *
 build_one(IndexDef *def, const char *id)
 {
-	List	   *parts = flusso_id_split(id, list_length(def->key));
-	int			n = list_length(parts);
-	Oid		   *types = palloc(sizeof(Oid) * n);
-	Datum	   *values = palloc(sizeof(Datum) * n);
+	int			n = list_length(def->key);
+	Datum	   *values = flusso_keyset_params(list_make1((char *) id), n);
 	bool		isnull;
 	Datum		d;
-	int			i;
 	FlussoRights rights;
 	int			rc;
 
-	for (i = 0; i < n; i++)
-	{
-		Datum		elem = CStringGetTextDatum(list_nth(parts, i));
-
-		types[i] = TEXTARRAYOID;
-		values[i] = PointerGetDatum(construct_array(&elem, 1, TEXTOID, -1, false, TYPALIGN_INT));
-	}
 	flusso_rights_as_owner(def->owner, &rights);
-	rc = SPI_execute_with_args(flusso_sql_build(def), n, types, values, NULL, true, 0);
+	rc = SPI_execute_with_args(flusso_sql_build(def), n, flusso_sql_array_types(n), values,
+							   NULL, true, 0);
 	flusso_rights_restore(&rights);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not run the build statement of index \"%s\"", def->name);
@@ -519,26 +507,38 @@ flusso_index_body_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(result);
 }
 
+/*
+ * The start of a set-returning function over an index: the library's SQL
+ * objects checked, the result's tuplestore made (srf_flags), SPI
+ * connected, and the definition loaded for a caller who may manage the
+ * index (raising 42501 naming action otherwise).
+ */
+static IndexDef *
+begin_index_srf(FunctionCallInfo fcinfo, const char *action, bits32 srf_flags)
+{
+	char	   *name = arg_text(fcinfo, 0, "the index name");
+
+	flusso_require_current_sql();
+	InitMaterializedSRF(fcinfo, srf_flags);
+	SPI_connect();
+	return flusso_definition_load_managed(name, action);
+}
+
 PG_FUNCTION_INFO_V1(flusso_document_ids);
 Datum
 flusso_document_ids(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "the index name");
+	IndexDef   *def = begin_index_srf(fcinfo, "list the documents of", MAT_SRF_USE_EXPECTED_DESC);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	uint64		i;
-	IndexDef   *def;
 	FlussoRights rights;
 	int			rc;
 
-	flusso_require_current_sql();
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	SPI_connect();
-	def = flusso_definition_load_managed(name, "list the documents of");
 	flusso_rights_as_owner(def->owner, &rights);
 	rc = SPI_execute(flusso_sql_document_ids(def), true, 0);
 	flusso_rights_restore(&rights);
 	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not list the documents of index \"%s\"", name);
+		elog(ERROR, "could not list the documents of index \"%s\"", def->name);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -607,22 +607,16 @@ PG_FUNCTION_INFO_V1(flusso_affected_documents);
 Datum
 flusso_affected_documents(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "the index name");
 	Oid			relid = PG_ARGISNULL(1) ? InvalidOid : PG_GETARG_OID(1);
 	Jsonb	   *old_row = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	Jsonb	   *new_row = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext caller = CurrentMemoryContext;
-	FlussoKeySet *keys;
-	IndexDef   *def;
+	IndexDef   *def = begin_index_srf(fcinfo, "resolve changes for", MAT_SRF_USE_EXPECTED_DESC);
+	FlussoKeySet *keys = flusso_keyset_create(CurrentMemoryContext);
 	ListCell   *lc;
 	FlussoRights rights;
 
-	flusso_require_current_sql();
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	SPI_connect();
-	def = flusso_definition_load_managed(name, "resolve changes for");
-	keys = flusso_keyset_create(CurrentMemoryContext);
 	flusso_rights_as_owner(def->owner, &rights);
 	foreach(lc, flusso_sql_watches(def))
 	{
@@ -661,63 +655,66 @@ flusso_no_such_index(PG_FUNCTION_ARGS)
  * backfill builds them, in key order.  The consistency checker compares
  * them with OpenSearch; they can also be exported as they are.
  */
+/* The rows of a backfill page (id, document, key...) into the result, as they are. */
+static void
+put_documents(ReturnSetInfo *rsinfo, MemoryContext caller, SPITupleTable *tab, uint64 n)
+{
+	uint64		r;
+
+	for (r = 0; r < n; r++)
+	{
+		Datum		values[2];
+		bool		nulls[2];
+		MemoryContext spi;
+
+		/* text datums as they are (json is text inside): nothing copied twice, nothing kept */
+		values[0] = SPI_getbinval(tab->vals[r], tab->tupdesc, 1, &nulls[0]);
+		values[1] = SPI_getbinval(tab->vals[r], tab->tupdesc, 2, &nulls[1]);
+		spi = MemoryContextSwitchTo(caller);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		MemoryContextSwitchTo(spi);
+	}
+}
+
+/* A backfill statement of def, prepared: the first page's, or the next ones'. */
+static SPIPlanPtr
+prepare_backfill(IndexDef *def, bool first)
+{
+	int			nargs;
+	Oid		   *types = flusso_sql_backfill_types(def, first, &nargs);
+	SPIPlanPtr	plan = SPI_prepare(flusso_sql_backfill(def, first), nargs, types);
+
+	if (plan == NULL)
+		elog(ERROR, "could not prepare the backfill statements of index \"%s\"", def->name);
+	return plan;
+}
+
 PG_FUNCTION_INFO_V1(flusso_documents);
 Datum
 flusso_documents(PG_FUNCTION_ARGS)
 {
-	char	   *name = arg_text(fcinfo, 0, "the index name");
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext caller = CurrentMemoryContext;
-	IndexDef   *def;
-	char	   *first;
-	char	   *next;
+	IndexDef   *def = begin_index_srf(fcinfo, "build the documents of", 0);
+	int			nkeys = list_length(def->key);
+	Datum	   *params = palloc(sizeof(Datum) * (nkeys + 1));
 	SPIPlanPtr	first_plan;
 	SPIPlanPtr	next_plan;
-	Oid		   *types;
-	Datum	   *params;
-	int			nkeys;
 	int			i;
 	uint64		n;
 	FlussoRights rights;
 
-	flusso_require_current_sql();
-	InitMaterializedSRF(fcinfo, 0);
-	SPI_connect();
-	def = flusso_definition_load_managed(name, "build the documents of");
 	flusso_rights_as_owner(def->owner, &rights);
-	nkeys = list_length(def->key);
-	first = flusso_sql_backfill(def, true);
-	next = flusso_sql_backfill(def, false);
-	types = palloc(sizeof(Oid) * (nkeys + 1));
-	params = palloc(sizeof(Datum) * (nkeys + 1));
-	for (i = 0; i < nkeys; i++)
-		types[i] = TEXTOID;
-	types[nkeys] = INT4OID;
-	first_plan = SPI_prepare(first, 1, &types[nkeys]);
-	next_plan = SPI_prepare(next, nkeys + 1, types);
-	if (first_plan == NULL || next_plan == NULL)
-		elog(ERROR, "could not prepare the backfill statements of index \"%s\"", name);
+	first_plan = prepare_backfill(def, true);
+	next_plan = prepare_backfill(def, false);
 	params[0] = Int32GetDatum(1000);
 	if (SPI_execute_plan(first_plan, params, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not build the documents of index \"%s\"", name);
+		elog(ERROR, "could not build the documents of index \"%s\"", def->name);
 	while ((n = SPI_processed) > 0)
 	{
 		SPITupleTable *tab = SPI_tuptable;
-		uint64		r;
 
-		for (r = 0; r < n; r++)
-		{
-			Datum		values[2];
-			bool		nulls[2];
-			MemoryContext spi;
-
-			/* text datums as they are (json is text inside): nothing copied twice, nothing kept */
-			values[0] = SPI_getbinval(tab->vals[r], tab->tupdesc, 1, &nulls[0]);
-			values[1] = SPI_getbinval(tab->vals[r], tab->tupdesc, 2, &nulls[1]);
-			spi = MemoryContextSwitchTo(caller);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-			MemoryContextSwitchTo(spi);
-		}
+		put_documents(rsinfo, caller, tab, n);
 		if (n < 1000)
 			break;
 		for (i = 0; i < nkeys; i++)
@@ -725,7 +722,7 @@ flusso_documents(PG_FUNCTION_ARGS)
 		params[nkeys] = Int32GetDatum(1000);
 		SPI_freetuptable(tab);
 		if (SPI_execute_plan(next_plan, params, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not build the documents of index \"%s\"", name);
+			elog(ERROR, "could not build the documents of index \"%s\"", def->name);
 	}
 	flusso_rights_restore(&rights);
 	SPI_finish();

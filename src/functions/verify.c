@@ -66,6 +66,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "base/guard.h"
 #include "base/redact.h"
 #include "base/rights.h"
 #include "base/settings.h"
@@ -83,43 +84,7 @@
 #define SCROLL_SIZE		5000	/* ids of one scroll page */
 #define SCROLL_KEEP		"2m"
 
-/* ---- errors caught in a subtransaction ---- */
-
-/*
- * Run fn(arg) in a subtransaction; false, with the error, if it failed.
- * The subtransaction's abort restores the user id and settings that
- * flusso_rights_as_owner() changed.  Nothing here arms a timeout: in a
- * backend, the session's statement_timeout applies.
- */
-static bool
-try_run(void (*fn) (void *), void *arg, ErrorData **error)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool ok = true;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		*error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ok = false;
-	}
-	PG_END_TRY();
-	return ok;
-}
+/* ---- errors caught in a subtransaction (flusso_guard_keeping) ---- */
 
 /*
  * Is the error about the rows being built (a value an expression cannot
@@ -168,25 +133,6 @@ typedef struct SearchDoc
 	char	   *version;
 	char	   *physical;		/* the physical index behind the alias */
 } SearchDoc;
-
-/* An index or alias name as one path segment: all but [A-Za-z0-9-._~] percent-encoded. */
-static char *
-path_segment(const char *name)
-{
-	StringInfoData out;
-	const unsigned char *p;
-
-	initStringInfo(&out);
-	for (p = (const unsigned char *) name; *p; p++)
-	{
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-			*p == '-' || *p == '.' || *p == '_' || *p == '~')
-			appendStringInfoChar(&out, (char) *p);
-		else
-			appendStringInfo(&out, "%%%02X", *p);
-	}
-	return out.data;
-}
 
 /* Read the connection settings as the worker does; NULL, or why there is nothing to ask. */
 static const char *
@@ -311,7 +257,7 @@ answer_json(const SearchAnswer *a, const char *index, const char *what)
 {
 	ParseArgs	p = {a->body, NULL};
 	ErrorData  *error;
-	bool		parsed = try_run(parse_json, &p, &error);
+	bool		parsed = flusso_guard_keeping(parse_json, &p, &error);
 
 	if (!parsed && !error_is_about_rows(error))
 		ReThrowError(error);	/* a cancel, out of memory: not about the answer */
@@ -356,16 +302,6 @@ json_get_text(JsonbContainer *c, const char *key)
 	if (v->type == jbvBinary)
 		return JsonbToCString(NULL, v->val.binary.data, v->val.binary.len);
 	return NULL;
-}
-
-static char *
-json_quote(const char *s)
-{
-	StringInfoData out;
-
-	initStringInfo(&out);
-	escape_json(&out, s);
-	return out.data;
 }
 
 /* {"ids": [...]} */
@@ -430,7 +366,7 @@ search_mget(const char *index, char **ids, int n, bool with_source, SearchDoc *d
 {
 	char	   *path = psprintf("/%s/_mget?realtime=true%s&filter_path=docs._id,docs._index,"
 								"docs._version,docs.found,docs._source,docs.error",
-								path_segment(index), with_source ? "" : "&_source=false");
+								flusso_search_path_segment(index), with_source ? "" : "&_source=false");
 	SearchAnswer *a = palloc(sizeof(SearchAnswer));
 	JsonbContainer *docs_array;
 	int			i;
@@ -566,7 +502,7 @@ key_problem(IndexDef *def, const char *id)
 		return psprintf("it is not the %d values of the key (%s) joined by \"|\"",
 						list_length(def->key), cols.data);
 	}
-	if (try_run(check_key, &k, &error))
+	if (flusso_guard_keeping(check_key, &k, &error))
 		return NULL;
 	if (!error_is_about_rows(error))
 		ReThrowError(error);
@@ -646,19 +582,16 @@ static void
 prepare_statements(Verification *v)
 {
 	int			n = v->nkeys;
-	Oid		   *types = palloc(sizeof(Oid) * (n + 1));
-	int			i;
+	int			nfirst;
+	int			nnext;
+	Oid		   *first = flusso_sql_backfill_types(v->def, true, &nfirst);
+	Oid		   *next = flusso_sql_backfill_types(v->def, false, &nnext);
+	Oid		   *types = flusso_sql_array_types(n);
 
-	for (i = 0; i < n; i++)
-		types[i] = TEXTOID;
-	types[n] = INT4OID;
-	v->first_plan = prepare_as_owner(v->def, flusso_sql_backfill(v->def, true), 1, &types[n]);
-	v->next_plan = prepare_as_owner(v->def, flusso_sql_backfill(v->def, false), n + 1, types);
-	v->keys_first_plan = prepare_as_owner(v->def, flusso_sql_backfill_keys(v->def, true), 1, &types[n]);
-	v->keys_next_plan = prepare_as_owner(v->def, flusso_sql_backfill_keys(v->def, false), n + 1, types);
-	types = palloc(sizeof(Oid) * n);
-	for (i = 0; i < n; i++)
-		types[i] = TEXTARRAYOID;
+	v->first_plan = prepare_as_owner(v->def, flusso_sql_backfill(v->def, true), nfirst, first);
+	v->next_plan = prepare_as_owner(v->def, flusso_sql_backfill(v->def, false), nnext, next);
+	v->keys_first_plan = prepare_as_owner(v->def, flusso_sql_backfill_keys(v->def, true), nfirst, first);
+	v->keys_next_plan = prepare_as_owner(v->def, flusso_sql_backfill_keys(v->def, false), nnext, next);
 	v->build_plan = prepare_as_owner(v->def, flusso_sql_build(v->def), n, types);
 	v->exists_plan = prepare_as_owner(v->def, flusso_sql_probe(v->def, v->def->root, key_array_sql(v->def),
 																PROBE_VALUE), n, types);
@@ -843,7 +776,7 @@ build_groups(Verification *v, List *ids, bool exists_only, BuiltFn on_built, Fai
 
 	if (ids == NIL)
 		return;
-	if (try_run(build_ids, &b, &error))
+	if (flusso_guard_keeping(build_ids, &b, &error))
 	{
 		foreach(lc, b.built)
 			on_built(v, lfirst(lc), arg);
@@ -881,13 +814,13 @@ next_page(Verification *v, List *cursor, DocPage *page)
 	ErrorData  *error;
 
 	memset(page, 0, sizeof(DocPage));
-	if (try_run(read_page, &r, &error))
+	if (flusso_guard_keeping(read_page, &r, &error))
 		return;
 	if (!error_is_about_rows(error))
 		ReThrowError(error);
 	memset(page, 0, sizeof(DocPage));
 	r.keys_only = true;
-	if (!try_run(read_page, &r, &error))
+	if (!flusso_guard_keeping(read_page, &r, &error))
 		ReThrowError(error);
 	build_groups(v, r.ids, false, page_built, page_failed, page);
 	page->rows = list_length(r.ids);
@@ -1105,7 +1038,7 @@ check_search_ids(Verification *v, ScrollPage *sp)
 static char *
 scroll_next_body(const char *scroll_id)
 {
-	return psprintf("{\"scroll\":\"%s\",\"scroll_id\":%s}", SCROLL_KEEP, json_quote(scroll_id));
+	return psprintf("{\"scroll\":\"%s\",\"scroll_id\":%s}", SCROLL_KEEP, flusso_json_quote(scroll_id));
 }
 
 /* Pass 2: scroll every id OpenSearch holds (no _source), a page at a time, until an empty page. */
@@ -1125,7 +1058,7 @@ find_extras(Verification *v)
 
 		CHECK_FOR_INTERRUPTS();
 		if (scroll_id == NULL)
-			a = search_call("POST", psprintf("/%s/_search?scroll=%s&%s", path_segment(v->name), SCROLL_KEEP, filter),
+			a = search_call("POST", psprintf("/%s/_search?scroll=%s&%s", flusso_search_path_segment(v->name), SCROLL_KEEP, filter),
 							psprintf("{\"size\":%d,\"sort\":[\"_doc\"],\"_source\":false,"
 									 "\"query\":{\"match_all\":{}}}", SCROLL_SIZE));
 		else
@@ -1148,7 +1081,7 @@ find_extras(Verification *v)
 	}
 	if (scroll_id)
 		(void) search_call("DELETE", "/_search/scroll",
-						   psprintf("{\"scroll_id\":[%s]}", json_quote(scroll_id)));
+						   psprintf("{\"scroll_id\":[%s]}", flusso_json_quote(scroll_id)));
 }
 
 /* ---- the index's state, dead letters (flusso's own tables, as the extension's owner) ---- */
@@ -1358,7 +1291,7 @@ use_worker_output_settings(void)
 	ListCell   *n;
 	ListCell   *v;
 
-	if (!try_run(read_output_settings, &o, &error))
+	if (!flusso_guard_keeping(read_output_settings, &o, &error))
 	{
 		ereport(NOTICE,
 				(errmsg("documents are built with this session's TimeZone, DateStyle and IntervalStyle: the server's could not be read"),
@@ -1492,16 +1425,12 @@ run_probe(void *arg)
 {
 	ProbeRun   *p = arg;
 	int			nkeys = list_length(p->def->key);
-	Oid		   *types = palloc(sizeof(Oid) * nkeys);
 	Datum	   *params = flusso_keyset_params(list_make1((char *) p->id), nkeys);
 	FlussoRights rights;
 	int			rc;
-	int			i;
 
-	for (i = 0; i < nkeys; i++)
-		types[i] = TEXTARRAYOID;
 	flusso_rights_as_owner(p->def->owner, &rights);
-	rc = SPI_execute_with_args(p->sql, nkeys, types, params, NULL, false, 2);
+	rc = SPI_execute_with_args(p->sql, nkeys, flusso_sql_array_types(nkeys), params, NULL, false, 2);
 	flusso_rights_restore(&rights);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "a probe of index \"%s\" failed", p->def->name);
@@ -1526,7 +1455,7 @@ probe(IndexDef *def, const char *id, DefNode *node, const char *text, FlussoProb
 	p->def = def;
 	p->id = id;
 	p->sql = flusso_sql_probe(def, node, text, kind);
-	if (try_run(run_probe, p, &error))
+	if (flusso_guard_keeping(run_probe, p, &error))
 		return true;
 	if (!error_is_about_rows(error))
 		ReThrowError(error);
@@ -1614,17 +1543,14 @@ explain_build(Explanation *e)
 {
 	Verification v = {0};
 	BuildOne	b = {&v, e->id, NULL};
-	Oid		   *types = palloc(sizeof(Oid) * list_length(e->def->key));
 	ErrorData  *error;
-	int			i;
 
 	v.def = e->def;
 	v.nkeys = list_length(e->def->key);
 	v.page_cxt = CurrentMemoryContext;
-	for (i = 0; i < v.nkeys; i++)
-		types[i] = TEXTARRAYOID;
-	v.build_plan = prepare_as_owner(e->def, flusso_sql_build(e->def), v.nkeys, types);
-	if (try_run(build_one, &b, &error))
+	v.build_plan = prepare_as_owner(e->def, flusso_sql_build(e->def), v.nkeys,
+									flusso_sql_array_types(v.nkeys));
+	if (flusso_guard_keeping(build_one, &b, &error))
 	{
 		e->document = b.document;
 		return;
@@ -1764,7 +1690,7 @@ add_key(StringInfo out, const char *key, const char *json_value)
 static char *
 json_text_or_null(const char *s)
 {
-	return s ? json_quote(s) : pstrdup("null");
+	return s ? flusso_json_quote(s) : pstrdup("null");
 }
 
 static char *
@@ -1777,7 +1703,7 @@ key_json(const Explanation *e)
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
 	for (i = 0; i < list_length(parts); i++)
-		add_key(&out, list_nth(e->def->key, i), json_quote(list_nth(parts, i)));
+		add_key(&out, list_nth(e->def->key, i), flusso_json_quote(list_nth(parts, i)));
 	appendStringInfoChar(&out, '}');
 	return out.data;
 }
@@ -1789,10 +1715,10 @@ engine_json(const Explanation *e)
 
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
-	add_key(&out, "alias", json_quote(e->name));
+	add_key(&out, "alias", flusso_json_quote(e->name));
 	if (e->search_problem)
 	{
-		add_key(&out, "error", json_quote(e->search_problem));
+		add_key(&out, "error", flusso_json_quote(e->search_problem));
 		appendStringInfoChar(&out, '}');
 		return out.data;
 	}
@@ -1835,25 +1761,25 @@ explanation_json(const Explanation *e)
 
 	initStringInfo(&out);
 	appendStringInfoChar(&out, '{');
-	add_key(&out, "index", json_quote(e->name));
-	add_key(&out, "id", json_quote(e->id));
-	add_key(&out, "verdict", json_quote(verdict(e)));
+	add_key(&out, "index", flusso_json_quote(e->name));
+	add_key(&out, "id", flusso_json_quote(e->id));
+	add_key(&out, "verdict", flusso_json_quote(verdict(e)));
 	add_key(&out, "key", e->not_a_key ? "null" : key_json(e));
 	if (e->not_a_key)
-		add_key(&out, "key_error", json_quote(e->not_a_key));
+		add_key(&out, "key_error", flusso_json_quote(e->not_a_key));
 	add_key(&out, "row_exists", e->row_exists ? "true" : "false");
 	if (e->def->root->filter)
 		add_key(&out, "filter", psprintf("{\"path\": \"filter\", \"condition\": %s, \"keeps_row\": %s}",
-										 json_quote(e->def->root->filter),
+										 flusso_json_quote(e->def->root->filter),
 										 e->filter == 1 ? "true" : e->row_exists ? "false" : "null"));
 	add_key(&out, "document", e->document ? e->document : "null");
 	if (e->build_error)
-		add_key(&out, "build_error", psprintf("{\"message\": %s, \"path\": %s}", json_quote(e->build_error),
-											  json_text_or_null(e->build_path)));
+		add_key(&out, "build_error", psprintf("{\"message\": %s, \"path\": %s}", flusso_json_quote(e->build_error),
+				json_text_or_null(e->build_path)));
 	add_key(&out, "opensearch", engine_json(e));
 	add_key(&out, "dead_letter", e->dead.found ?
-			psprintf("{\"error\": %s, \"failed_at\": %s, \"generation\": %s}", json_quote(e->dead.error),
-					 json_quote(e->dead.failed_at), e->dead.generation ? e->dead.generation : "null") :
+			psprintf("{\"error\": %s, \"failed_at\": %s, \"generation\": %s}", flusso_json_quote(e->dead.error),
+					 flusso_json_quote(e->dead.failed_at), e->dead.generation ? e->dead.generation : "null") :
 			"null");
 	add_key(&out, "index_state", state_json(e));
 	appendStringInfoChar(&out, '}');

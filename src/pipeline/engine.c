@@ -52,6 +52,7 @@
 #include "pipeline/loader.h"
 #include "pipeline/rounds.h"
 #include "pipeline/ship.h"
+#include "sink/choose.h"
 #include "sink/http.h"
 
 /* The one pipeline of this process. */

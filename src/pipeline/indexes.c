@@ -145,6 +145,7 @@ compile(void *arg)
 	MemoryContext old = MemoryContextSwitchTo(a->cxt);
 	FlussoRights rights;
 	Oid		   *types;
+	int			nargs;
 	ListCell   *lc;
 	int			i;
 
@@ -154,28 +155,21 @@ compile(void *arg)
 	ix->nkeys = list_length(ix->def->key);
 	ix->watches = flusso_sql_watches(ix->def);
 	ix->body = flusso_index_body(ix->def, MyBgworkerEntry ? MyBgworkerEntry->bgw_extra : NULL, 0);
-	types = palloc(sizeof(Oid) * (ix->nkeys + 1));
-	for (i = 0; i < ix->nkeys; i++)
-		types[i] = TEXTARRAYOID;
-	ix->build_plan = keep_plan(flusso_sql_build(ix->def), ix->nkeys, types);
-	types[0] = INT4OID;
-	ix->backfill_first_plan = keep_plan(flusso_sql_backfill(ix->def, true), 1, types);
-	for (i = 0; i < ix->nkeys; i++)
-		types[i] = TEXTOID;
-	types[ix->nkeys] = INT4OID;
-	ix->backfill_next_plan = keep_plan(flusso_sql_backfill(ix->def, false), ix->nkeys + 1, types);
+	ix->build_plan = keep_plan(flusso_sql_build(ix->def), ix->nkeys,
+							   flusso_sql_array_types(ix->nkeys));
+	types = flusso_sql_backfill_types(ix->def, true, &nargs);
+	ix->backfill_first_plan = keep_plan(flusso_sql_backfill(ix->def, true), nargs, types);
+	types = flusso_sql_backfill_types(ix->def, false, &nargs);
+	ix->backfill_next_plan = keep_plan(flusso_sql_backfill(ix->def, false), nargs, types);
 	ix->resolve_plans = palloc0(sizeof(SPIPlanPtr) * list_length(ix->watches));
 	i = 0;
 	foreach(lc, ix->watches)
 	{
 		FlussoWatch *w = lfirst(lc);
-		Oid		   *wtypes = palloc(sizeof(Oid) * w->ncols);
-		int			c;
 
-		for (c = 0; c < w->ncols; c++)
-			wtypes[c] = TEXTARRAYOID;
 		if (w->resolve_sql)
-			ix->resolve_plans[i] = keep_plan(w->resolve_sql, w->ncols, wtypes);
+			ix->resolve_plans[i] = keep_plan(w->resolve_sql, w->ncols,
+											 flusso_sql_array_types(w->ncols));
 		i++;
 	}
 	flusso_rights_restore(&rights);

@@ -174,12 +174,8 @@ static void
 run_build(void *arg)
 {
 	RunArgs    *a = arg;
-	Oid		   *types = palloc(sizeof(Oid) * a->ix->nkeys);
-	int			i;
 
-	for (i = 0; i < a->ix->nkeys; i++)
-		types[i] = TEXTARRAYOID;
-	run_streaming(a->ix, a->ix->build_plan, a->ix->nkeys, types,
+	run_streaming(a->ix, a->ix->build_plan, a->ix->nkeys, flusso_sql_array_types(a->ix->nkeys),
 				  flusso_keyset_params(a->ids, a->ix->nkeys), a->fn, a->arg);
 }
 
@@ -191,33 +187,32 @@ flusso_run_build(IndexRuntime *ix, List *ids, FlussoRowFn fn, void *arg, FlussoE
 	return flusso_guard(run_build, &a, error);
 }
 
-/* The parameters of a keyset page: the cursor's key columns, then the limit. */
-static int
-page_params(RunArgs *a, Oid *types, Datum *values)
+/*
+ * The parameters of a keyset page: the cursor's key columns, then the
+ * limit (their types: flusso_sql_backfill_types()).
+ */
+static Datum *
+page_params(RunArgs *a)
 {
+	Datum	   *values = palloc(sizeof(Datum) * (a->ix->nkeys + 1));
 	ListCell   *lc;
 	int			n = 0;
 
 	foreach(lc, a->cursor)
-	{
-		types[n] = TEXTOID;
 		values[n++] = CStringGetTextDatum(lfirst(lc));
-	}
-	types[n] = INT4OID;
-	values[n++] = Int32GetDatum(a->limit);
-	return n;
+	values[n] = Int32GetDatum(a->limit);
+	return values;
 }
 
 static void
 run_backfill(void *arg)
 {
 	RunArgs    *a = arg;
-	Oid		   *types = palloc(sizeof(Oid) * (a->ix->nkeys + 1));
-	Datum	   *values = palloc(sizeof(Datum) * (a->ix->nkeys + 1));
-	int			n = page_params(a, types, values);
+	int			n;
+	Oid		   *types = flusso_sql_backfill_types(a->ix->def, a->cursor == NIL, &n);
 
 	run_streaming(a->ix, a->cursor == NIL ? a->ix->backfill_first_plan : a->ix->backfill_next_plan,
-				  n, types, values, a->fn, a->arg);
+				  n, types, page_params(a), a->fn, a->arg);
 }
 
 bool
@@ -238,9 +233,8 @@ static void
 run_backfill_keys(void *arg)
 {
 	RunArgs    *a = arg;
-	Oid		   *types = palloc(sizeof(Oid) * (a->ix->nkeys + 1));
-	Datum	   *values = palloc(sizeof(Datum) * (a->ix->nkeys + 1));
-	int			n = page_params(a, types, values);
+	int			n;
+	Oid		   *types = flusso_sql_backfill_types(a->ix->def, a->cursor == NIL, &n);
 	FlussoRights rights;
 	MemoryContext cxt = CurrentMemoryContext;
 	uint64		r;
@@ -248,7 +242,7 @@ run_backfill_keys(void *arg)
 
 	flusso_index_rights_enter(a->ix, &rights);
 	rc = SPI_execute_with_args(flusso_sql_backfill_keys(a->ix->def, a->cursor == NIL),
-							   n, types, values, NULL, true, 0);
+							   n, types, page_params(a), NULL, true, 0);
 	flusso_rights_restore(&rights);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read the keys of a backfill page of index \"%s\"", a->ix->name);
@@ -347,15 +341,11 @@ static void
 run_probe(void *arg)
 {
 	ProbeArgs  *a = arg;
-	Oid		   *types = palloc(sizeof(Oid) * a->ix->nkeys);
 	FlussoRights rights;
-	int			i;
 	int			rc;
 
-	for (i = 0; i < a->ix->nkeys; i++)
-		types[i] = TEXTARRAYOID;
 	flusso_index_rights_enter(a->ix, &rights);
-	rc = SPI_execute_with_args(a->sql, a->ix->nkeys, types,
+	rc = SPI_execute_with_args(a->sql, a->ix->nkeys, flusso_sql_array_types(a->ix->nkeys),
 							   flusso_keyset_params(a->ids, a->ix->nkeys), NULL, true, 0);
 	flusso_rights_restore(&rights);
 	if (rc != SPI_OK_SELECT)

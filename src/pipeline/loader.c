@@ -32,6 +32,7 @@
 #include "pipeline/batches.h"
 #include "pipeline/indexrun.h"
 #include "pipeline/loader.h"
+#include "sink/choose.h"
 #include "status/status.h"
 
 /* ---- watches ---- */

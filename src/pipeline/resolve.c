@@ -18,38 +18,18 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "common/hashfn.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "base/strset.h"
 #include "pipeline/resolve.h"
-
-typedef struct KeyEntry
-{
-	char	   *id;
-	uint32		hash;
-	char		status;
-} KeyEntry;
-
-#define SH_PREFIX keyhash
-#define SH_ELEMENT_TYPE KeyEntry
-#define SH_KEY_TYPE char *
-#define SH_KEY id
-#define SH_HASH_KEY(tb, key) hash_bytes((const unsigned char *) (key), strlen(key))
-#define SH_EQUAL(tb, a, b) (strcmp((a), (b)) == 0)
-#define SH_STORE_HASH
-#define SH_GET_HASH(tb, a) ((a)->hash)
-#define SH_SCOPE static inline
-#define SH_DECLARE
-#define SH_DEFINE
-#include "lib/simplehash.h"
 
 struct FlussoKeySet
 {
-	MemoryContext cxt;			/* the hash, the list and the strings */
-	keyhash_hash *hash;
+	MemoryContext cxt;			/* the set, the list and the strings */
+	FlussoStringSet *set;
 	List	   *order;			/* ids in insertion order */
 };
 
@@ -59,27 +39,22 @@ flusso_keyset_create(MemoryContext parent)
 	FlussoKeySet *ks = MemoryContextAllocZero(parent, sizeof(FlussoKeySet));
 
 	ks->cxt = AllocSetContextCreate(parent, "flusso keys", ALLOCSET_DEFAULT_SIZES);
-	ks->hash = keyhash_create(ks->cxt, 256, NULL);
+	ks->set = flusso_strset_create(ks->cxt, 256);
 	return ks;
 }
 
 bool
 flusso_keyset_add(FlussoKeySet *ks, const char *id)
 {
-	bool		found;
-	MemoryContext old = MemoryContextSwitchTo(ks->cxt);
-	char	   *copy = pstrdup(id);
-	KeyEntry   *e = keyhash_insert(ks->hash, copy, &found);
+	char	   *copy = flusso_strset_add(ks->set, id);
+	MemoryContext old;
 
-	if (!found)
-	{
-		e->id = copy;
-		ks->order = lappend(ks->order, copy);
-	}
-	else
-		pfree(copy);
+	if (copy == NULL)
+		return false;
+	old = MemoryContextSwitchTo(ks->cxt);
+	ks->order = lappend(ks->order, copy);
 	MemoryContextSwitchTo(old);
-	return !found;
+	return true;
 }
 
 int
@@ -92,7 +67,7 @@ void
 flusso_keyset_reset(FlussoKeySet *ks)
 {
 	MemoryContextReset(ks->cxt);
-	ks->hash = keyhash_create(ks->cxt, 256, NULL);
+	ks->set = flusso_strset_create(ks->cxt, 256);
 	ks->order = NIL;
 }
 
@@ -232,7 +207,6 @@ void
 flusso_resolve(FlussoWatch *w, SPIPlanPtr plan, List *images, FlussoKeySet *out,
 			   int nkeycols)
 {
-	Oid		   *types;
 	Datum	   *params;
 	char	  **parts;
 	uint64		r;
@@ -246,7 +220,6 @@ flusso_resolve(FlussoWatch *w, SPIPlanPtr plan, List *images, FlussoKeySet *out,
 		resolve_direct(w, images, out, nkeycols);
 		return;
 	}
-	types = palloc(sizeof(Oid) * w->ncols);
 	params = palloc(sizeof(Datum) * w->ncols);
 	for (i = 0; i < w->ncols; i++)
 	{
@@ -255,11 +228,11 @@ flusso_resolve(FlussoWatch *w, SPIPlanPtr plan, List *images, FlussoKeySet *out,
 
 		foreach(lc, images)
 			col = lappend(col, ((char **) lfirst(lc))[i]);
-		types[i] = TEXTARRAYOID;
 		params[i] = text_array(col);
 	}
 	rc = plan ? SPI_execute_plan(plan, params, NULL, true, 0) :
-		SPI_execute_with_args(w->resolve_sql, w->ncols, types, params, NULL, true, 0);
+		SPI_execute_with_args(w->resolve_sql, w->ncols, flusso_sql_array_types(w->ncols),
+							  params, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "resolve statement for %s failed: %s", w->columns_text,
 			 SPI_result_code_string(rc));

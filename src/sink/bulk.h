@@ -67,6 +67,7 @@ typedef struct BulkRequest
 
 	struct BulkRequest *next;	/* in the engine's queues */
 	dlist_node	flight_node;	/* in the engine's list of requests in flight */
+	dlist_node	done_node;		/* in its sink's queue of finished requests */
 } BulkRequest;
 
 extern BulkRequest *flusso_bulk_create(MemoryContext parent, BulkOwnerKind kind,

@@ -21,10 +21,10 @@
 #include "utils/wait_event.h"
 
 #include "base/settings.h"
+#include "sink/donequeue.h"
 #include "sink/sink.h"
 
-static BulkRequest *done_head = NULL;
-static BulkRequest *done_tail = NULL;
+static DoneQueue done = DONE_QUEUE_INIT(done);
 
 static char *
 dry_prepare_index(const char *physical, const char *body, const char *index_name,
@@ -102,27 +102,15 @@ dry_send(BulkRequest *req)
 	req->too_large = false;
 	req->sent_at = GetCurrentTimestamp();
 	req->elapsed_ms = 0;
-	req->next = NULL;
-	if (done_tail)
-		done_tail->next = req;
-	else
-		done_head = req;
-	done_tail = req;
+	done_queue_push(&done, &req->done_node);
 }
 
 static BulkRequest *
 dry_next_done(void)
 {
-	BulkRequest *req = done_head;
+	dlist_node *node = done_queue_pop(&done);
 
-	if (req)
-	{
-		done_head = req->next;
-		if (done_head == NULL)
-			done_tail = NULL;
-		req->next = NULL;
-	}
-	return req;
+	return node ? dlist_container(BulkRequest, done_node, node) : NULL;
 }
 
 static int
@@ -134,7 +122,7 @@ dry_in_flight(void)
 static int
 dry_wait(long timeout_ms)
 {
-	if (done_head)
+	if (!done_queue_is_empty(&done))
 		return 0;
 	return WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					 timeout_ms, PG_WAIT_EXTENSION);
@@ -143,7 +131,7 @@ dry_wait(long timeout_ms)
 static void
 dry_abort_all(void)
 {
-	done_head = done_tail = NULL;
+	done_queue_clear(&done);
 }
 
 const FlussoSink flusso_dryrun_sink = {

@@ -29,6 +29,7 @@
 #include "utils/wait_event.h"
 
 #include "base/compat.h"
+#include "sink/donequeue.h"
 #include "sink/http.h"
 
 #define MAX_SOCKETS 64
@@ -47,8 +48,7 @@ static WaitEventSet *wait_set = NULL;	/* rebuilt when the sockets change */
 static long curl_timer_ms = -1; /* -1: no timer */
 static instr_time curl_timer_set_at;
 static int	in_flight = 0;
-static FlussoHttpRequest *done_head = NULL;
-static FlussoHttpRequest *done_tail = NULL;
+static DoneQueue done = DONE_QUEUE_INIT(done);
 
 /* Requests started and not yet freed, to abort them all after an error. */
 #define MAX_REQUESTS 1024
@@ -270,12 +270,7 @@ collect_done(void)
 		curl_multi_remove_handle(multi, req->easy);
 		req->done = true;
 		in_flight--;
-		req->next_done = NULL;
-		if (done_tail)
-			done_tail->next_done = req;
-		else
-			done_head = req;
-		done_tail = req;
+		done_queue_push(&done, &req->done_node);
 	}
 }
 
@@ -381,40 +376,15 @@ flusso_http_wait(long timeout_ms, uint32 wait_event_info)
 FlussoHttpRequest *
 flusso_http_next_done(void)
 {
-	FlussoHttpRequest *req = done_head;
+	dlist_node *node = done_queue_pop(&done);
 
-	if (req)
-	{
-		done_head = req->next_done;
-		if (done_head == NULL)
-			done_tail = NULL;
-		req->next_done = NULL;
-	}
-	return req;
+	return node ? dlist_container(FlussoHttpRequest, done_node, node) : NULL;
 }
 
 int
 flusso_http_in_flight(void)
 {
 	return in_flight;
-}
-
-static void
-unlink_done(FlussoHttpRequest *req)
-{
-	FlussoHttpRequest **p = &done_head;
-
-	done_tail = NULL;
-	while (*p)
-	{
-		if (*p == req)
-			*p = req->next_done;
-		else
-		{
-			done_tail = *p;
-			p = &(*p)->next_done;
-		}
-	}
 }
 
 void
@@ -433,7 +403,7 @@ flusso_http_run(FlussoHttpRequest *req)
 		}
 		CHECK_FOR_INTERRUPTS();
 	}
-	unlink_done(req);
+	done_queue_remove(&req->done_node);
 	if (latch_was_set)
 		SetLatch(MyLatch);		/* the caller's loop still sees the wakeup */
 }
@@ -457,8 +427,7 @@ flusso_http_free(FlussoHttpRequest *req)
 		}
 		curl_easy_cleanup(req->easy);
 	}
-	if (req->done)
-		unlink_done(req);
+	done_queue_remove(&req->done_node);
 	curl_slist_free_all(req->headers);
 	free(req->response);
 	free(req);
@@ -472,7 +441,7 @@ flusso_http_abort_all(void)
 	for (i = 0; i < MAX_REQUESTS; i++)
 		if (live_requests[i] != NULL)
 			flusso_http_free(live_requests[i]);
-	done_head = done_tail = NULL;
+	done_queue_clear(&done);
 }
 
 /*

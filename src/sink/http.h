@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 
+#include "lib/ilist.h"
+
 typedef struct FlussoHttpRequest
 {
 	/* all malloc'd: libcurl memory is not palloc memory */
@@ -33,7 +35,8 @@ typedef struct FlussoHttpRequest
 	/* free for the caller */
 	void	   *user;
 	int			node;
-	struct FlussoHttpRequest *next_done;
+
+	dlist_node	done_node;		/* in http.c's queue of finished requests */
 } FlussoHttpRequest;
 
 typedef struct FlussoHttpOptions

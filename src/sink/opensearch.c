@@ -29,13 +29,13 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "sink/donequeue.h"
 #include "sink/search.h"
 #include "sink/sink.h"
 
 #define BULK_PATH "/_bulk?filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
 
-static BulkRequest *done_head = NULL;
-static BulkRequest *done_tail = NULL;
+static DoneQueue done = DONE_QUEUE_INIT(done);
 static int	sent = 0;
 
 static char *
@@ -44,35 +44,6 @@ answer_problem(FlussoHttpRequest *http, const char *what)
 	return psprintf("%s: %s", what, flusso_http_describe_failure(http));
 }
 
-/* An index or alias name as one path segment: everything but [A-Za-z0-9-._~] percent-encoded. */
-static char *
-seg(const char *name)
-{
-	StringInfoData out;
-	const unsigned char *p;
-
-	initStringInfo(&out);
-	for (p = (const unsigned char *) name; *p; p++)
-	{
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-			*p == '-' || *p == '.' || *p == '_' || *p == '~')
-			appendStringInfoChar(&out, (char) *p);
-		else
-			appendStringInfo(&out, "%%%02X", *p);
-	}
-	return out.data;
-}
-
-/* A JSON string literal. */
-static char *
-json_string(const char *s)
-{
-	StringInfoData out;
-
-	initStringInfo(&out);
-	escape_json(&out, s);
-	return out.data;
-}
 
 /* GET path; the decoded JSON object, or NULL with *status set. */
 static json_object *
@@ -120,7 +91,7 @@ index_not_found(FlussoHttpRequest *http)
 static char *
 check_ours(const char *physical, const char *index_name)
 {
-	FlussoHttpRequest *http = flusso_search_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
+	FlussoHttpRequest *http = flusso_search_request("GET", psprintf("/%s/_mapping", flusso_search_path_segment(physical)), NULL, NULL);
 	json_object *mapping = NULL;
 	char	   *problem = NULL;
 
@@ -149,7 +120,7 @@ check_alias_name(const char *alias, bool *permanent)
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *obj = get_json(psprintf("/_alias/%s", seg(alias)), &status, &error);
+	json_object *obj = get_json(psprintf("/_alias/%s", flusso_search_path_segment(alias)), &status, &error);
 	char	   *problem = error;
 
 	if (obj && status == 200)
@@ -168,7 +139,7 @@ check_alias_name(const char *alias, bool *permanent)
 	json_object_put(obj);
 	if (problem)
 		return problem;
-	obj = get_json(psprintf("/%s/_alias", seg(alias)), &status, &error);
+	obj = get_json(psprintf("/%s/_alias", flusso_search_path_segment(alias)), &status, &error);
 	if (obj && json_object_object_get_ex(obj, alias, NULL))
 	{
 		*permanent = true;
@@ -191,11 +162,11 @@ opensearch_prepare_index(const char *physical, const char *body, const char *ind
 	*permanent = false;
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
-	http = flusso_search_request("GET", psprintf("/%s/_mapping", seg(physical)), NULL, NULL);
+	http = flusso_search_request("GET", psprintf("/%s/_mapping", flusso_search_path_segment(physical)), NULL, NULL);
 	if (index_not_found(http))
 	{
 		flusso_http_free(http);
-		http = flusso_search_request("PUT", psprintf("/%s", seg(physical)), "application/json", body);
+		http = flusso_search_request("PUT", psprintf("/%s", flusso_search_path_segment(physical)), "application/json", body);
 		if (http->result == CURLE_OK && http->status == 200)
 			*created = true;
 		else
@@ -230,7 +201,7 @@ opensearch_point_alias(const char *alias, const char *physical)
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *current = get_json(psprintf("/_alias/%s", seg(alias)), &status, &error);
+	json_object *current = get_json(psprintf("/_alias/%s", flusso_search_path_segment(alias)), &status, &error);
 	StringInfoData actions;
 	FlussoHttpRequest *http;
 
@@ -252,7 +223,7 @@ opensearch_point_alias(const char *alias, const char *physical)
 		return psprintf("the alias \"%s\" is not moved: %s", alias, error);
 	}
 	/* searches through the alias must find every document at once */
-	http = flusso_search_request("POST", psprintf("/%s/_refresh", seg(physical)), NULL, NULL);
+	http = flusso_search_request("POST", psprintf("/%s/_refresh", flusso_search_path_segment(physical)), NULL, NULL);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not refresh \"%s\" before pointing the alias at it", physical));
 	flusso_http_free(http);
@@ -270,12 +241,12 @@ opensearch_point_alias(const char *alias, const char *physical)
 			(void) val;
 			if (strcmp(index, physical) != 0)
 				appendStringInfo(&actions, "{\"remove\":{\"index\":%s,\"alias\":%s}},",
-								 json_string(index), json_string(alias));
+								 flusso_json_quote(index), flusso_json_quote(alias));
 		}
 	}
 	json_object_put(current);
 	appendStringInfo(&actions, "{\"add\":{\"index\":%s,\"alias\":%s,\"is_write_index\":true}}]}",
-					 json_string(physical), json_string(alias));
+					 flusso_json_quote(physical), flusso_json_quote(alias));
 	http = flusso_search_request("POST", "/_aliases", "application/json", actions.data);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not point alias \"%s\" at \"%s\"", alias, physical));
@@ -291,7 +262,7 @@ opensearch_drop_index(const char *physical, const char *index_name)
 
 	if (error)
 		return error;
-	http = flusso_search_request("DELETE", psprintf("/%s?expand_wildcards=none", seg(physical)), NULL, NULL);
+	http = flusso_search_request("DELETE", psprintf("/%s?expand_wildcards=none", flusso_search_path_segment(physical)), NULL, NULL);
 
 	if (http->result != CURLE_OK || (http->status != 200 && http->status != 404))
 		error = answer_problem(http, psprintf("could not drop OpenSearch index \"%s\"", physical));
@@ -330,7 +301,7 @@ opensearch_drop_leftovers(const char *index_name, const char *database, const ch
 {
 	long		status;
 	char	   *error = NULL;
-	json_object *all = get_json(psprintf("/%s_*/_mapping", seg(index_name)), &status, &error);
+	json_object *all = get_json(psprintf("/%s_*/_mapping", flusso_search_path_segment(index_name)), &status, &error);
 
 	if (all == NULL || status != 200)
 	{
@@ -364,7 +335,7 @@ opensearch_drop_leftovers(const char *index_name, const char *database, const ch
 static char *
 opensearch_refresh(const char *alias)
 {
-	FlussoHttpRequest *http = flusso_search_request("POST", psprintf("/%s/_refresh", seg(alias)), NULL, NULL);
+	FlussoHttpRequest *http = flusso_search_request("POST", psprintf("/%s/_refresh", flusso_search_path_segment(alias)), NULL, NULL);
 	char	   *error = NULL;
 
 	if (http->result != CURLE_OK || http->status != 200)
@@ -448,30 +419,18 @@ collect(void)
 		req->http = NULL;
 		req->done = true;
 		sent--;
-		req->next = NULL;
-		if (done_tail)
-			done_tail->next = req;
-		else
-			done_head = req;
-		done_tail = req;
+		done_queue_push(&done, &req->done_node);
 	}
 }
 
 static BulkRequest *
 opensearch_next_done(void)
 {
-	BulkRequest *req;
+	dlist_node *node;
 
 	collect();
-	req = done_head;
-	if (req)
-	{
-		done_head = req->next;
-		if (done_head == NULL)
-			done_tail = NULL;
-		req->next = NULL;
-	}
-	return req;
+	node = done_queue_pop(&done);
+	return node ? dlist_container(BulkRequest, done_node, node) : NULL;
 }
 
 static int
@@ -493,7 +452,7 @@ static void
 opensearch_abort_all(void)
 {
 	flusso_http_abort_all();
-	done_head = done_tail = NULL;
+	done_queue_clear(&done);
 	sent = 0;
 }
 
@@ -510,9 +469,3 @@ const FlussoSink flusso_opensearch_sink = {
 	.wait = opensearch_wait,
 	.abort_all = opensearch_abort_all,
 };
-
-const FlussoSink *
-flusso_sink(void)
-{
-	return flusso_search_configured() ? &flusso_opensearch_sink : &flusso_dryrun_sink;
-}

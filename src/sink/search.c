@@ -20,7 +20,9 @@
 
 #include <json-c/json.h>
 
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "base/settings.h"
@@ -199,4 +201,34 @@ flusso_search_ping(void)
 	flusso_http_free(req);
 	flusso_observer->on_reachability(state, version, error);
 	return state;
+}
+
+/* ---- writing requests ---- */
+
+char *
+flusso_search_path_segment(const char *name)
+{
+	StringInfoData out;
+	const unsigned char *p;
+
+	initStringInfo(&out);
+	for (p = (const unsigned char *) name; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+			*p == '-' || *p == '.' || *p == '_' || *p == '~')
+			appendStringInfoChar(&out, (char) *p);
+		else
+			appendStringInfo(&out, "%%%02X", *p);
+	}
+	return out.data;
+}
+
+char *
+flusso_json_quote(const char *s)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	escape_json(&out, s);
+	return out.data;
 }

@@ -33,6 +33,12 @@ extern FlussoHttpRequest *flusso_search_request(const char *method, const char *
 												const char *content_type,
 												const char *body);
 
+/* An index or alias name as one path segment: all but [A-Za-z0-9-._~] percent-encoded. */
+extern char *flusso_search_path_segment(const char *name);
+
+/* A string as a JSON string literal, quotes included. */
+extern char *flusso_json_quote(const char *s);
+
 /* Ask the cluster for its version; report the outcome to the observer. */
 extern FlussoReachability flusso_search_ping(void);
 extern FlussoReachability flusso_search_ping_within(long timeout_ms);

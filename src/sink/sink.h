@@ -51,10 +51,8 @@ typedef struct FlussoSink
 	void		(*abort_all) (void);
 } FlussoSink;
 
+/* The sinks there are (flusso_sink() in choose.h picks one). */
 extern const FlussoSink flusso_opensearch_sink;
 extern const FlussoSink flusso_dryrun_sink;
-
-/* The sink the settings ask for: OpenSearch with a URL, else the dry run. */
-extern const FlussoSink *flusso_sink(void);
 
 #endif							/* FLUSSO_SINK_H */

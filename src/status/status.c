@@ -404,6 +404,19 @@ flusso_status_sync_indexes(Oid dboid, List *names)
 
 /* ---- the status observer ---- */
 
+/*
+ * The slot of one of this worker's indexes, with FlussoShared->lock taken
+ * exclusively (the caller releases it): claimed if it has none and claim,
+ * else NULL when it has none.
+ */
+static FlussoIndexSlot *
+lock_index_slot(const char *index, bool claim)
+{
+	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
+	return claim ? claim_index_slot(MyDatabaseId, index) :
+		flusso_status_find_index(MyDatabaseId, index);
+}
+
 static void
 obs_phase(FlussoPhase phase)
 {
@@ -473,10 +486,8 @@ obs_caught_up(XLogRecPtr lsn)
 static void
 obs_index_phase(const char *index, FlussoIndexPhase phase)
 {
-	FlussoIndexSlot *slot;
+	FlussoIndexSlot *slot = lock_index_slot(index, true);
 
-	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = claim_index_slot(MyDatabaseId, index);
 	if (slot)
 		slot->phase = phase;
 	LWLockRelease(flusso_shared->lock);
@@ -485,10 +496,8 @@ obs_index_phase(const char *index, FlussoIndexPhase phase)
 static void
 obs_backfill_progress(const char *index, int64 done, int64 total)
 {
-	FlussoIndexSlot *slot;
+	FlussoIndexSlot *slot = lock_index_slot(index, true);
 
-	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = claim_index_slot(MyDatabaseId, index);
 	if (slot)
 	{
 		slot->backfill_done = done;
@@ -501,10 +510,8 @@ obs_backfill_progress(const char *index, int64 done, int64 total)
 static void
 obs_generations(const char *index, int live, int building)
 {
-	FlussoIndexSlot *slot;
+	FlussoIndexSlot *slot = lock_index_slot(index, true);
 
-	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = claim_index_slot(MyDatabaseId, index);
 	if (slot)
 	{
 		if (building != 0 && building != slot->build_generation)
@@ -534,10 +541,8 @@ obs_lag(TimestampTz oldest)
 static void
 obs_index_lag(const char *index, TimestampTz oldest)
 {
-	FlussoIndexSlot *slot;
+	FlussoIndexSlot *slot = lock_index_slot(index, false);
 
-	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = flusso_status_find_index(MyDatabaseId, index);
 	if (slot)
 		slot->oldest_unacked = oldest;
 	LWLockRelease(flusso_shared->lock);
@@ -586,10 +591,8 @@ obs_error(const char *index, const char *message, const char *public_message)
 static void
 obs_index_owner(const char *index, Oid owner)
 {
-	FlussoIndexSlot *slot;
+	FlussoIndexSlot *slot = lock_index_slot(index, true);
 
-	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = claim_index_slot(MyDatabaseId, index);
 	if (slot)
 		slot->owner = owner;
 	LWLockRelease(flusso_shared->lock);
@@ -598,10 +601,8 @@ obs_index_owner(const char *index, Oid owner)
 static void
 obs_index_waiting(const char *index, const char *what, TimestampTz since)
 {
-	FlussoIndexSlot *slot;
+	FlussoIndexSlot *slot = lock_index_slot(index, false);
 
-	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
-	slot = flusso_status_find_index(MyDatabaseId, index);
 	if (slot)
 	{
 		strlcpy(slot->waiting_for, what ? what : "", FLUSSO_ACTIVITY_LEN);
