@@ -19,6 +19,10 @@
  * go through array_to_json() and row_to_json(), which json_build_object()
  * uses for them too.
  *
+ * It must not write anything json_build_object() would not write: the
+ * documents' bytes are compared with PostgreSQL's own
+ * (test/pgtap/05_objects.sql).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -9,6 +9,9 @@
  * that object fields merge their "properties".  The body also carries a
  * _meta.flusso marker, by which flusso later recognizes indexes it made.
  *
+ * It writes JSON only: it must not read a catalog nor talk to OpenSearch
+ * (the worker sends the body, sink/opensearch.c).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -5,7 +5,7 @@
  *
  * This file owns the definition language: which keys exist where, what
  * JSON type each takes, which node types there are and which keys each
- * allows.  It touches no catalog and raises no PostgreSQL error: every
+ * allows.  It must not touch a catalog nor raise a PostgreSQL error: every
  * problem comes back as a DefError carrying the path in the definition
  * (for example "children[0].on"), so the parser can run on any input,
  * including a fuzzer's.  Table and column existence, keys and types are

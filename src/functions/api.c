@@ -9,7 +9,8 @@
  * alter_index_owner hands an index over; preview, documents, explain,
  * document_ids, affected_documents and index_body run or show what a
  * definition generates.  Every function here runs in the caller's backend
- * and transaction: none talks to OpenSearch, that is the worker's job.
+ * and transaction, and must not talk to OpenSearch: that is the worker's
+ * job.
  *
  * Rights (rights.c): each function checks that the caller may manage the
  * index, reads and writes flusso's tables as the extension's owner with the

@@ -32,7 +32,8 @@
  * outcomes), policy.c (failure policies, dead letters).  This file owns
  * the state, holds the step and the entry points, and wires the one
  * callback that goes up: a backfill chunk acknowledged (ship.c to
- * backfill.c).
+ * backfill.c).  It must not do a stage's work itself: the step only
+ * orders the stages and computes how long the worker may sleep.
  *
  * Error handling: a failed step (the worker catches it) drops everything in
  * flight and closes the decoding context; the next step reopens the slot

@@ -20,6 +20,8 @@
  * and the decoder, so a build waits for them to end before reading rows.
  *
  * This file owns IndexRuntime and flusso.index_state; the engine drives it.
+ * It must not run an index's statements itself (indexrun.c does, guarded)
+ * nor send documents (ship.c does).
  *
  *-------------------------------------------------------------------------
  */

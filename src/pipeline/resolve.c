@@ -10,8 +10,9 @@
  * root keys, for a whole batch of images at once.  The keys land in a set,
  * so N changes to one document build it once.
  *
- * This file owns the key set and the running of resolve statements.  It
- * does not decide what a change is (capture.c) nor build documents.
+ * This file owns the key set, the document _id of a key, and the running
+ * of resolve statements.  It must not decide what a change is (capture.c)
+ * nor build documents.
  *
  *-------------------------------------------------------------------------
  */

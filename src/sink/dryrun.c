@@ -7,7 +7,9 @@
  * against OpenSearch, but each action is written to the server log (one
  * line per document, or pretty-printed when flusso.pretty is on) and every
  * request is acknowledged at once.  It is what the original daemon's stdout
- * sink was: a way to see what would be sent.
+ * sink was: a way to see what would be sent.  It must not send anything,
+ * nor differ from the OpenSearch sink in what the engine sees but the
+ * outcome (every item written).
  *
  *-------------------------------------------------------------------------
  */
