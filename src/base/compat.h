@@ -50,6 +50,16 @@
 #endif
 
 /*
+ * 16 gave get_guc_variables() an out argument for the number of variables
+ * and removed GetNumConfigOptions() (utils/guc_tables.h).
+ */
+#if PG_VERSION_NUM >= 160000
+#define compat_get_guc_variables(n) get_guc_variables(n)
+#else
+#define compat_get_guc_variables(n) (*(n) = GetNumConfigOptions(), get_guc_variables())
+#endif
+
+/*
  * 16 gave stringToQualifiedNameList() a soft-error context; NULL keeps
  * 15's behaviour (a malformed name throws).
  */

@@ -628,8 +628,8 @@ flusso_define_settings(void)
 static struct config_generic *
 find_setting(const char *name)
 {
-	struct config_generic **settings = get_guc_variables();
-	int			n = GetNumConfigOptions();
+	int			n;
+	struct config_generic **settings = compat_get_guc_variables(&n);
 	int			i;
 
 	if (pg_strncasecmp(name, "flusso.", 7) != 0)
