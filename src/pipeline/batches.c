@@ -162,6 +162,20 @@ eng_unbuilt_batch(Engine *eng)
 	return NULL;
 }
 
+/*
+ * Does index i still wait for part of batch b: documents or images left to
+ * build, or requests of the batch not yet acknowledged?  A part built and
+ * acknowledged while another index of the batch waits for a lock is done
+ * for this index, though the batch is confirmed only with the others.
+ */
+static bool
+index_unacknowledged(LiveBatch *b, int i)
+{
+	if (b->deferred[i] != NIL || b->done[i] < list_length(b->ids[i]))
+		return true;
+	return b->ids[i] != NIL && b->pending > 0;
+}
+
 /* The commit time of the oldest change each index (and the database) waits for. */
 void
 eng_report_lag(Engine *eng)
@@ -179,7 +193,7 @@ eng_report_lag(Engine *eng)
 		{
 			LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
 
-			if (b->oldest_commit && (b->ids[i] != NIL || b->deferred[i] != NIL) &&
+			if (b->oldest_commit && index_unacknowledged(b, i) &&
 				(index_oldest == 0 || b->oldest_commit < index_oldest))
 				index_oldest = b->oldest_commit;
 		}

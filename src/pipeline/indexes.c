@@ -424,6 +424,16 @@ clear_error(IndexRuntime *ix)
 	ix->error = NULL;
 }
 
+/*
+ * The phase index_status shows: a paused index stays "paused" while a
+ * build started before the pause (or by a reindex) goes on and finishes.
+ */
+static void
+report_phase(IndexRuntime *ix, FlussoIndexPhase phase)
+{
+	flusso_observer->on_index_phase(ix->name, ix->paused ? FLUSSO_INDEX_PAUSED : phase);
+}
+
 void
 flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 {
@@ -452,7 +462,7 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	backoff_clear(&ix->finish_backoff);
 	note_running(ix, cxt);
 	ix->dirty = true;
-	flusso_observer->on_index_phase(ix->name, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_REBUILDING);
+	report_phase(ix, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_REBUILDING);
 	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
 	flusso_observer->on_backfill_progress(ix->name, 0, ix->build_total);
 	ereport(LOG,
@@ -738,7 +748,7 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 	ix->build_def_json = NULL;
 	ix->build_fresh = false;
 	ix->dirty = true;
-	flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_SEEDED);
+	report_phase(ix, FLUSSO_INDEX_SEEDED);
 	flusso_observer->on_generations(ix->name, ix->live_gen, 0);
 	flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_done);
 	return true;

@@ -23,6 +23,7 @@
 #include "catalog/pg_type.h"
 #include "utils/array.h"
 #include "pgstat.h"
+#include "postmaster/bgworker.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -219,6 +220,8 @@ drop_remote(Engine *eng, const char *name)
 		drop_generation(eng, &tmp, tmp.live_gen);
 	if (tmp.build_gen && tmp.build_gen != tmp.live_gen)
 		drop_generation(eng, &tmp, tmp.build_gen);
+	/* and the generations retired but not yet dropped (their writes were in flight) */
+	eng->sink->drop_leftovers(name, MyBgworkerEntry ? MyBgworkerEntry->bgw_extra : NULL, "");
 }
 
 static void

@@ -39,6 +39,63 @@ for my $round (1 .. 5)
 		"round $round: neither physical index nor alias is left");
 }
 
+# --- other requests arriving together: each pair ends as the later one says -------
+sub state_of { return q1(qq{SELECT coalesce((SELECT state FROM flusso.index_status WHERE name = '$_[0]'), 'none')}); }
+# gone from index_status, and neither alias nor any generation left in OpenSearch
+sub dropped_everywhere
+{
+	my ($ix) = @_;
+	my (undef, $left) = FlussoTest::os_request('GET', "/$ix*/_alias");
+	return state_of($ix) eq 'none' && ref $left eq 'HASH' && !%$left;
+}
+sub doc_keys { my $d = FlussoTest::os_doc(@_); return $d ? join(',', sort keys %$d) : ''; }
+my $def = q{'{"table": "items"}'};
+my $narrow = q{'{"table": "items", "columns": ["id"]}'};
+my @pairs = (
+	[ 'create, then pause', sub { "SELECT flusso.create_index('$_[0]', $def)" }, sub { "SELECT flusso.pause('$_[0]')" },
+	  sub { my $ix = shift; FlussoTest::wait_for(sub { state_of($ix) eq 'paused' }, 'paused') } ],
+	[ 'pause, then resume', sub { "SELECT flusso.pause('$_[0]')" }, sub { "SELECT flusso.resume('$_[0]')" },
+	  sub { FlussoTest::wait_synced($node, $db) && state_of($_[0]) eq 'seeded' } ],
+	[ 'resume, then pause', sub { "SELECT flusso.resume('$_[0]')" }, sub { "SELECT flusso.pause('$_[0]')" },
+	  sub { my $ix = shift; FlussoTest::wait_for(sub { state_of($ix) eq 'paused' }, 'paused') } ],
+	[ 'reindex, then alter', sub { "SELECT flusso.reindex('$_[0]')" }, sub { "SELECT flusso.alter_index('$_[0]', $narrow)" },
+	  sub { FlussoTest::wait_synced($node, $db) && doc_keys($_[0], 7) eq 'id' } ],
+	[ 'alter, then reindex', sub { "SELECT flusso.alter_index('$_[0]', $def)" }, sub { "SELECT flusso.reindex('$_[0]')" },
+	  sub { FlussoTest::wait_synced($node, $db) && doc_keys($_[0], 7) eq 'id,v' } ],
+	[ 'reindex, then drop', sub { "SELECT flusso.reindex('$_[0]')" }, sub { "SELECT flusso.drop_index('$_[0]', true)" },
+	  sub { my $ix = shift; requests_done() && FlussoTest::wait_for(sub { dropped_everywhere($ix) }, 'dropped') } ],
+	[ 'create, then drop', sub { "SELECT flusso.create_index('$_[0]', $def)" }, sub { "SELECT flusso.drop_index('$_[0]', true)" },
+	  sub { my $ix = shift; requests_done() && FlussoTest::wait_for(sub { dropped_everywhere($ix) }, 'dropped')
+			  && q1(qq{SELECT count(*) FROM flusso.index_state}) eq '0' } ],
+);
+for my $try (1 .. 3)
+{
+	# pairs that need a synced index start from one; each pair reuses the name
+	my $ix = "t10-pair$try";
+	for my $pair (@pairs)
+	{
+		my ($what, $first, $second, $ended) = @$pair;
+		if ($what !~ /^create/ && state_of($ix) eq 'none')
+		{
+			q1("SELECT flusso.create_index('$ix', $def)");
+			FlussoTest::wait_synced($node, $db);
+		}
+		if ($what eq 'resume, then pause')
+		{
+			q1("SELECT flusso.pause('$ix')");
+			FlussoTest::wait_for(sub { state_of($ix) eq 'paused' }, 'paused first');
+		}
+		q1($first->($ix));
+		q1($second->($ix));
+		ok($ended->($ix), "try $try: $what ends as the second says");
+		if ($what eq 'create, then pause' || $what eq 'resume, then pause')
+		{
+			q1("SELECT flusso.resume('$ix')");
+			ok(FlussoTest::wait_synced($node, $db), "try $try: $what: resumed, it syncs");
+		}
+	}
+}
+
 # --- a name dropped and created again at once: the new index starts afresh ----
 q1(q{SELECT flusso.create_index('t10-again', '{"table": "items"}')});
 ok(FlussoTest::wait_synced($node, $db), 'an index synced');
