@@ -180,7 +180,8 @@ opensearch_prepare_index(const char *physical, const char *body, const char *ind
 	if ((error = refused()) != NULL)
 		return error;
 	if (flusso_search_engine()->kind == FLUSSO_ENGINE_UNKNOWN)
-		return pstrdup("the search engine did not say which engine it is (GET /); the index is created once it answers");
+		return psprintf("could not ask which search engine answers (GET /), so the index is not created yet: %s",
+						flusso_search_unknown_reason());
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
 	http = flusso_search_request("GET", psprintf("/%s/_mapping", flusso_search_path_segment(physical)), NULL, NULL);

@@ -30,6 +30,7 @@
 #include "miscadmin.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "base/settings.h"
 #include "sink/search.h"
@@ -43,6 +44,7 @@ static FlussoHttpOptions options;
 /* the engine that answered the last GET /; FLUSSO_ENGINE_UNKNOWN until one did */
 static FlussoEngineInfo engine;
 static char *refusal = NULL;	/* in TopMemoryContext; NULL: supported or unknown */
+static char unknown_reason[256];	/* why the last GET / told nothing */
 
 /*
  * Read the connection settings.  Returns true when they differ from the
@@ -188,16 +190,34 @@ flusso_search_engine(void)
 }
 
 const char *
+flusso_search_unknown_reason(void)
+{
+	return unknown_reason[0] ? unknown_reason : "it was not asked yet";
+}
+
+const char *
 flusso_search_refusal(void)
 {
 	return engine.kind == FLUSSO_ENGINE_UNKNOWN ? NULL : refusal;
 }
 
+/*
+ * Asking is skipped within a second of the last attempt: while the engine
+ * is away, every request of a burst would otherwise wait for its own
+ * GET / (they fail on their own, as before).
+ */
 const char *
 flusso_search_engine_checked(void)
 {
-	if (engine.kind == FLUSSO_ENGINE_UNKNOWN && flusso_search_configured())
+	static TimestampTz last_attempt = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (engine.kind == FLUSSO_ENGINE_UNKNOWN && flusso_search_configured() &&
+		TimestampDifferenceExceeds(last_attempt, now, 1000))
+	{
+		last_attempt = now;
 		(void) flusso_search_ping_within(1000);
+	}
 	return flusso_search_refusal();
 }
 
@@ -243,6 +263,8 @@ flusso_search_ping(void)
 		state = learn_engine(&info);
 		error = state == FLUSSO_SEARCH_UNSUPPORTED ? refusal : NULL;
 	}
+	if (state == FLUSSO_SEARCH_UNREACHABLE)
+		strlcpy(unknown_reason, error, sizeof(unknown_reason));
 	flusso_http_free(req);
 	flusso_observer->on_reachability(state, flusso_engine_name(engine.kind),
 									 engine.kind != FLUSSO_ENGINE_UNKNOWN ? engine.version : NULL,

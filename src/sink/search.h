@@ -51,6 +51,9 @@ extern FlussoReachability flusso_search_ping_within(long timeout_ms);
 /* The engine the last GET / found (kind FLUSSO_ENGINE_UNKNOWN: none yet, or since forgotten). */
 extern const FlussoEngineInfo *flusso_search_engine(void);
 
+/* Why the engine is not known: the last GET /'s failure. */
+extern const char *flusso_search_unknown_reason(void);
+
 /* Why the engine is refused, or NULL (supported, or not known). */
 extern const char *flusso_search_refusal(void);
 
