@@ -15,7 +15,15 @@
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--pg 15|17|18] [--only layers|regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
+# Usage: test/check.sh [--pg 15|17|18] [--engine ENGINE[:VERSION]]
+#                      [--only layers|regress|pgtap|tap|fault|fuzz|asan|e2e] [TAP test files...]
+#   --engine  the search engine to test against (test/opensearch/opensearch.sh
+#           engines): opensearch:2.19.6 (default), opensearch:3.3.0,
+#           elasticsearch:8.17.0; the same as FLUSSO_ENGINE.
+#   --only e2e  the end-to-end TAP tests (end_to_end_tap_files: sync,
+#           failure policies, reindex with alias swap, dead letters, the
+#           engines) and then the short fault suite: what CI runs on the
+#           engines other than the one it runs everything on.
 #   --pg N  PostgreSQL N (default 15).  17 and 18 run in a Debian root of
 #           their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
 #           it): flusso is built, installed and tested there, OpenSearch
@@ -36,17 +44,26 @@ while [ $# -gt 0 ]; do
 		only=$2; shift 2 ;;
 	--pg) [ $# -ge 2 ] || { echo "check.sh: --pg needs a version" >&2; exit 2; }
 		PG_MAJOR=$2; shift 2 ;;
+	--engine) [ $# -ge 2 ] || { echo "check.sh: --engine needs ENGINE[:VERSION]" >&2; exit 2; }
+		export FLUSSO_ENGINE=$2; shift 2 ;;
 	*) break ;;
 	esac
 done
 tap_files=("$@")
 case $only in
-"" | layers | regress | pgtap | tap | fault | fuzz | asan) ;;
-*) echo "check.sh: unknown layer \"$only\" (layers, regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
+"" | layers | regress | pgtap | tap | fault | fuzz | asan | e2e) ;;
+*) echo "check.sh: unknown layer \"$only\" (layers, regress, pgtap, tap, fault, fuzz, asan or e2e)" >&2; exit 2 ;;
 esac
 case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
 export PG_MAJOR
 source test/lib/pg.sh
+
+# The TAP files that run end to end against the search engine, each
+# engine-agnostic: sync, failure policies and dead letters, reindex with
+# the alias swap, the engines themselves (detection, refusal, vectors).
+end_to_end_tap_files() {
+	printf '%s\n' test/t/002_sync.pl test/t/003_failures.pl test/t/005_reindex.pl test/t/016_engines.pl
+}
 
 default_work=/tmp/flusso-check
 [ "$PG_MAJOR" = 15 ] || default_work=/tmp/flusso-check-$PG_MAJOR
@@ -99,12 +116,12 @@ mkdir -p "$work"
 chmod 0777 "$work"
 trap cleanup EXIT
 
-log "starting OpenSearch"
+log "starting the search engine (${FLUSSO_ENGINE:-opensearch:2.19.6})"
 # built as root, run as postgres: the TAP tests (which run as postgres)
 # stop, kill and restart it to inject faults
 test/opensearch/opensearch.sh build
 url=$(as_pg test/opensearch/opensearch.sh start --dir "$work/opensearch")
-echo "OpenSearch at $url" >&2
+echo "$(cat "$work/opensearch/engine") at $url" >&2
 
 log "starting PostgreSQL"
 port=$(free_port)
@@ -156,6 +173,18 @@ if [ -z "$only" ] || [ "$only" = tap ]; then
 	log "Perl TAP"
 	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
 	run_prove "$work/tap" "${tap_files[@]}" || failed+=(tap)
+fi
+
+if [ "$only" = e2e ]; then
+	log "end-to-end TAP on $(cat "$work/opensearch/engine")"
+	started=$SECONDS
+	mapfile -t files < <(end_to_end_tap_files)
+	run_prove "$work/tap" "${files[@]}" || failed+=(e2e-tap)
+	log "the end-to-end TAP tests took $((SECONDS - started)) s"
+	started=$SECONDS
+	mapfile -t files < <(printf '%s\n' test/fault/t/*.pl)
+	FLUSSO_FAULT_MODE=short run_prove "$work/fault" "${files[@]}" || failed+=(e2e-fault)
+	log "the short fault suite took $((SECONDS - started)) s"
 fi
 
 if [ -z "$only" ] || [ "$only" = fault ]; then

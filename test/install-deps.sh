@@ -48,6 +48,28 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pgvector for PostgreSQL 15 (test/t/016_engines.pl): bookworm has no
+# postgresql-15-pgvector, so Debian's own source package (trixie's, the one
+# its postgresql-17-pgvector is built from) is built against 15's headers.
+# apt-get fetches it through a private list directory, leaving the host's
+# sources alone.
+install_pgvector_15() {
+	local pgc=/usr/lib/postgresql/15/bin/pg_config dir=/tmp/flusso-pgvector
+	[ -f "$("$pgc" --sharedir)/extension/vector.control" ] && return 0
+	[ "$(id -u)" = 0 ] || { echo "install-deps.sh: building pgvector for 15 needs root" >&2; return 1; }
+	echo "installing: pgvector for PostgreSQL 15, built from Debian's source package" >&2
+	rm -rf "$dir" && mkdir -p "$dir/lists/partial" "$dir/src"
+	echo "deb-src http://deb.debian.org/debian trixie main" >"$dir/sources.list"
+	local apt=(-q -o "Dir::Etc::sourcelist=$dir/sources.list" -o Dir::Etc::sourceparts=-
+		-o "Dir::State::Lists=$dir/lists" -o APT::Get::List-Cleanup=0)
+	(cd "$dir" && apt-get "${apt[@]}" update >/dev/null && apt-get "${apt[@]}" source --download-only pgvector >/dev/null 2>&1)
+	tar xzf "$dir"/pgvector_*.orig.tar.gz -C "$dir/src" --strip-components=1
+	make -s -C "$dir/src" PG_CONFIG="$pgc" OPTFLAGS="" with_llvm=no >/dev/null
+	make -s -C "$dir/src" PG_CONFIG="$pgc" with_llvm=no install >/dev/null
+	rm -rf "$dir"
+}
+install_pgvector_15
+
 if [ "$pg" != 15 ]; then
 	[ "$(id -u)" = 0 ] || { echo "install-deps.sh: --pg $pg makes a root with debootstrap and needs root" >&2; exit 1; }
 	source "$(dirname "$0")/lib/pgroot.sh"

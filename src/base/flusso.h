@@ -13,7 +13,7 @@
 #ifndef FLUSSO_H
 #define FLUSSO_H
 
-#define FLUSSO_VERSION			"0.4.0"
+#define FLUSSO_VERSION			"0.5.0"
 #define FLUSSO_EXTENSION_NAME	"flusso"
 #define FLUSSO_LIBRARY			"flusso"
 #define FLUSSO_LAUNCHER_TYPE	"flusso launcher"

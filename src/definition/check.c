@@ -63,6 +63,7 @@
 #include "definition/definition.h"
 #include "definition/parse.h"
 #include "definition/sqlgen.h"
+#include "definition/vectors.h"
 
 void
 flusso_def_raise(const DefError *err)
@@ -426,7 +427,7 @@ check_time_dependence(IndexDef *def, bool report, Node *expr, const char *what,
  */
 static Oid
 analyze_expression(IndexDef *def, bool report, const DefTable *t, char **text,
-				   const char *what, const char *path, bool ordering)
+				   const char *what, const char *path, bool ordering, int32 *typmod)
 {
 	char	   *sql;
 	Query	   *q;
@@ -463,8 +464,12 @@ analyze_expression(IndexDef *def, bool report, const DefTable *t, char **text,
 				 errhint("Remove the volatile call at %s, or mark the function STABLE or IMMUTABLE if it truly is.", path)));
 	check_time_dependence(def, report, expr, what, path);
 	*text = deparse(q, t, ordering);
-	return ordering ? InvalidOid :
-		exprType((Node *) ((TargetEntry *) linitial(q->targetList))->expr);
+	if (ordering)
+		return InvalidOid;
+	expr = (Node *) ((TargetEntry *) linitial(q->targetList))->expr;
+	if (typmod)
+		*typmod = exprTypmod(expr);
+	return exprType(expr);
 }
 
 static void
@@ -475,7 +480,7 @@ check_filter(IndexDef *def, DefNode *node, bool report)
 
 	if (node->filter == NULL)
 		return;
-	type = analyze_expression(def, report, &node->table, &node->filter, "filter", path, false);
+	type = analyze_expression(def, report, &node->table, &node->filter, "filter", path, false, NULL);
 	if (type != BOOLOID)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -527,10 +532,15 @@ check_fields(IndexDef *def, DefNode *node, bool report)
 
 			get_atttypetypmodcoll(node->table.relid, attnum, &f->type, &f->typmod,
 								  &(Oid){0});
+			flusso_vector_check(f->type, f->typmod, false,
+								node->all_columns ? psprintf("%s (column %s)", f->path, f->column) : f->path);
 		}
 		else
+		{
 			f->type = analyze_expression(def, report, &node->table, &f->expr, "expression",
-										 path_of(f->path, "expr"), false);
+										 path_of(f->path, "expr"), false, &f->typmod);
+			flusso_vector_check(f->type, f->typmod, false, path_of(f->path, "expr"));
+		}
 	}
 	/* a column expanded from the table may clash with a child's name */
 	foreach(lc, node->children)
@@ -1026,11 +1036,16 @@ check_node(IndexDef *def, DefNode *node, bool report)
 	check_filter(def, node, report);
 	set_tiebreak(node);
 	if (node->value)
+	{
 		node->value_type = analyze_expression(def, report, &node->table, &node->value, "value",
-											  path_of(node->path, "value"), false);
+											  path_of(node->path, "value"), false,
+											  &node->value_typmod);
+		flusso_vector_check(node->value_type, node->value_typmod, node->kind != DEF_ONE,
+							path_of(node->path, "value"));
+	}
 	if (node->order_by)
 		(void) analyze_expression(def, report, &node->table, &node->order_by, "order_by",
-								  path_of(node->path, "order_by"), true);
+								  path_of(node->path, "order_by"), true, NULL);
 	foreach(lc, node->children)
 		check_node(def, lfirst(lc), report);
 }

@@ -89,6 +89,7 @@ typedef struct DefNode
 	DefJoin		through_child;	/* left: link table, right: this table */
 
 	Oid			value_type;		/* filled by check.c */
+	int32		value_typmod;
 	List	   *children;		/* of DefNode */
 	struct DefNode *parent;
 } DefNode;

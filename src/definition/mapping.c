@@ -1,16 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * mapping.c
- *	  The OpenSearch index body (settings and mappings) of a definition.
+ *	  The index body (settings and mappings) of a definition, the same for
+ *	  every search engine.
  *
- * This file owns how PostgreSQL types map to OpenSearch field types when
+ * This file owns how PostgreSQL types map to search field types when
  * the user gives no mapping, and how the user's settings and mappings are
  * laid over those defaults: a field the user maps replaces ours, except
  * that object fields merge their "properties".  The body also carries a
  * _meta.flusso marker, by which flusso later recognizes indexes it made.
  *
- * It writes JSON only: it must not read a catalog nor talk to OpenSearch
- * (the worker sends the body, sink/opensearch.c).
+ * The body is engine-neutral: it is derived when a definition is loaded,
+ * in a user backend or in the worker, before anyone knows which engine
+ * will get it.  The types it writes mean the same on OpenSearch 2/3 and
+ * Elasticsearch 8, except vectors: a pgvector vector(n) or halfvec(n)
+ * is written {"type": "knn_vector", "dimension": n}, and the worker
+ * translates that for the engine it finds when it creates the index
+ * (sink/engines.c: dense_vector on Elasticsearch, index.knn on
+ * OpenSearch).  Translating there, not here, keeps a stored definition
+ * valid when the engine behind flusso.opensearch_url changes.
+ *
+ * It writes JSON only: it must not talk to a search engine (the worker
+ * sends the body, sink/opensearch.c); it reads the catalog only for the
+ * names of extension types (citext, pgvector's).
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +37,7 @@
 
 #include "definition/definition.h"
 #include "definition/mapping.h"
+#include "definition/vectors.h"
 
 static json_object *
 typed(const char *type)
@@ -63,15 +76,28 @@ type_is_named(Oid type, const char *name)
 	return result;
 }
 
+/* The engine-neutral vector field (sink/engines.c translates it). */
 static json_object *
-type_mapping(Oid type)
+vector_mapping(int32 dimension)
+{
+	json_object *o = typed("knn_vector");
+
+	json_object_object_add(o, "dimension", json_object_new_int(dimension));
+	return o;
+}
+
+static json_object *
+type_mapping(Oid type, int32 typmod)
 {
 	Oid			elem;
+	FlussoVectorKind vector = flusso_vector_kind(type);
 
+	if (vector == FLUSSO_VECTOR || vector == FLUSSO_HALFVEC)
+		return vector_mapping(typmod);	/* check.c refused one without */
 	type = getBaseType(type);
 	elem = get_element_type(type);
 	if (OidIsValid(elem))
-		return type_mapping(elem);	/* OpenSearch fields are multi-valued */
+		return type_mapping(elem, -1);	/* search fields are multi-valued */
 	switch (type)
 	{
 		case TEXTOID:
@@ -130,7 +156,7 @@ aggregate_mapping(DefNode *node)
 		case DEF_SUM:
 			return typed(t == INT2OID || t == INT4OID || t == INT8OID ? "long" : "double");
 		default:
-			return type_mapping(node->value_type);
+			return type_mapping(node->value_type, node->value_typmod);
 	}
 }
 
@@ -144,7 +170,7 @@ child_mapping(DefNode *child)
 	if (child->kind >= DEF_COUNT)
 		return aggregate_mapping(child);
 	if (child->value)
-		return type_mapping(child->value_type);
+		return type_mapping(child->value_type, child->value_typmod);
 	o = json_object_new_object();
 	json_object_object_add(o, "properties", node_properties(child));
 	return o;
@@ -160,7 +186,7 @@ node_properties(DefNode *node)
 	{
 		DefField   *f = lfirst(lc);
 
-		json_object_object_add(props, f->name, type_mapping(f->type));
+		json_object_object_add(props, f->name, type_mapping(f->type, f->typmod));
 	}
 	foreach(lc, node->children)
 	{

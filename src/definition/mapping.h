@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * mapping.h
- *	  The OpenSearch index body (settings and mappings) of a definition.
+ *	  The index body (settings and mappings) of a definition, the same for
+ *	  every search engine (the worker translates it: sink/engines.c).
  *
  *-------------------------------------------------------------------------
  */

@@ -48,6 +48,7 @@
 #include "definition/definition.h"
 #include "definition/parse.h"
 #include "definition/sqlgen.h"
+#include "definition/vectors.h"
 
 #define MAX_PAIRS_PER_CALL 50	/* json_build_object takes 100 arguments */
 
@@ -267,8 +268,8 @@ static char *
 field_value(DefField *f, const char *alias)
 {
 	if (f->column)
-		return qcol(alias, f->column);
-	return psprintf("(%s)", flusso_sql_fragment(f->expr));
+		return flusso_vector_value_sql(qcol(alias, f->column), f->type);
+	return flusso_vector_value_sql(psprintf("(%s)", flusso_sql_fragment(f->expr)), f->type);
 }
 
 /*
@@ -522,7 +523,8 @@ aggregate_value(DefNode *node, const char *alias, const char *indent)
 {
 	char	   *order = node->kind == DEF_MANY ? order_list(node, alias) : "";
 	char	   *value = node->value ?
-		psprintf("(%s)", flusso_sql_fragment(node->value)) : NULL;
+		flusso_vector_value_sql(psprintf("(%s)", flusso_sql_fragment(node->value)),
+								node->value_type) : NULL;
 
 	switch (node->kind)
 	{

@@ -59,13 +59,13 @@ static const char *
 reachability_name(FlussoReachability state)
 {
 	static const char *const names[] = {
-		"unknown", "dry run", "reachable", "unreachable"
+		"unknown", "dry run", "reachable", "unreachable", "unsupported"
 	};
 
 	return names[state];
 }
 
-#define STATUS_COLS 25
+#define STATUS_COLS 27
 
 /* Does an error of the index still apply (stopped, waiting, nothing acknowledged since)? */
 static bool
@@ -156,6 +156,11 @@ db_status_row(FlussoDbSlot *s, bool full_errors, Datum *values, bool *nulls)
 	nulls[i++] = s->pid == 0;
 	values[i++] = BoolGetDatum(s->lag_warning);
 	values[i++] = BoolGetDatum(db_healthy(s));
+	/* 0.5.0: the engine (the columns above are 0.4.0's, in their order) */
+	values[i] = CStringGetTextDatum(s->search_engine);
+	nulls[i++] = s->search_engine[0] == '\0';
+	values[i] = CStringGetTextDatum(s->search_version);
+	nulls[i++] = s->search_version[0] == '\0';
 	Assert(i == STATUS_COLS);
 }
 
@@ -650,7 +655,7 @@ static const DbMetric db_metrics[] = {
 	{"flusso_slot_lag_bytes", "gauge", "WAL the replication slot holds (sampled)."},
 	{"flusso_lag_seconds", "gauge", "Age of the oldest committed change not yet acknowledged."},
 	{"flusso_lag_warning", "gauge", "1 when the slot lag is past flusso.max_lag_bytes."},
-	{"flusso_opensearch_reachable", "gauge", "1 when OpenSearch answered the last check."},
+	{"flusso_opensearch_reachable", "gauge", "1 when the search engine answered the last check and is one flusso supports."},
 	{"flusso_uptime_seconds", "gauge", "Seconds since the sync worker started."},
 	{"flusso_healthy", "gauge", "1 when the worker runs, OpenSearch answers and no index has an error that still applies."},
 };
@@ -710,6 +715,25 @@ append_db_metrics(StringInfo out)
 				appendStringInfo(out, "%s{database=\"%s\"} %.17g\n", db_metrics[m].name,
 								 label(s->dbname), db_metric_value(s, m));
 		}
+	}
+}
+
+/* The engine each worker found, as labels of an info metric (none before one answered). */
+static void
+append_engine_info(StringInfo out)
+{
+	const char *name = "flusso_search_engine_info";
+	int			i;
+
+	metric_head(out, name, "gauge", "The search engine and version the worker found (GET /); 1 when flusso supports it, 0 when it refuses it.");
+	for (i = 0; i < flusso_shared->ndbs; i++)
+	{
+		FlussoDbSlot *s = &flusso_shared->dbs[i];
+
+		if (s->in_use && s->search_engine[0] != '\0')
+			appendStringInfo(out, "%s{database=\"%s\",engine=\"%s\",version=\"%s\"} %d\n",
+							 name, label(s->dbname), label(s->search_engine),
+							 label(s->search_version), s->search_state != FLUSSO_SEARCH_UNSUPPORTED);
 	}
 }
 
@@ -830,6 +854,7 @@ flusso_metrics(PG_FUNCTION_ARGS)
 	initStringInfo(&out);
 	LWLockAcquire(flusso_shared->lock, LW_SHARED);
 	append_db_metrics(&out);
+	append_engine_info(&out);
 	append_latency_histogram(&out);
 	append_index_metrics(&out);
 	LWLockRelease(flusso_shared->lock);

@@ -184,8 +184,9 @@ note_search_outcome(Engine *eng, BulkRequest *req)
 {
 	if (req->whole_retry && req->failure)
 	{
-		if (!eng->search_failing)
-			flusso_observer->on_reachability(FLUSSO_SEARCH_UNREACHABLE, NULL, req->failure);
+		/* a refused engine answers: the ping's "unsupported" stays */
+		if (!eng->search_failing && flusso_search_refusal() == NULL)
+			flusso_observer->on_reachability(FLUSSO_SEARCH_UNREACHABLE, NULL, NULL, req->failure);
 		flusso_observer->on_error(NULL, req->failure, NULL);
 		eng_log_limited(eng, LOG, "flusso: %s; retrying with backoff", req->failure);
 		eng->search_failing = true;

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * search.c
+ * opensearch.c
  *	  The OpenSearch sink: _bulk over keep-alive connections, index and alias
  *	  management.
  *
@@ -15,6 +15,14 @@
  * moving the alias) checks the marker of what it would change first.
  * Index names are checked against a strict pattern when they are defined
  * (parse.c), and every name is percent-encoded into the path anyway.
+ *
+ * The same sink serves OpenSearch and Elasticsearch (their _bulk, alias
+ * and index APIs are alike).  Before anything is sent, the engine must
+ * not be one flusso refuses (search.c knows which engine answers): a
+ * refused bulk request comes back as a whole failure, retried with
+ * backoff and never confirmed; index management returns the refusal as
+ * its error.  A new index's body is put in the engine's dialect
+ * (engines.c) just before it is created.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +52,15 @@ answer_problem(FlussoHttpRequest *http, const char *what)
 	return psprintf("%s: %s", what, flusso_http_describe_failure(http));
 }
 
+
+/* Why nothing may be sent to the engine now (a copy), or NULL. */
+static char *
+refused(void)
+{
+	const char *why = flusso_search_engine_checked();
+
+	return why ? pstrdup(why) : NULL;
+}
 
 /* GET path; the decoded JSON object, or NULL with *status set. */
 static json_object *
@@ -160,13 +177,19 @@ opensearch_prepare_index(const char *physical, const char *body, const char *ind
 
 	*created = false;
 	*permanent = false;
+	if ((error = refused()) != NULL)
+		return error;
+	if (flusso_search_engine()->kind == FLUSSO_ENGINE_UNKNOWN)
+		return psprintf("could not ask which search engine answers (GET /), so the index is not created yet: %s",
+						flusso_search_unknown_reason());
 	if ((error = check_alias_name(index_name, permanent)) != NULL)
 		return error;
 	http = flusso_search_request("GET", psprintf("/%s/_mapping", flusso_search_path_segment(physical)), NULL, NULL);
 	if (index_not_found(http))
 	{
 		flusso_http_free(http);
-		http = flusso_search_request("PUT", psprintf("/%s", flusso_search_path_segment(physical)), "application/json", body);
+		http = flusso_search_request("PUT", psprintf("/%s", flusso_search_path_segment(physical)), "application/json",
+									 flusso_engine_index_body(flusso_search_engine(), body));
 		if (http->result == CURLE_OK && http->status == 200)
 			*created = true;
 		else
@@ -205,6 +228,8 @@ opensearch_point_alias(const char *alias, const char *physical)
 	StringInfoData actions;
 	FlussoHttpRequest *http;
 
+	if (error == NULL)
+		error = refused();
 	if (error)
 		return error;
 	/* never move an alias off an index flusso did not make for it */
@@ -258,8 +283,10 @@ static char *
 opensearch_drop_index(const char *physical, const char *index_name)
 {
 	FlussoHttpRequest *http;
-	char	   *error = check_ours(physical, index_name);
+	char	   *error = refused();
 
+	if (error == NULL)
+		error = check_ours(physical, index_name);
 	if (error)
 		return error;
 	http = flusso_search_request("DELETE", psprintf("/%s?expand_wildcards=none", flusso_search_path_segment(physical)), NULL, NULL);
@@ -300,8 +327,9 @@ static void
 opensearch_drop_leftovers(const char *index_name, const char *database, const char *keep)
 {
 	long		status;
-	char	   *error = NULL;
-	json_object *all = get_json(psprintf("/%s_*/_mapping", flusso_search_path_segment(index_name)), &status, &error);
+	char	   *error = refused();
+	json_object *all = error ? NULL :
+		get_json(psprintf("/%s_*/_mapping", flusso_search_path_segment(index_name)), &status, &error);
 
 	if (all == NULL || status != 200)
 	{
@@ -335,13 +363,35 @@ opensearch_drop_leftovers(const char *index_name, const char *database, const ch
 static char *
 opensearch_refresh(const char *alias)
 {
-	FlussoHttpRequest *http = flusso_search_request("POST", psprintf("/%s/_refresh", flusso_search_path_segment(alias)), NULL, NULL);
-	char	   *error = NULL;
+	FlussoHttpRequest *http;
+	char	   *error = refused();
 
+	if (error)
+		return error;
+	http = flusso_search_request("POST", psprintf("/%s/_refresh", flusso_search_path_segment(alias)), NULL, NULL);
 	if (http->result != CURLE_OK || http->status != 200)
 		error = answer_problem(http, psprintf("could not refresh \"%s\"", alias));
 	flusso_http_free(http);
 	return error;
+}
+
+/*
+ * An engine flusso refuses gets no documents: the request is done at once,
+ * as a whole failure the engine retries with backoff.
+ */
+static bool
+refuse_bulk(BulkRequest *req)
+{
+	const char *why = flusso_search_engine_checked();
+
+	if (why == NULL)
+		return false;
+	req->whole_retry = true;
+	req->failure = MemoryContextStrdup(req->cxt, why);
+	req->elapsed_ms = 0;
+	req->done = true;
+	done_queue_push(&done, &req->done_node);
+	return true;
 }
 
 static void
@@ -353,6 +403,8 @@ opensearch_send(BulkRequest *req)
 	if (req->failure)
 		pfree(req->failure);	/* the last attempt's, in req->cxt */
 	req->failure = NULL;
+	if (refuse_bulk(req))
+		return;
 	req->http = flusso_search_start("POST", BULK_PATH, "application/x-ndjson",
 									req->body.data, req->body.len);
 	req->http->user = req;

@@ -10,6 +10,12 @@
  * the next URL in the list.  Its names (flusso_search_*) say "search
  * engine", not OpenSearch: the same client is to serve Elasticsearch.
  *
+ * It also owns what the engine is: the worker reads GET / when it first
+ * needs the engine, at every ping, and again after a node failed or the
+ * settings changed (engines.c says what the answer means).  While the
+ * engine is one flusso does not support, flusso_search_refusal() says so
+ * and the sink sends nothing (opensearch.c).
+ *
  * It builds on http.c and must know nothing about documents: the bulk
  * protocol lives in opensearch.c, and the SQL functions that ask the
  * search engine themselves (verify.c) build their own requests.
@@ -24,13 +30,21 @@
 #include "miscadmin.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "base/settings.h"
 #include "sink/search.h"
 
+static void forget_engine(void);
+
 static List *nodes = NIL;		/* base URLs without a trailing slash */
 static int	current_node = 0;
 static FlussoHttpOptions options;
+
+/* the engine that answered the last GET /; FLUSSO_ENGINE_UNKNOWN until one did */
+static FlussoEngineInfo engine;
+static char *refusal = NULL;	/* in TopMemoryContext; NULL: supported or unknown */
+static char unknown_reason[256];	/* why the last GET / told nothing */
 
 /*
  * Read the connection settings.  Returns true when they differ from the
@@ -60,6 +74,7 @@ flusso_search_configure(void)
 	}
 	list_free(urls);			/* its strings are the nodes' */
 	current_node = 0;
+	forget_engine();
 	options.user = flusso_opensearch_user;
 	if (options.password)
 		pfree((char *) options.password);
@@ -114,6 +129,7 @@ flusso_search_node_failed(int node)
 {
 	if (nodes != NIL && node == current_node)
 		current_node = (current_node + 1) % list_length(nodes);
+	forget_engine();			/* the next node may be another engine */
 }
 
 FlussoHttpRequest *
@@ -136,21 +152,73 @@ flusso_search_request(const char *method, const char *path, const char *content_
 	return req;
 }
 
-/* Pull version.number out of the answer to GET /. */
-static char *
-parse_version(const char *body)
-{
-	json_object *root = json_tokener_parse(body);
-	json_object *version;
-	json_object *number;
-	char	   *result = NULL;
+/* ---- which engine answers ---- */
 
-	if (root && json_object_object_get_ex(root, "version", &version) &&
-		json_object_object_get_ex(version, "number", &number) &&
-		json_object_is_type(number, json_type_string))
-		result = pstrdup(json_object_get_string(number));
-	json_object_put(root);
-	return result;
+/* Ask GET / again before the next request that needs the engine. */
+static void
+forget_engine(void)
+{
+	engine.kind = FLUSSO_ENGINE_UNKNOWN;
+}
+
+/* Take in what GET / said: the engine, and whether it is refused. */
+static FlussoReachability
+learn_engine(const FlussoEngineInfo *info)
+{
+	char	   *why = flusso_engine_refusal(info);
+	bool		newly_refused = why != NULL &&
+		(refusal == NULL || strcmp(refusal, why) != 0);
+
+	engine = *info;
+	if (refusal)
+		pfree(refusal);
+	refusal = why ? MemoryContextStrdup(TopMemoryContext, why) : NULL;
+	if (newly_refused)
+	{
+		ereport(LOG,
+				(errmsg("flusso: %s", why),
+				 errdetail("Nothing is sent to it and nothing is confirmed until the engine at flusso.opensearch_url is one flusso supports.")));
+		flusso_observer->on_error(NULL, why, NULL);
+	}
+	return why ? FLUSSO_SEARCH_UNSUPPORTED : FLUSSO_SEARCH_REACHABLE;
+}
+
+const FlussoEngineInfo *
+flusso_search_engine(void)
+{
+	return &engine;
+}
+
+const char *
+flusso_search_unknown_reason(void)
+{
+	return unknown_reason[0] ? unknown_reason : "it was not asked yet";
+}
+
+const char *
+flusso_search_refusal(void)
+{
+	return engine.kind == FLUSSO_ENGINE_UNKNOWN ? NULL : refusal;
+}
+
+/*
+ * Asking is skipped within a second of the last attempt: while the engine
+ * is away, every request of a burst would otherwise wait for its own
+ * GET / (they fail on their own, as before).
+ */
+const char *
+flusso_search_engine_checked(void)
+{
+	static TimestampTz last_attempt = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (engine.kind == FLUSSO_ENGINE_UNKNOWN && flusso_search_configured() &&
+		TimestampDifferenceExceeds(last_attempt, now, 1000))
+	{
+		last_attempt = now;
+		(void) flusso_search_ping_within(1000);
+	}
+	return flusso_search_refusal();
 }
 
 /* flusso_search_ping() that gives up after timeout_ms: the engine's probe while requests wait. */
@@ -177,29 +245,30 @@ FlussoReachability
 flusso_search_ping(void)
 {
 	FlussoHttpRequest *req;
-	FlussoReachability state;
-	char	   *version = NULL;
+	FlussoReachability state = FLUSSO_SEARCH_UNREACHABLE;
+	FlussoEngineInfo info;
 	char	   *error = NULL;
 
 	if (!flusso_search_configured())
 	{
-		flusso_observer->on_reachability(FLUSSO_SEARCH_DRY_RUN, NULL, NULL);
+		flusso_observer->on_reachability(FLUSSO_SEARCH_DRY_RUN, NULL, NULL, NULL);
 		return FLUSSO_SEARCH_DRY_RUN;
 	}
 	req = flusso_search_request("GET", "/", NULL, NULL);
-	if (req->result == CURLE_OK && req->status == 200)
-		version = parse_version(req->response ? req->response : "");
-	if (version)
-		state = FLUSSO_SEARCH_REACHABLE;
-	else
+	forget_engine();
+	if (req->result != CURLE_OK || req->status != 200)
+		error = flusso_http_describe_failure(req);
+	else if (flusso_engine_identify(req->response, &info, &error))
 	{
-		state = FLUSSO_SEARCH_UNREACHABLE;
-		error = req->result == CURLE_OK && req->status == 200 ?
-			pstrdup("the answer to GET / carries no version.number") :
-			flusso_http_describe_failure(req);
+		state = learn_engine(&info);
+		error = state == FLUSSO_SEARCH_UNSUPPORTED ? refusal : NULL;
 	}
+	if (state == FLUSSO_SEARCH_UNREACHABLE)
+		strlcpy(unknown_reason, error, sizeof(unknown_reason));
 	flusso_http_free(req);
-	flusso_observer->on_reachability(state, version, error);
+	flusso_observer->on_reachability(state, flusso_engine_name(engine.kind),
+									 engine.kind != FLUSSO_ENGINE_UNKNOWN ? engine.version : NULL,
+									 error);
 	return state;
 }
 

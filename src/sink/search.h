@@ -8,6 +8,7 @@
 #ifndef FLUSSO_SEARCH_H
 #define FLUSSO_SEARCH_H
 
+#include "sink/engines.h"
 #include "sink/http.h"
 #include "status/observer.h"
 
@@ -39,8 +40,24 @@ extern char *flusso_search_path_segment(const char *name);
 /* A string as a JSON string literal, quotes included. */
 extern char *flusso_json_quote(const char *s);
 
-/* Ask the cluster for its version; report the outcome to the observer. */
+/*
+ * Ask the cluster which engine and version it is; report the outcome to
+ * the observer.  An engine flusso does not support is
+ * FLUSSO_SEARCH_UNSUPPORTED.
+ */
 extern FlussoReachability flusso_search_ping(void);
 extern FlussoReachability flusso_search_ping_within(long timeout_ms);
+
+/* The engine the last GET / found (kind FLUSSO_ENGINE_UNKNOWN: none yet, or since forgotten). */
+extern const FlussoEngineInfo *flusso_search_engine(void);
+
+/* Why the engine is not known: the last GET /'s failure. */
+extern const char *flusso_search_unknown_reason(void);
+
+/* Why the engine is refused, or NULL (supported, or not known). */
+extern const char *flusso_search_refusal(void);
+
+/* The same, asking GET / first when the engine is not known (for a second at most). */
+extern const char *flusso_search_engine_checked(void);
 
 #endif							/* FLUSSO_SEARCH_H */

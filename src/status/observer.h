@@ -41,7 +41,8 @@ typedef enum FlussoReachability
 	FLUSSO_SEARCH_UNKNOWN,
 	FLUSSO_SEARCH_DRY_RUN,		/* no URL set: documents go to the log */
 	FLUSSO_SEARCH_REACHABLE,
-	FLUSSO_SEARCH_UNREACHABLE
+	FLUSSO_SEARCH_UNREACHABLE,
+	FLUSSO_SEARCH_UNSUPPORTED	/* answers, but is an engine flusso refuses */
 } FlussoReachability;
 
 /* What one acknowledged batch did, for one index. */
@@ -85,8 +86,9 @@ typedef struct FlussoObserver
 	void		(*on_lag) (TimestampTz oldest_unacked);	/* 0: nothing waits */
 	void		(*on_index_lag) (const char *index, TimestampTz oldest_unacked);
 	void		(*on_bulk_latency) (double ms);
-	void		(*on_reachability) (FlussoReachability state, const char *version,
-									const char *error);
+	/* engine: "opensearch", "elasticsearch" or NULL (not known) */
+	void		(*on_reachability) (FlussoReachability state, const char *engine,
+									const char *version, const char *error);
 } FlussoObserver;
 
 /* The observer the running process reports to (never NULL once set). */

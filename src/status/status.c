@@ -619,12 +619,14 @@ obs_slot_lag(int64 bytes)
 }
 
 static void
-obs_reachability(FlussoReachability state, const char *version, const char *error)
+obs_reachability(FlussoReachability state, const char *engine, const char *version,
+				 const char *error)
 {
 	char	   *shown = error ? flusso_redact(error) : NULL;
 
 	LWLockAcquire(flusso_shared->lock, LW_EXCLUSIVE);
 	my_db_slot->search_state = state;
+	strlcpy(my_db_slot->search_engine, engine ? engine : "", FLUSSO_VERSION_LEN);
 	strlcpy(my_db_slot->search_version, version ? version : "", FLUSSO_VERSION_LEN);
 	strlcpy(my_db_slot->search_error, shown ? shown : "", FLUSSO_ERROR_LEN);
 	my_db_slot->search_checked_at = GetCurrentTimestamp();

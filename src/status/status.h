@@ -39,6 +39,7 @@ typedef struct FlussoDbSlot
 	TimestampTz oldest_unacked; /* commit time of the oldest change waiting */
 	bool		lag_warning;	/* slot lag is past flusso.max_lag_bytes */
 	FlussoReachability search_state;
+	char		search_engine[FLUSSO_VERSION_LEN];	/* "opensearch", "elasticsearch" or "" */
 	char		search_version[FLUSSO_VERSION_LEN];
 	char		search_error[FLUSSO_ERROR_LEN];
 	TimestampTz search_checked_at;

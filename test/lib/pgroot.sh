@@ -172,12 +172,14 @@ pgroot_bootstrap() {
 	touch "$r/.flusso-pgroot"
 }
 
-# Install PostgreSQL MAJOR (server, headers, pgTAP) into the root, if missing.
+# Install PostgreSQL MAJOR (server, headers, pgTAP, pgvector) into the root, if missing.
 pgroot_install_pg() {
 	local major=$1 suite missing
 	suite=$(pgroot_suite "$major")
 	pgroot_create
-	missing=$(pgroot_missing "postgresql-$major" "postgresql-server-dev-$major" "postgresql-$major-pgtap")
+	# pgvector: test/t/016_engines.pl syncs vector columns
+	missing=$(pgroot_missing "postgresql-$major" "postgresql-server-dev-$major" "postgresql-$major-pgtap" \
+		"postgresql-$major-pgvector")
 	[ -n "$missing" ] || return 0
 	echo "pgroot: installing from $suite: $(echo $missing)" >&2
 	pgroot_apt update

@@ -147,11 +147,32 @@ sub os_doc
 	return $code == 200 ? $body->{_source} : undef;
 }
 
-# Remove indexes left over from an earlier run of a test in this OpenSearch.
+# Remove indexes left over from an earlier run of a test in this OpenSearch,
+# one by one: Elasticsearch refuses a wildcard DELETE (action.destructive_requires_name).
 sub os_clean
 {
 	my ($pattern) = @_;
-	os_request('DELETE', "/$pattern?expand_wildcards=all");
+	my ($code, $found) = os_request('GET', "/$pattern?expand_wildcards=all");
+	return unless $code == 200 && ref $found eq 'HASH';
+	os_request('DELETE', "/$_") for sort keys %$found;
 }
+
+# The engine under test: (engine, version), e.g. ('elasticsearch', '8.17.0'),
+# as opensearch.sh recorded it in its directory, else from FLUSSO_ENGINE.
+sub engine
+{
+	my $spec = $ENV{FLUSSO_ENGINE} || 'opensearch';
+	if ($ENV{FLUSSO_OPENSEARCH_DIR} && open(my $fh, '<', "$ENV{FLUSSO_OPENSEARCH_DIR}/engine"))
+	{
+		chomp($spec = <$fh> // $spec);
+		close $fh;
+	}
+	my ($name, $version) = split /:/, $spec;
+	$version ||= $name eq 'elasticsearch' ? '8.17.0' : '2.19.6';
+	return ($name, $version);
+}
+
+# A regular expression for "the document does not fit its mapping", on any engine.
+sub parsing_exception { return qr/(?:mapper|document)_parsing_exception/ }
 
 1;

@@ -11,7 +11,7 @@ SELECT has_schema('flusso');
 SELECT has_view('flusso', 'status', 'flusso.status exists');
 SELECT has_view('flusso', 'index_status', 'flusso.index_status exists');
 SELECT has_function('flusso', 'check_setting', ARRAY['text', 'text']);
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'flusso'), '0.4.0', 'version 0.4.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'flusso'), '0.5.0', 'version 0.5.0');
 SELECT is((SELECT extrelocatable FROM pg_extension WHERE extname = 'flusso'), false, 'not relocatable');
 
 SELECT columns_are('flusso', 'status', ARRAY[
@@ -19,7 +19,8 @@ SELECT columns_are('flusso', 'status', ARRAY[
     'changes_committed', 'changes_in_flight', 'documents_built', 'batches',
     'slot_lag_bytes', 'errors', 'last_error', 'last_error_at', 'worker_pid',
     'synced_lsn', 'bulk_latency_ms', 'opensearch', 'opensearch_version',
-    'opensearch_error', 'opensearch_checked_at', 'opensearch_tls_verify', 'lag_seconds', 'lag_warning', 'healthy']);
+    'opensearch_error', 'opensearch_checked_at', 'opensearch_tls_verify', 'lag_seconds', 'lag_warning', 'healthy',
+    'search_engine', 'search_version']);
 SELECT columns_are('flusso', 'index_status', ARRAY[
     'database', 'name', 'state', 'generation', 'building_generation', 'documents_upserted', 'documents_deleted', 'errors',
     'backfill_rows_done', 'backfill_rows_total', 'backfill_percent', 'last_error',

@@ -28,8 +28,11 @@ is($node->safe_psql('postgres',
 # --- OpenSearch reachable ----------------------------------------------------
 ok(FlussoTest::wait_for(sub { FlussoTest::status($node)->{opensearch} eq 'reachable' },
 		'OpenSearch reachable'), 'status shows OpenSearch reachable');
-like(FlussoTest::status($node)->{opensearch_version}, qr/^2\.19\./,
-	'status shows the OpenSearch version');
+my ($engine, $engine_version) = FlussoTest::engine();
+is(FlussoTest::status($node)->{opensearch_version}, $engine_version,
+	'status shows the engine\'s version');
+is(FlussoTest::status($node)->{search_engine}, $engine, 'status shows which engine answers');
+is(FlussoTest::status($node)->{search_version}, $engine_version, 'and its version');
 
 # --- SIGHUP: a changed setting is seen in status --------------------------
 $node->safe_psql('postgres', q{ALTER SYSTEM SET flusso.opensearch_tls_verify = off});

@@ -36,7 +36,7 @@ is($skip_state, 'seeded', 'skip: the index goes on');
 ok(defined FlussoTest::os_doc('t3-skip', 9) && !defined FlussoTest::os_doc('t3-skip', 7),
 	'skip: good documents written, rejected ones not');
 like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't3-skip'}),
-	qr/mapper_parsing_exception/, 'skip: the error names OpenSearch\'s reason');
+	FlussoTest::parsing_exception, 'skip: the error names the engine\'s reason');
 
 # dead_letter: kept with the error and the body
 is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters WHERE index_name = 't3-dead-letter'}),

@@ -220,7 +220,7 @@ like($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE na
 my $seen = as_role('watcher', q{SELECT last_error FROM flusso.index_status WHERE name = 't8-m-dl'}) . "\n" .
 	as_role('watcher', q{SELECT string_agg(coalesce(last_error, ''), ' ') FROM flusso.index_status}) . "\n" .
 	as_role('watcher', q{SELECT last_error FROM flusso.status});
-like($seen, qr/mapper_parsing_exception/, 'pg_monitor sees what went wrong');
+like($seen, FlussoTest::parsing_exception, 'pg_monitor sees what went wrong');
 unlike($seen, qr/SECRET-VALUE-42|"7"|'7'|250000|shared_preload/, 'but no row value, document id or file content');
 
 # --- OpenSearch names: never delete or move what flusso did not make ---------

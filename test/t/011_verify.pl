@@ -223,9 +223,9 @@ ok(FlussoTest::wait_for(sub { q1(q{SELECT count(*) FROM flusso.dead_letters WHER
 
 is_deeply(problems('t11-things'), { 7 => 'missing' }, 'verify: the rejected document is missing');
 $e = why('t11-things', 7);
-like($e->{verdict}, qr/^it is in dead letters since \S+ \S+: .*mapper_parsing_exception.*; OpenSearch does not have it; fix the cause, then flusso\.retry_dead_letters\('t11-things'\) sends it again$/,
+like($e->{verdict}, qr/^it is in dead letters since \S+ \S+: .*(?:mapper|document)_parsing_exception.*; OpenSearch does not have it; fix the cause, then flusso\.retry_dead_letters\('t11-things'\) sends it again$/,
 	'why 7: in dead letters, with the error, and what sends it again');
-like($e->{dead_letter}{error}, qr/mapper_parsing_exception/, 'why 7: the dead letter\'s error');
+like($e->{dead_letter}{error}, FlussoTest::parsing_exception, 'why 7: the dead letter\'s error');
 ok($e->{dead_letter}{failed_at}, 'why 7: and its time');
 is($e->{document}{val}, 'not a number', 'why 7: PostgreSQL still builds it');
 
