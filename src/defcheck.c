@@ -653,7 +653,7 @@ set_tiebreak(DefNode *node)
 		return;
 	rel = table_open(node->table.relid, AccessShareLock);
 	keys = usable_unique_keys(rel);
-	pk = RelationGetPrimaryKeyIndex(rel);
+	pk = compat_RelationGetPrimaryKeyIndex(rel);
 	node->tiebreak = NIL;
 	node->tiebreak_text = false;
 	if (keys != NIL && (OidIsValid(pk) || list_length(keys) == 1))
