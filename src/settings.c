@@ -426,7 +426,7 @@ check_failover_slots(int *newval, void **extra, GucSource source)
 	if (*newval == FLUSSO_FAILOVER_ON && !FLUSSO_HAVE_FAILOVER_SLOTS)
 	{
 		GUC_check_errdetail("Failover slots need PostgreSQL 17 or later; this server is PostgreSQL %s.",
-							PG_VERSION);
+							PG_MAJORVERSION);
 		GUC_check_errhint("Set flusso.failover_slots to auto (failover slots where the server has them) or off.");
 		return false;
 	}

@@ -2,7 +2,8 @@
 # Runs every flusso test against a real PostgreSQL (15 unless --pg) and a real OpenSearch:
 #   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
-#   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
+#   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end,
+#      pg_upgrade from older versions (17 and 18), standbys and failover
 #   4. fault suite (test/fault/t/*.pl, prove)      faults under load, each
 #      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh), after the
 #      fault proxy's and the auth proxy's own tests (test/faultproxy/selftest.py,
@@ -13,12 +14,20 @@
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--pg 15|17|18] [--only regress|pgtap|tap|fault|fuzz|asan] [TAP test files...]
-#   --pg N  PostgreSQL N (default 15).  17 and 18 run in a Debian root of
-#           their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
-#           it): flusso is built, installed and tested there, OpenSearch
-#           stays on the host.  fuzz and asan are PostgreSQL 15's only
-#           (skipped on 17 and 18).
+# Usage: test/check.sh [--pg 15|17|18] [--only LAYER[,LAYER...]] [TAP test files...]
+#        test/check.sh --matrix
+#   --pg N     PostgreSQL N (default 15).  17 and 18 run in a Debian root of
+#              their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
+#              it): flusso is built, installed and tested there, OpenSearch
+#              stays on the host.
+#   --only L   the layers named (regress, pgtap, tap, fault, fuzz, asan),
+#              comma-separated; all six without it.
+#   --matrix   what CI runs: regress, pgTAP and TAP on PostgreSQL 15 and 17,
+#              then everything on 18, the newest; each version in its own
+#              work directory (FLUSSO_TEST_DIR-N), with its time, and a
+#              summary at the end.  FLUSSO_LOCK_INSTALLS=1 takes
+#              /tmp/flusso-pgN.lock (flock) around each version's run, for a
+#              machine where others install flusso into the same PostgreSQL.
 # Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check, /tmp/flusso-check-N for
 #        --pg N but 15), KEEP=1 keeps servers up.
 set -euo pipefail
@@ -27,6 +36,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 only=""
+matrix=0
 PG_MAJOR=15
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -34,17 +44,49 @@ while [ $# -gt 0 ]; do
 		only=$2; shift 2 ;;
 	--pg) [ $# -ge 2 ] || { echo "check.sh: --pg needs a version" >&2; exit 2; }
 		PG_MAJOR=$2; shift 2 ;;
+	--matrix) matrix=1; shift ;;
 	*) break ;;
 	esac
 done
 tap_files=("$@")
-case $only in
-"" | regress | pgtap | tap | fault | fuzz | asan) ;;
-*) echo "check.sh: unknown layer \"$only\" (regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
-esac
+for layer in ${only//,/ }; do
+	case $layer in
+	regress | pgtap | tap | fault | fuzz | asan) ;;
+	*) echo "check.sh: unknown layer \"$layer\" (regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
+	esac
+done
 case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
+
+# --matrix: one run of this script per version, the newest with every layer
+if [ "$matrix" = 1 ]; then
+	[ -z "$only" ] && [ ${#tap_files[@]} = 0 ] ||
+		{ echo "check.sh: --matrix takes no --only and no TAP files" >&2; exit 2; }
+	base=${FLUSSO_TEST_DIR:-/tmp/flusso-check}
+	runs=("15 regress,pgtap,tap" "17 regress,pgtap,tap" "18 ")
+	summary=()
+	status=0
+	t0=$SECONDS
+	for run in "${runs[@]}"; do
+		read -r v layers <<<"$run"
+		t=$SECONDS
+		printf '\n##### PostgreSQL %s: %s\n' "$v" "${layers:-every layer}" >&2
+		cmd=(env FLUSSO_TEST_DIR="$base-$v" "$0" --pg "$v")
+		[ -z "$layers" ] || cmd+=(--only "$layers")
+		[ "${FLUSSO_LOCK_INSTALLS:-0}" != 1 ] || cmd=(flock -o "/tmp/flusso-pg$v.lock" "${cmd[@]}")
+		if "${cmd[@]}"; then verdict=passed; else verdict=FAILED; status=1; fi
+		summary+=("$(printf 'PostgreSQL %s  %-22s %s in %d min %02d s' "$v" "${layers:-all}" "$verdict" \
+			$(((SECONDS - t) / 60)) $(((SECONDS - t) % 60)))")
+	done
+	printf '\n=== the matrix, in %d min %02d s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) >&2
+	printf '%s\n' "${summary[@]}" >&2
+	exit "$status"
+fi
+
 export PG_MAJOR
 source test/lib/pg.sh
+
+# Is layer $1 to run?
+wanted() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
 
 default_work=/tmp/flusso-check
 [ "$PG_MAJOR" = 15 ] || default_work=/tmp/flusso-check-$PG_MAJOR
@@ -53,15 +95,6 @@ failed=()
 
 log() { printf '\n=== %s\n' "$*" >&2; }
 
-# what runs only on PostgreSQL 15: the fuzzers build against 15's headers,
-# asan.sh makes a private copy of 15's installation
-if [ "$PG_MAJOR" != 15 ]; then
-	case $only in
-	fuzz | asan) echo "check.sh: --only $only runs on PostgreSQL 15 only" >&2; exit 2 ;;
-	"") echo "check.sh: PostgreSQL $PG_MAJOR: fuzz and asan are skipped (15 only)" >&2 ;;
-	esac
-fi
-
 cleanup() {
 	[ "${KEEP:-0}" = 1 ] && return
 	pg_cluster_stop "$work/pg" immediate || true
@@ -69,7 +102,11 @@ cleanup() {
 }
 
 log "installing dependencies"
-test/install-deps.sh --pg "$PG_MAJOR"
+deps=(--pg "$PG_MAJOR")
+! wanted fuzz || deps+=(--fuzz)
+test/install-deps.sh "${deps[@]}"
+# pg_upgrade from 17 to 18 needs 17 beside 18 (from 15: the root sees the host's)
+[ "$PG_MAJOR" != 18 ] || ! wanted tap || test/install-deps.sh --pg 17
 
 log "building flusso for PostgreSQL $PG_MAJOR (-Werror)"
 pg_exec make -s clean PG_CONFIG="$PG_CONFIG"
@@ -107,7 +144,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-if [ -z "$only" ] || [ "$only" = regress ]; then
+if wanted regress; then
 	log "pg_regress"
 	mkdir -p build/regress
 	if ! pg_exec make -s installcheck PG_CONFIG="$PG_CONFIG"; then
@@ -116,7 +153,7 @@ if [ -z "$only" ] || [ "$only" = regress ]; then
 	fi
 fi
 
-if [ -z "$only" ] || [ "$only" = pgtap ]; then
+if wanted pgtap; then
 	log "pgTAP"
 	pg_psql "$work/pg" "$port" -c "CREATE DATABASE flusso_tap"
 	pg_psql "$work/pg" "$port" -d flusso_tap -c "CREATE EXTENSION pgtap"
@@ -138,16 +175,35 @@ run_prove() {
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
 		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" FLUSSO_ASAN="${FLUSSO_ASAN:-}" \
 		FLUSSO_FAULT_RESULTS="${FLUSSO_FAULT_RESULTS:-$dir/fault-results.jsonl}" \
+		FLUSSO_PG_MAJOR="$PG_MAJOR" \
+		FLUSSO_PG15_INSTALL="${FLUSSO_PG15_INSTALL:-}" FLUSSO_PG17_INSTALL="${FLUSSO_PG17_INSTALL:-}" \
 		prove --timer "${abs[@]}")
 }
 
-if [ -z "$only" ] || [ "$only" = tap ]; then
+# The older versions the pg_upgrade tests start from, each a private copy
+# with this tree's flusso (test/lib/pgprivate.sh): FLUSSO_PG<N>_INSTALL.
+upgrade_sources() {
+	local v dest
+	for v in 15 17; do
+		[ "$v" -lt "$PG_MAJOR" ] || continue
+		dest=$work/pg$v-private
+		log "PostgreSQL $v with this tree's flusso, for pg_upgrade to $PG_MAJOR ($dest)"
+		pg_exec bash -c 'source test/lib/pgprivate.sh && pg_private_tree "$1" "$2" && pg_private_flusso "$1" "$3" "$2"' \
+			- "$v" "$dest" "$root" || return 1
+		export "FLUSSO_PG${v}_INSTALL=$dest/usr/lib/postgresql/$v"
+	done
+}
+
+if wanted tap; then
 	log "Perl TAP"
 	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
+	if [[ " ${tap_files[*]}" == *upgrade* ]] && [ "$PG_MAJOR" != 15 ]; then
+		upgrade_sources || failed+=(upgrade-sources)
+	fi
 	run_prove "$work/tap" "${tap_files[@]}" || failed+=(tap)
 fi
 
-if [ -z "$only" ] || [ "$only" = fault ]; then
+if wanted fault; then
 	log "the fault proxy's own tests"
 	python3 test/faultproxy/selftest.py || failed+=(faultproxy)
 	log "the auth proxy's own tests"
@@ -159,14 +215,15 @@ if [ -z "$only" ] || [ "$only" = fault ]; then
 	[ -f "$work/fault/fault-results.jsonl" ] && perl test/fault/report.pl "$work/fault/fault-results.jsonl" >&2
 fi
 
-if { [ -z "$only" ] && [ "$PG_MAJOR" = 15 ]; } || [ "$only" = fuzz ]; then
-	log "fuzzing"
-	test/fuzz/run.sh --seconds "${FLUSSO_FUZZ_SECONDS:-30}" --work "$work/fuzz" || failed+=(fuzz)
+if wanted fuzz; then
+	log "fuzzing (PostgreSQL $PG_MAJOR's headers and libpgcommon)"
+	pg_exec env PG_CONFIG="$PG_CONFIG" test/fuzz/run.sh --seconds "${FLUSSO_FUZZ_SECONDS:-30}" \
+		--work "$work/fuzz" || failed+=(fuzz)
 fi
 
-if { [ -z "$only" ] && [ "$PG_MAJOR" = 15 ]; } || [ "$only" = asan ]; then
+if wanted asan; then
 	log "Perl TAP under AddressSanitizer"
-	FLUSSO_ASAN_DIR="$work/asan" test/asan.sh || failed+=(asan)
+	FLUSSO_ASAN_DIR="$work/asan" test/asan.sh --pg "$PG_MAJOR" || failed+=(asan)
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

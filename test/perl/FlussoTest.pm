@@ -10,6 +10,7 @@ package FlussoTest;
 use strict;
 use warnings;
 use HTTP::Tiny;
+use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -145,6 +146,46 @@ sub os_doc
 	my ($index, $id) = @_;
 	my ($code, $body) = os_request('GET', "/$index/_doc/$id");
 	return $code == 200 ? $body->{_source} : undef;
+}
+
+# The benchmark dataset (test/bench/dataset.sql, N users) and the load
+# function (test/load_step.sql) in a database; returns the highest user and
+# order ids, which the load's steps pick rows by.
+sub load_dataset
+{
+	my ($node, $database, $users) = @_;
+	my $root = $ENV{FLUSSO_ROOT};
+	$node->command_ok(['psql', '-X', '-q', '-v', "n=$users", '-d', $database,
+		'-f', "$root/test/bench/dataset.sql"], "a dataset of $users users");
+	$node->command_ok(['psql', '-X', '-q', '-d', $database, '-f', "$root/test/load_step.sql"],
+		'the load function');
+	return split /\|/, $node->safe_psql($database,
+		q{SELECT (SELECT max(id) FROM users), (SELECT max(id) FROM orders)});
+}
+
+# A live load in the background: pgbench running test/fault/step.pgbench
+# (one random change per transaction: inserts, updates, deletes,
+# re-parenting) at $rate transactions a second for $seconds; its output
+# goes to $log.  Returns the IPC::Run handle (finish it, or kill_kill it).
+sub start_load
+{
+	my ($node, $database, $nusers, $norders, %o) = @_;
+	my $root = $ENV{FLUSSO_ROOT};
+	my $log = $o{log} // "$ENV{TESTDIR}/load." . $node->name . ".log";
+	return IPC::Run::start(['pgbench', '-n', '-h', $node->host, '-p', $node->port,
+		'-c', 2, '-j', 1, '-R', $o{rate} // 50, '-T', $o{seconds} // 10,
+		'-D', "nusers=$nusers", '-D', "norders=$norders",
+		'-f', "$root/test/fault/step.pgbench", $database], '>>', $log, '2>&1');
+}
+
+# Where an index's alias points: its generation number, or undef.
+sub alias_generation
+{
+	my ($index) = @_;
+	my ($code, $body) = os_request('GET', "/_alias/$index");
+	return undef unless $code == 200 && ref $body;
+	my ($physical) = keys %$body;
+	return $physical && $physical =~ /_(\d+)$/ ? $1 : undef;
 }
 
 # Remove indexes left over from an earlier run of a test in this OpenSearch.
