@@ -9,6 +9,7 @@ package FlussoTest;
 
 use strict;
 use warnings;
+use Cwd ();
 use HTTP::Tiny;
 use IPC::Run;
 use JSON::PP;
@@ -22,23 +23,32 @@ my $http = HTTP::Tiny->new(timeout => 60, keep_alive => 1);
 my $json = JSON::PP->new->canonical->allow_nonref;
 
 # A started cluster with flusso preloaded; extra settings as key => value.
+# Options: database (default flusso_test), preload, create_extension,
+# start (0: initialized and configured only), install_path (a PostgreSQL
+# installation other than PATH's, such as a private copy of an older
+# version: test/lib/pgprivate.sh), initdb (extra initdb arguments).
 sub new_node
 {
 	my ($name, %opt) = @_;
-	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $install_path = delete $opt{install_path};
+	my $node = PostgreSQL::Test::Cluster->new($name,
+		$install_path ? (install_path => $install_path) : ());
 	my $database = delete $opt{database} // 'flusso_test';
 	my $preload = delete $opt{preload} // 1;
 	my $create = delete $opt{create_extension} // 1;
+	my $start = delete $opt{start} // 1;
+	my $initdb = delete $opt{initdb};
 	my %settings = (
 		'flusso.opensearch_url' => "'$OS_URL'",
 		'flusso.database' => "'$database'",
 		'flusso.lag_poll_interval' => "'1s'",
 		%opt);
-	$node->init(allows_streaming => 'logical');
+	$node->init(allows_streaming => 'logical', $initdb ? (extra => $initdb) : ());
 	my $conf = "max_worker_processes = 16\nmax_replication_slots = 10\nrestart_after_crash = on\n";
 	$conf .= "shared_preload_libraries = 'flusso'\n" if $preload;
 	$conf .= "$_ = $settings{$_}\n" for sort keys %settings;
 	$node->append_conf('postgresql.conf', $conf);
+	return $node unless $start;
 	$node->start;
 	if ($create && $preload)
 	{
@@ -186,6 +196,70 @@ sub alias_generation
 	return undef unless $code == 200 && ref $body;
 	my ($physical) = keys %$body;
 	return $physical && $physical =~ /_(\d+)$/ ? $1 : undef;
+}
+
+# The major version of the PostgreSQL the tests run on (check.sh --pg N).
+sub pg_major
+{
+	return $ENV{FLUSSO_PG_MAJOR} // 15;
+}
+
+# pg_upgrade from $old to $new (both stopped), as the PostgreSQL under test
+# runs it: each side's binaries from its own installation (a private copy
+# for an older version), so each loads its own flusso.so.  Runs in
+# TESTDIR, which pg_upgrade may write to.  Returns pg_upgrade's exit
+# status, its output and the path of its log directory.
+sub pg_upgrade
+{
+	my ($old, $new, @extra) = @_;
+	my $bindir = sub {
+		my ($node) = @_;
+		return $node->install_path . '/bin' if $node->install_path;
+		for my $dir (split /:/, $ENV{PATH})
+		{
+			return $dir if -x "$dir/postgres";
+		}
+		die 'no postgres in PATH';
+	};
+	my @cmd = ('pg_upgrade', '--no-sync',
+		'-d', $old->data_dir, '-D', $new->data_dir,
+		'-b', $bindir->($old), '-B', $bindir->($new),
+		'-s', $new->host, '-p', $old->port, '-P', $new->port, @extra);
+	my $cwd = Cwd::getcwd();
+	chdir $ENV{TESTDIR} or die "chdir $ENV{TESTDIR}: $!";
+	my ($stdout, $stderr) = ('', '');
+	my $ok = IPC::Run::run(\@cmd, '>', \$stdout, '2>', \$stderr);
+	chdir $cwd;
+	Test::More::note(join(' ', @cmd) . "\n$stdout$stderr");
+	return ($ok, "$stdout$stderr", $new->data_dir . '/pg_upgrade_output.d');
+}
+
+# PostgreSQL 15.20 and 17.12 keep an attribute option pg_attver on every
+# column; 18.6 (released before them) does not know it, and its pg_dump
+# carries it into the new cluster, where restoring the schema fails
+# ("unrecognized parameter "pg_attver""), whatever the tables are.  When the
+# old server has it and the new one refuses it, it is removed from the old
+# cluster's user columns (PGVERSIONS.md).  $new must be stopped; $old running.
+sub strip_attver
+{
+	my ($old, $new, @databases) = @_;
+	my $has = $old->safe_psql('postgres',
+		q{SELECT count(*) > 0 FROM pg_attribute WHERE attoptions::text LIKE '%pg_attver=%'});
+	return 0 unless $has eq 't';
+	$new->start;
+	my ($ret) = $new->psql('postgres',
+		q{CREATE TEMP TABLE attver_probe (a int); ALTER TABLE attver_probe ALTER a SET (pg_attver = 1)});
+	$new->stop;
+	return 0 if $ret == 0;
+	for my $database (@databases)
+	{
+		$old->safe_psql($database, q{
+			SET allow_system_table_mods = on;
+			UPDATE pg_catalog.pg_attribute
+			   SET attoptions = NULLIF(ARRAY(SELECT o FROM unnest(attoptions) o WHERE o NOT LIKE 'pg_attver=%'), '{}')
+			 WHERE attrelid >= 16384 AND attoptions::text LIKE '%pg_attver=%'});
+	}
+	return 1;
 }
 
 # Remove indexes left over from an earlier run of a test in this OpenSearch.

@@ -92,8 +92,8 @@ my $standby = PostgreSQL::Test::Cluster->new('fo_standby');
 $standby->init_from_backup($primary, 'fo', has_streaming => 1);
 my $conf = "primary_slot_name = 'fo_standby'\nhot_standby_feedback = on\n";
 # the slot sync worker connects to a database of the primary
-$conf .= "sync_replication_slots = on\nprimary_conninfo = '" . $primary->connstr('postgres')
-  . " application_name=fo_standby'\n"
+$conf .= "sync_replication_slots = on\nprimary_conninfo = 'host=" . $primary->host . ' port=' . $primary->port
+  . " dbname=postgres application_name=fo_standby'\n"
   if $failover_slots;
 # 15: the rebuild after the promotion goes through the fault proxy, which
 # slows it down so that searches are seen answering during it
@@ -101,7 +101,7 @@ my $proxydir = "$ENV{TESTDIR}/t13-proxy";
 my $proxy = `$root/test/faultproxy/faultproxy.sh start --upstream $FlussoTest::OS_URL --dir $proxydir`;
 chomp $proxy;
 like($proxy, qr{^http://}, 'fault proxy started');
-$conf .= "flusso.opensearch_url = '$proxy'\nflusso.batch_size = 50\n";
+$conf .= "flusso.opensearch_url = '$proxy'\nflusso.batch_size = 25\nflusso.queue_capacity = 1\n";
 $standby->append_conf('postgresql.conf', $conf);
 $standby->start;
 $primary->wait_for_catchup($standby, 'replay');
@@ -185,7 +185,7 @@ $standby->start;
 FlussoTest::wait_for(sub { (status_of($standby)->{phase} // '') eq 'standby' }, 'standby again');
 $standby_pid = status_of($standby)->{worker_pid};
 system("$root/test/faultproxy/faultproxy.sh", 'faults', '--dir', $proxydir,
-	'{"delay_ms": 200, "only_bulk": true}') == 0 or die 'faults'
+	'{"delay_ms": 300, "only_bulk": true}') == 0 or die 'faults'
   unless $failover_slots;
 $standby->promote;
 is($standby->safe_psql($db, q{SELECT count(*) FROM users WHERE id = 9999991}), '0',
