@@ -182,14 +182,16 @@ run_prove() {
 
 # The older versions the pg_upgrade tests start from, each a private copy
 # with this tree's flusso (test/lib/pgprivate.sh): FLUSSO_PG<N>_INSTALL.
+# FLUSSO_UPGRADE_FROM_SOURCE=DIR builds the old side's flusso from another
+# tree (an older commit, to see what a fix changes).
 upgrade_sources() {
-	local v dest
+	local v dest src=${FLUSSO_UPGRADE_FROM_SOURCE:-$root}
 	for v in 15 17; do
 		[ "$v" -lt "$PG_MAJOR" ] || continue
 		dest=$work/pg$v-private
-		log "PostgreSQL $v with this tree's flusso, for pg_upgrade to $PG_MAJOR ($dest)"
+		log "PostgreSQL $v with the flusso of $src, for pg_upgrade to $PG_MAJOR ($dest)"
 		pg_exec bash -c 'source test/lib/pgprivate.sh && pg_private_tree "$1" "$2" && pg_private_flusso "$1" "$3" "$2"' \
-			- "$v" "$dest" "$root" || return 1
+			- "$v" "$dest" "$src" || return 1
 		export "FLUSSO_PG${v}_INSTALL=$dest/usr/lib/postgresql/$v"
 	done
 }

@@ -44,6 +44,7 @@ sub new_node
 		'flusso.lag_poll_interval' => "'1s'",
 		%opt);
 	$node->init(allows_streaming => 'logical', $initdb ? (extra => $initdb) : ());
+	drop_unknown_settings($node) if $install_path;
 	my $conf = "max_worker_processes = 16\nmax_replication_slots = 10\nrestart_after_crash = on\n";
 	$conf .= "shared_preload_libraries = 'flusso'\n" if $preload;
 	$conf .= "$_ = $settings{$_}\n" for sort keys %settings;
@@ -57,6 +58,27 @@ sub new_node
 		$node->safe_psql($database, 'CREATE EXTENSION flusso');
 	}
 	return $node;
+}
+
+# PostgreSQL::Test::Cluster writes the settings of the version it comes with
+# (18's: autovacuum_worker_slots); an older server refuses to start with a
+# setting it does not know.  Remove those from an older node's configuration.
+sub drop_unknown_settings
+{
+	my ($node) = @_;
+	my %known = map { lc((split /\t/)[0]) => 1 }
+	  split /\n/, `'${\ $node->install_path}/bin/postgres' --describe-config`;
+	my $file = $node->data_dir . '/postgresql.conf';
+	my (@kept, @dropped);
+	for (split /\n/, slurp_file($file))
+	{
+		if (/^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=/ && !$known{ lc $1 }) { push @dropped, $1 }
+		else { push @kept, $_ }
+	}
+	Test::More::note('left out for ' . $node->name . ': ' . join(', ', @dropped)) if @dropped;
+	open(my $fh, '>', $file) or die "$file: $!";
+	print $fh join("\n", @kept), "\n";
+	close $fh;
 }
 
 # Poll $cond every 50 ms until it returns true or $timeout seconds pass.
