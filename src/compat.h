@@ -15,7 +15,8 @@
  *	version		what								where, and why
  *	16			varlena macros in varatt.h			below
  *	16			object_ownercheck/object_aclcheck	below
- *	16			GUC memory (guc_strdup/guc_free)	below
+ *	16			GUC memory (guc_strdup/guc_malloc/	below; settings.c's check hooks
+ *				guc_free)							(the URL, max_lag_bytes)
  *	16			stringToQualifiedNameList escontext	below
  *	16			get_guc_variables(int *)			below
  *	16			slot invalidation cause				below; loader.c treats
@@ -89,16 +90,19 @@
 
 /*
  * 16 keeps GUC values and extras in a memory context of their own: a check
- * hook allocates them with guc_strdup() and frees with guc_free() (15:
- * malloc and free; on 16 a strdup'd value is pfree'd and the server stops
- * with "pfree called with invalid pointer").  LOG: NULL when out of memory,
- * as strdup.
+ * hook allocates them with guc_strdup()/guc_malloc() and frees with
+ * guc_free() (15: strdup/malloc and free; on 16 a strdup'd value or a
+ * malloc'd extra is pfree'd when replaced, and the process stops with
+ * "pfree called with invalid pointer").  LOG: NULL when out of memory, as
+ * strdup and malloc.
  */
 #if PG_VERSION_NUM >= 160000
 #define compat_guc_strdup(str) guc_strdup(LOG, (str))
+#define compat_guc_malloc(size) guc_malloc(LOG, (size))
 #define compat_guc_free(ptr) guc_free(ptr)
 #else
 #define compat_guc_strdup(str) strdup(str)
+#define compat_guc_malloc(size) malloc(size)
 #define compat_guc_free(ptr) free(ptr)
 #endif
 

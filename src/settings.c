@@ -220,7 +220,7 @@ check_max_lag_bytes(char **newval, void **extra, GucSource source)
 		GUC_check_errhint("Give flusso.max_lag_bytes in bytes (500000000) or with a unit (500MB, 50GB, 1TB); 0 turns the warning off.");
 		return false;
 	}
-	kept = malloc(sizeof(int64));	/* GUC frees extras with free() */
+	kept = compat_guc_malloc(sizeof(int64));	/* GUC frees extras itself */
 	if (kept == NULL)
 		return false;
 	*kept = bytes;
