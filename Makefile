@@ -3,10 +3,13 @@
 #   make && make install            build and install against pg_config
 #   make installcheck               pg_regress against a running server
 #   make WERROR=1                   what CI builds: warnings are errors
+#   make layers                     no circle between source files, folders
+#                                   call downward only (test/layers.py)
 #
 EXTENSION = flusso
 MODULE_big = flusso
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+# src/ has a folder per stage or concern (README.md, "Source layout")
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*/*.c)))
 DATA = $(sort $(wildcard sql/flusso--*.sql))
 
 REGRESS = $(sort $(basename $(notdir $(filter-out sql/flusso--%,$(wildcard sql/*.sql)))))
@@ -28,6 +31,10 @@ override with_llvm = no
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+.PHONY: layers
+layers:
+	python3 test/layers.py
 
 installcheck: | build/regress
 build/regress:

@@ -188,3 +188,41 @@ LANGUAGE C VOLATILE STRICT
 AS 'MODULE_PATHNAME', 'flusso_wait_synced';
 COMMENT ON FUNCTION @extschema@.wait_synced(interval, boolean) IS
     'wait until everything committed before the call is acknowledged by OpenSearch (and, with refresh, searchable); false on timeout';
+
+------------------------------------------------------------------------
+-- Checking an index: verify() compares every document in OpenSearch with
+-- what PostgreSQL would build now; explain_document() says, for one _id,
+-- what flusso would do and why.  Like preview(), for those who may manage
+-- the index, and not for PUBLIC.
+------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@.verify(name text, OUT id text, OUT problem text)
+RETURNS SETOF record
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'flusso_verify';
+COMMENT ON FUNCTION @extschema@.verify(text) IS
+    'every document that differs between OpenSearch and what PostgreSQL would build now: missing, stale, extra or unbuildable';
+REVOKE ALL ON FUNCTION @extschema@.verify(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.verify_summary(name text,
+    OUT documents bigint,
+    OUT in_opensearch bigint,
+    OUT missing bigint,
+    OUT stale bigint,
+    OUT extra bigint,
+    OUT unbuildable bigint,
+    OUT elapsed interval)
+RETURNS record
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'flusso_verify_summary';
+COMMENT ON FUNCTION @extschema@.verify_summary(text) IS
+    'what verify() finds, counted: documents PostgreSQL builds, ids in OpenSearch, missing, stale, extra, unbuildable, time taken';
+REVOKE ALL ON FUNCTION @extschema@.verify_summary(text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.explain_document(name text, id text)
+RETURNS jsonb
+LANGUAGE C VOLATILE STRICT
+AS 'MODULE_PATHNAME', 'flusso_explain_document';
+COMMENT ON FUNCTION @extschema@.explain_document(text, text) IS
+    'what flusso would do with one _id and why: the row, the filter, the document, OpenSearch''s copy, the dead letter, the index''s state, a verdict';
+REVOKE ALL ON FUNCTION @extschema@.explain_document(text, text) FROM PUBLIC;

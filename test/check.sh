@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every flusso test against a real PostgreSQL (15 unless --pg) and a real OpenSearch:
+#   0. layers      (test/layers.py)                no circle between the source
+#      files, and each folder of src/ uses only the layers below it
 #   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
 #   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end,
@@ -20,14 +22,15 @@
 #              their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
 #              it): flusso is built, installed and tested there, OpenSearch
 #              stays on the host.
-#   --only L   the layers named (regress, pgtap, tap, fault, fuzz, asan),
-#              comma-separated; all six without it.
-#   --matrix   what CI runs: regress, pgTAP and TAP on PostgreSQL 15 and 17,
-#              then everything on 18, the newest; each version in its own
-#              work directory (FLUSSO_TEST_DIR-N), with its time, and a
-#              summary at the end.  FLUSSO_LOCK_INSTALLS=1 takes
-#              /tmp/flusso-pgN.lock (flock) around each version's run, for a
-#              machine where others install flusso into the same PostgreSQL.
+#   --only L   the layers named (layers, regress, pgtap, tap, fault, fuzz,
+#              asan), comma-separated; all seven without it.
+#   --matrix   what CI runs (run_matrix below): every layer on PostgreSQL 18,
+#              the newest, then regress, pgTAP and TAP on 15 and 17;
+#              each version in its own work directory (FLUSSO_TEST_DIR-N),
+#              with its time, and a summary at the end.
+#              FLUSSO_LOCK_INSTALLS=1 takes /tmp/flusso-pgN.lock (flock)
+#              around each version's run, for a machine where others
+#              install flusso into the same PostgreSQL.
 # Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check, /tmp/flusso-check-N for
 #        --pg N but 15), KEEP=1 keeps servers up.
 set -euo pipefail
@@ -51,21 +54,26 @@ done
 tap_files=("$@")
 for layer in ${only//,/ }; do
 	case $layer in
-	regress | pgtap | tap | fault | fuzz | asan) ;;
-	*) echo "check.sh: unknown layer \"$layer\" (regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
+	layers | regress | pgtap | tap | fault | fuzz | asan) ;;
+	*) echo "check.sh: unknown layer \"$layer\" (layers, regress, pgtap, tap, fault, fuzz or asan)" >&2; exit 2 ;;
 	esac
 done
 case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
 
-# --matrix: one run of this script per version, the newest with every layer
-if [ "$matrix" = 1 ]; then
-	[ -z "$only" ] && [ ${#tap_files[@]} = 0 ] ||
-		{ echo "check.sh: --matrix takes no --only and no TAP files" >&2; exit 2; }
-	base=${FLUSSO_TEST_DIR:-/tmp/flusso-check}
-	runs=("15 regress,pgtap,tap" "17 regress,pgtap,tap" "18 ")
-	summary=()
-	status=0
-	t0=$SECONDS
+# --matrix, what CI runs: this script once per line of the table, each in
+# its own work directory, and a summary of the verdicts and times.  The
+# newest version runs every layer (the layers check does not depend on
+# the version); the others regress, pgTAP and TAP.  A new dimension (a search engine, say) is
+# one more column of the table, passed on as an option.
+run_matrix() {
+	local base=${FLUSSO_TEST_DIR:-/tmp/flusso-check}
+	local runs=(
+		# PostgreSQL  layers (empty: all)
+		"18"
+		"15 regress,pgtap,tap"
+		"17 regress,pgtap,tap"
+	)
+	local run v layers t verdict status=0 t0=$SECONDS summary=() cmd
 	for run in "${runs[@]}"; do
 		read -r v layers <<<"$run"
 		t=$SECONDS
@@ -74,12 +82,19 @@ if [ "$matrix" = 1 ]; then
 		[ -z "$layers" ] || cmd+=(--only "$layers")
 		[ "${FLUSSO_LOCK_INSTALLS:-0}" != 1 ] || cmd=(flock -o "/tmp/flusso-pg$v.lock" "${cmd[@]}")
 		if "${cmd[@]}"; then verdict=passed; else verdict=FAILED; status=1; fi
-		summary+=("$(printf 'PostgreSQL %s  %-22s %s in %d min %02d s' "$v" "${layers:-all}" "$verdict" \
+		summary+=("$(printf 'PostgreSQL %s  %-28s %s in %d min %02d s' "$v" "${layers:-all}" "$verdict" \
 			$(((SECONDS - t) / 60)) $(((SECONDS - t) % 60)))")
 	done
 	printf '\n=== the matrix, in %d min %02d s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) >&2
 	printf '%s\n' "${summary[@]}" >&2
-	exit "$status"
+	return "$status"
+}
+
+if [ "$matrix" = 1 ]; then
+	[ -z "$only" ] && [ ${#tap_files[@]} = 0 ] ||
+		{ echo "check.sh: --matrix takes no --only and no TAP files" >&2; exit 2; }
+	run_matrix
+	exit
 fi
 
 export PG_MAJOR
@@ -100,6 +115,15 @@ cleanup() {
 	pg_cluster_stop "$work/pg" immediate || true
 	as_pg test/opensearch/opensearch.sh stop --dir "$work/opensearch" >/dev/null 2>&1 || true
 }
+
+if wanted layers; then
+	log "layers of the sources"
+	python3 test/layers.py || failed+=(layers)
+	if [ "$only" = layers ]; then
+		[ ${#failed[@]} -eq 0 ] || exit 1
+		exit 0
+	fi
+fi
 
 log "installing dependencies"
 deps=(--pg "$PG_MAJOR")

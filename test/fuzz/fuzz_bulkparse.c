@@ -32,7 +32,7 @@
 
 #include "utils/memutils.h"
 
-#include "bulk.h"
+#include "sink/bulk.h"
 
 #define MAX_ITEMS 1024
 

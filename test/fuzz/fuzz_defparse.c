@@ -34,7 +34,7 @@
 
 #include "utils/memutils.h"
 
-#include "definition.h"
+#include "definition/parse.h"
 
 static const char *input;
 
@@ -192,8 +192,8 @@ check_definition(IndexDef *def, const char *name)
 	foreach(lc, def->key)
 		if (((char *) lfirst(lc))[0] == '\0')
 			fail("a key column has no name", NULL);
-	check_json_object(def->os_settings, "opensearch.settings");
-	check_json_object(def->os_mappings, "opensearch.mappings");
+	check_json_object(def->index_settings, "opensearch.settings");
+	check_json_object(def->index_mappings, "opensearch.mappings");
 	check_node(def->root, 1);
 
 	nodes = flusso_def_nodes(def);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes flusso's own parsers with libFuzzer, under AddressSanitizer (and its
 # leak checker) and UndefinedBehaviorSanitizer:
-#   bulkparse   src/bulkparse.c with src/bulk.c: OpenSearch's _bulk answers
-#   defparse    src/defparse.c: index definitions (JSON) into the model
+#   bulkparse   src/sink/bulkparse.c with src/sink/bulk.c: OpenSearch's _bulk answers
+#   defparse    src/definition/parse.c: index definitions (JSON) into the model
 # Each target runs for N seconds over a scratch copy of its seed corpus
 # (test/fuzz/corpus/<target>/), one after the other, one process each.  Exits
 # non-zero on any crash, leak, UBSan report, timeout or out-of-memory, and
@@ -87,8 +87,8 @@ llvm_profdata=$(command -v "llvm-profdata-$major" || command -v llvm-profdata ||
 
 # ---- build
 
-srcs_bulkparse=(src/bulkparse.c src/bulk.c)
-srcs_defparse=(src/defparse.c)
+srcs_bulkparse=(src/sink/bulkparse.c src/sink/bulk.c)
+srcs_defparse=(src/definition/parse.c)
 
 build() {
 	local target=$1 out=$2

@@ -63,7 +63,7 @@ pg_private_flusso() {
 	mkdir -p "$build/src"
 	cp "$src/Makefile" "$src/flusso.control" "$build/"
 	cp -r "$src/sql" "$build/"
-	cp "$src"/src/*.c "$src"/src/*.h "$build/src/"
+	(cd "$src/src" && find . -name '*.[ch]' -exec cp --parents {} "$build/src/" \;)
 	make -s -j2 -C "$build" PG_CONFIG="/usr/lib/postgresql/$major/bin/pg_config" WERROR=1 "$@" \
 		>"$build/build.log" 2>&1 || { cat "$build/build.log" >&2; return 1; }
 	if grep -q "warning:" "$build/build.log"; then

@@ -79,6 +79,9 @@ ok(FlussoTest::wait_for(sub { doc_v('t9-fast', 2) eq 'during the lock' }, 'fast 
 sleep 2;
 is(doc_v('t9-locked', 3), 'root 3', 'the waiting index has not sent what it could not build');
 is(status_of('t9-locked', 'state'), 'seeded', 'nor is it stopped');
+cmp_ok(status_of('t9-locked', 'lag_seconds'), '>=', 1.5,
+	'its lag_seconds counts from the change it waits to build (more than 2 s ago)');
+cmp_ok(status_of('t9-fast', 'lag_seconds'), '<', 1.5, 'while an index that waits for nothing shows no such lag');
 $holder->query_safe('COMMIT');
 $holder->quit;
 ok(FlussoTest::wait_for(sub { doc_v('t9-locked', 3) eq 'changed under the lock' }, 'locked synced', 30),

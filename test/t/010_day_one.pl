@@ -143,8 +143,9 @@ is(q1(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'flusso'}), '1'
 q1(q{DROP EXTENSION flusso});
 ok(FlussoTest::wait_for(sub { q1(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'flusso'}) eq '0' }, 'slot gone'),
 	'DROP EXTENSION: the slot goes with it');
-like(slurp_file($node->logfile), qr/flusso dropped replication slot "flusso": the flusso extension is not installed in database "dayone"/,
-	'and the log says so');
+# the log line follows the drop: wait for it too
+ok(FlussoTest::wait_for(sub { slurp_file($node->logfile) =~ /flusso dropped replication slot "flusso": the flusso extension is not installed in database "dayone"/ },
+		'logged'), 'and the log says so');
 # a slot left while no worker ran (dropped with the server down) goes at the next start
 q1(q{CREATE EXTENSION flusso});
 ok(FlussoTest::wait_for(sub { q1(q{SELECT count(*) FROM pg_replication_slots WHERE plugin = 'flusso'}) eq '1' }, 'slot again'),
@@ -162,8 +163,8 @@ $node->append_conf('postgresql.conf', "flusso.slot_name = 'flusso_new'\n");
 $node->restart;
 ok(FlussoTest::wait_for(sub { q1(q{SELECT string_agg(slot_name, ',') FROM pg_replication_slots WHERE plugin = 'flusso'}) eq 'flusso_new' },
 		'renamed'), 'after a new slot_name only the new slot is left');
-like(slurp_file($node->logfile), qr/flusso dropped replication slot "flusso": flusso.slot_name is "flusso_new" now/,
-	'the old one was dropped, said in the log');
+ok(FlussoTest::wait_for(sub { slurp_file($node->logfile) =~ /flusso dropped replication slot "flusso": flusso.slot_name is "flusso_new" now/ },
+		'logged'), 'the old one was dropped, said in the log');
 
 # --- DROP and CREATE EXTENSION: no orphan generations -------------------------------
 ok(FlussoTest::wait_synced($node, $db), 'synced on the new slot');

@@ -1,0 +1,46 @@
+/*-------------------------------------------------------------------------
+ *
+ * search.h
+ *	  The search engine's client: node list, failover, credentials, TLS.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef FLUSSO_SEARCH_H
+#define FLUSSO_SEARCH_H
+
+#include "sink/http.h"
+#include "status/observer.h"
+
+/* Re-read the flusso.opensearch_* settings (at start and after SIGHUP). */
+extern bool flusso_search_configure(void);
+
+/* Is a URL set?  Without one the sink is a dry run. */
+extern bool flusso_search_configured(void);
+
+/* Start a request to the current node; path starts with '/'. */
+extern FlussoHttpRequest *flusso_search_start(const char *method, const char *path,
+											  const char *content_type,
+											  const char *body, size_t body_len);
+
+/* Did the request fail at the transport level (so another node may do)? */
+extern bool flusso_search_transport_failed(const FlussoHttpRequest *req);
+
+/* Note that a node failed: later requests go to the next one. */
+extern void flusso_search_node_failed(int node);
+
+/* Run one request to completion, failing over once through every node. */
+extern FlussoHttpRequest *flusso_search_request(const char *method, const char *path,
+												const char *content_type,
+												const char *body);
+
+/* An index or alias name as one path segment: all but [A-Za-z0-9-._~] percent-encoded. */
+extern char *flusso_search_path_segment(const char *name);
+
+/* A string as a JSON string literal, quotes included. */
+extern char *flusso_json_quote(const char *s);
+
+/* Ask the cluster for its version; report the outcome to the observer. */
+extern FlussoReachability flusso_search_ping(void);
+extern FlussoReachability flusso_search_ping_within(long timeout_ms);
+
+#endif							/* FLUSSO_SEARCH_H */
