@@ -15,48 +15,60 @@
  *	version		what								where, and why
  *	16			varlena macros in varatt.h			below
  *	16			object_ownercheck/object_aclcheck	below
- *	16			GUC memory (guc_strdup/guc_malloc/	below; settings.c's check hooks
- *				guc_free)							(the URL, max_lag_bytes)
+ *	16			GUC memory (guc_strdup/guc_malloc/	below; the check hooks of
+ *				guc_free)							base/settings.c (the URL,
+ *													max_lag_bytes)
  *	16			stringToQualifiedNameList escontext	below
  *	16			get_guc_variables(int *)			below
- *	16			slot invalidation cause				below; loader.c treats
- *													every cause as "invalidated"
+ *	16			slot invalidation cause				below; pipeline/loader.c
+ *													treats every cause as
+ *													"invalidated"
  *	17			ReplicationSlotCreate failover		below; flusso.failover_slots
- *				(failover slots, slot sync)			(settings.c) picks it, capture.c
- *													creates and alters the slot
- *	17			synchronized_standby_slots			below; capture.c waits for the
- *													standbys before documents are
- *													sent, as a logical walsender
- *													waits before it sends a change
+ *				(failover slots, slot sync)			(base/settings.c: "on" is
+ *													refused before 17, naming the
+ *													version) picks it;
+ *													capture/capture.c creates and
+ *													alters the slot
+ *	17			synchronized_standby_slots			below; capture/capture.c waits
+ *													for the standbys before
+ *													pipeline/ship.c sends
+ *													documents, as a logical
+ *													walsender waits before it
+ *													sends a change
  *	17			ReorderBufferTupleBuf removed		below
  *	17			PGPROC.pgprocno removed				below
  *	17			CreateWaitEventSet(ResourceOwner)	below
- *	17			pg_upgrade carries logical slots	launcher.c: no launcher under
- *													-b (IsBinaryUpgrade, every
- *													version), or the old server's
- *													worker holds the slot pg_upgrade
- *													checks; from 15 there is no
- *													slot after pg_upgrade and the
- *													worker rebuilds (loader.c)
+ *	17			pg_upgrade carries logical slots	process/launcher.c: no launcher
+ *													under -b (IsBinaryUpgrade,
+ *													every version), or the old
+ *													server's worker holds the slot
+ *													pg_upgrade checks; from 15
+ *													there is no slot after
+ *													pg_upgrade and the worker
+ *													rebuilds (pipeline/loader.c)
  *	18			ReplicationSlotAcquire error_if_invalid	below
  *	18			RelationGetPrimaryKeyIndex deferrable_ok	below
- *	15.19, 17.11, 18.6	output_plugin_libraries		worker.c (allow_own_plugin):
- *													the worker adds flusso for its
- *													own session; a minor release
- *													without the setting is left as is
- *	every		PROC_IN_LOGICAL_DECODING			capture.c (count_our_snapshots):
- *													CreateDecodingContext() marks the
- *													worker a decoding backend, whose
- *													snapshots the xmin horizon
- *													ignores; flusso clears the mark
- *													(same flag and same code on 15,
- *													17 and 18)
- *	every		hot standby							worker.c: on a standby the
- *													worker waits (phase "standby"),
- *													and syncs once promoted; on 17
- *													and later the slot it finds then
- *													is the one synchronized from the
- *													old primary
+ *	15.19, 17.11, 18.6	output_plugin_libraries		process/worker.c
+ *													(allow_own_plugin): the worker
+ *													adds flusso for its own
+ *													session; a minor release
+ *													without the setting is left
+ *													as is
+ *	every		PROC_IN_LOGICAL_DECODING			capture/capture.c
+ *													(count_our_snapshots):
+ *													CreateDecodingContext() marks
+ *													the worker a decoding backend,
+ *													whose snapshots the xmin
+ *													horizon ignores; flusso clears
+ *													the mark (same flag and same
+ *													code on 15, 17 and 18)
+ *	every		hot standby							process/worker.c: on a standby
+ *													the worker waits (phase
+ *													"standby"), and syncs once
+ *													promoted; on 17 and later the
+ *													slot it finds then is the one
+ *													synchronized from the old
+ *													primary
  *	none		pg_stat_* views						flusso reads none; it reports
  *													through pgstat_report_activity()
  *													and pgstat_report_stat(), the

@@ -220,6 +220,20 @@ sub alias_generation
 	return $physical && $physical =~ /_(\d+)$/ ? $1 : undef;
 }
 
+# One count through an index's alias, and the generation it came from:
+# (count, generation) when the alias pointed at the same generation before
+# and after the search, (count, undef) when it moved meanwhile, () when the
+# search failed.  For tests that search while an index is rebuilt.
+sub count_through_alias
+{
+	my ($index) = @_;
+	my $before = alias_generation($index) // 0;
+	my ($code, $body) = os_request('GET', "/$index/_count");
+	my $after = alias_generation($index) // 0;
+	return () unless $code == 200 && ref $body;
+	return ($body->{count}, $before == $after ? $after : undef);
+}
+
 # The major version of the PostgreSQL the tests run on (check.sh --pg N).
 sub pg_major
 {
@@ -254,6 +268,50 @@ sub pg_upgrade
 	chdir $cwd;
 	Test::More::note(join(' ', @cmd) . "\n$stdout$stderr");
 	return ($ok, "$stdout$stderr", $new->data_dir . '/pg_upgrade_output.d');
+}
+
+# The old cluster of a pg_upgrade test: PostgreSQL $version from the
+# private installation $install (this tree's flusso: test/lib/pgprivate.sh),
+# the data set of load_dataset() in $database and two indexes backfilled,
+# "$prefix-users" (test/bench/users_index.json) and "$prefix-companies".
+# Returns the node and the highest user and order ids.
+sub upgrade_source
+{
+	my ($name, $version, $install, $database, $prefix) = @_;
+	my $node = new_node($name, database => $database, install_path => $install,
+		'flusso.batch_size' => '100');
+	like($node->safe_psql('postgres', 'SELECT version()'), qr/^PostgreSQL $version\./,
+		"the old cluster is PostgreSQL $version");
+	is($node->safe_psql('postgres', q{SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'}),
+		"$install/lib", "and loads this tree's flusso.so");
+	my ($nusers, $norders) = load_dataset($node, $database, 500);
+	my $def = slurp_file("$ENV{FLUSSO_ROOT}/test/bench/users_index.json");
+	$node->safe_psql($database, "SELECT flusso.create_index('$prefix-users', \$\$$def\$\$)");
+	$node->safe_psql($database, qq{SELECT flusso.create_index('$prefix-companies', '{"table": "companies"}')});
+	ok(wait_synced($node, $database), "backfilled on $version");
+	return ($node, $nusers, $norders);
+}
+
+# pg_upgrade from $old to $new as a test (--retain, and @extra): passes
+# when it succeeds and its kept server log shows no flusso worker in the
+# servers it started (-b).  Returns whether pg_upgrade succeeded; on a
+# failure its logs go to the test's output.
+sub pg_upgrade_ok
+{
+	my ($old, $new, @extra) = @_;
+	my ($major_old, $major_new) = map { $_->pg_version->major } $old, $new;
+	my ($ok, $out, $logs) = pg_upgrade($old, $new, '--retain', @extra);
+	ok($ok, "pg_upgrade from $major_old to $major_new") or diag($out);
+	unless ($ok)
+	{
+		diag(`tail -n 30 $logs/*/log/*.log 2>/dev/null`);
+		return 0;
+	}
+	my $server_log = `cat $logs/*/log/pg_upgrade_server.log 2>/dev/null`;
+	like($server_log, qr/database system is ready to accept connections/, "pg_upgrade's server log is kept");
+	unlike($server_log, qr/background worker "flusso|flusso extension found in database|flusso is syncing/,
+		'no flusso worker ran in the servers pg_upgrade started');
+	return 1;
 }
 
 # PostgreSQL 15.20 and 17.12 keep an attribute option pg_attver on every

@@ -227,19 +227,17 @@ else
 	{
 		$building = 1 if $standby->safe_psql($db,
 			"SELECT building_generation FROM flusso.index_status WHERE name = '$ix'") eq '2';
-		my $before = FlussoTest::alias_generation($ix) // 0;
-		my ($code, $body) = FlussoTest::os_request('GET', "/$ix/_count");
-		my $after = FlussoTest::alias_generation($ix) // 0;
+		my ($count, $generation) = FlussoTest::count_through_alias($ix);
 		$searches++;
-		if ($code != 200) { $failed++; next }
-		if ($before == $after)
+		if (!defined $count) { $failed++; next }
+		if (defined $generation)
 		{
-			if (($want{$after} // -1) != $body->{count})
+			if (($want{$generation} // -1) != $count)
 			{
 				$wrong++;
-				diag("generation $after answered $body->{count} documents, not " . ($want{$after} // '?'));
+				diag("generation $generation answered $count documents, not " . ($want{$generation} // '?'));
 			}
-			$swapped = $after == 2;
+			$swapped = $generation == 2;
 		}
 		usleep(20_000);
 	}
