@@ -162,6 +162,20 @@ eng_unbuilt_batch(Engine *eng)
 	return NULL;
 }
 
+/*
+ * Does index i wait for batch b?  While b has documents of i left to build,
+ * or requests not yet acknowledged and documents of i among them.  A batch
+ * stays until every index's part is acknowledged, and one index may wait
+ * for a lock while another's part was acknowledged long ago: that other
+ * index waits for nothing.
+ */
+static bool
+index_waits_for(LiveBatch *b, int i)
+{
+	return b->deferred[i] != NIL || b->done[i] < list_length(b->ids[i]) ||
+		(b->ids[i] != NIL && b->pending > 0);
+}
+
 /* The commit time of the oldest change each index (and the database) waits for. */
 void
 eng_report_lag(Engine *eng)
@@ -179,7 +193,7 @@ eng_report_lag(Engine *eng)
 		{
 			LiveBatch  *b = dlist_container(LiveBatch, node, it.cur);
 
-			if (b->oldest_commit && (b->ids[i] != NIL || b->deferred[i] != NIL) &&
+			if (b->oldest_commit && index_waits_for(b, i) &&
 				(index_oldest == 0 || b->oldest_commit < index_oldest))
 				index_oldest = b->oldest_commit;
 		}
