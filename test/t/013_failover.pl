@@ -111,6 +111,8 @@ $conf .= "flusso.opensearch_url = '$proxy'\nflusso.batch_size = 25\nflusso.queue
 $standby->append_conf('postgresql.conf', $conf);
 $standby->start;
 $primary->wait_for_catchup($standby, 'replay');
+is($primary->safe_psql('postgres', q{SELECT string_agg(sync_state, ',') FROM pg_stat_replication}),
+	'async', 'asynchronous replication to the standby');
 
 sub status_of
 {
