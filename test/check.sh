@@ -16,7 +16,7 @@
 # It installs what it needs (Debian packages, Maven jars), builds with
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
-# Usage: test/check.sh [--pg 15|17|18] [--only LAYER[,LAYER...]] [TAP test files...]
+# Usage: test/check.sh [--pg 15|17|18] [--only LAYER[,LAYER...]] [test files...]
 #        test/check.sh --matrix
 #   --pg N     PostgreSQL N (default 15).  17 and 18 run in a Debian root of
 #              their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
@@ -24,6 +24,8 @@
 #              stays on the host.
 #   --only L   the layers named (layers, regress, pgtap, tap, fault, fuzz,
 #              asan), comma-separated; all seven without it.
+#   files      test/t/*.pl files for the TAP layer, test/fault/t/*.pl files
+#              for the fault suite; a layer given none runs all of its own.
 #   --matrix   what CI runs (run_matrix below): every layer on PostgreSQL 18,
 #              the newest, then regress, pgTAP and TAP on 15 and 17;
 #              each version in its own work directory (FLUSSO_TEST_DIR-N),
@@ -51,7 +53,12 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-tap_files=("$@")
+# test files go to the layer of their folder: test/fault/t/ to the fault
+# suite, the others to the Perl TAP suite; a layer given none runs all its own
+tap_files=() fault_files=()
+for f in "$@"; do
+	case $f in */fault/t/* | fault/t/*) fault_files+=("$f") ;; *) tap_files+=("$f") ;; esac
+done
 for layer in ${only//,/ }; do
 	case $layer in
 	layers | regress | pgtap | tap | fault | fuzz | asan) ;;
@@ -91,7 +98,7 @@ run_matrix() {
 }
 
 if [ "$matrix" = 1 ]; then
-	[ -z "$only" ] && [ ${#tap_files[@]} = 0 ] ||
+	[ -z "$only" ] && [ $# = 0 ] ||
 		{ echo "check.sh: --matrix takes no --only and no TAP files" >&2; exit 2; }
 	run_matrix
 	exit
@@ -235,9 +242,8 @@ if wanted fault; then
 	log "the auth proxy's own tests"
 	python3 test/authproxy/selftest.py || failed+=(authproxy)
 	log "fault suite (${FLUSSO_FAULT_MODE:-short})"
-	files=("${tap_files[@]}")
-	[ -n "$only" ] && [ ${#files[@]} -gt 0 ] || files=(test/fault/t/*.pl)
-	run_prove "$work/fault" "${files[@]}" || failed+=(fault)
+	[ ${#fault_files[@]} -gt 0 ] || fault_files=(test/fault/t/*.pl)
+	run_prove "$work/fault" "${fault_files[@]}" || failed+=(fault)
 	[ -f "$work/fault/fault-results.jsonl" ] && perl test/fault/report.pl "$work/fault/fault-results.jsonl" >&2
 fi
 
