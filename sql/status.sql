@@ -13,8 +13,8 @@ SELECT attname, format_type(atttypid, atttypmod)
  WHERE attrelid = 'flusso.index_status'::regclass AND attnum > 0
  ORDER BY attnum;
 
--- Phases are one of the four the daemon had.
-SELECT count(*) = count(*) FILTER (WHERE phase IN ('starting', 'backfilling', 'live', 'stopped'))
+-- Phases are one of the four the daemon had, or standby (on a hot standby).
+SELECT count(*) = count(*) FILTER (WHERE phase IN ('starting', 'backfilling', 'live', 'stopped', 'standby'))
   AS phases_known
   FROM flusso.status;
 
@@ -46,6 +46,13 @@ SELECT flusso.check_setting('flusso.on_error', 'explode');
 SELECT flusso.check_setting('flusso.database', 'a, b, a');
 SELECT flusso.check_setting('flusso.flush_interval', '2d');
 SELECT flusso.check_setting('flusso.slot_name', 'other_slot');
+-- flusso.failover_slots: auto by default; on needs PostgreSQL 17 or later
+-- (false, with the reason, on 15: expected/status.out; true on 17 and 18:
+-- expected/status_1.out)
+SELECT setting, boot_val, enumvals, context FROM pg_settings WHERE name = 'flusso.failover_slots';
+SELECT flusso.check_setting('flusso.failover_slots', 'off');
+SELECT flusso.check_setting('flusso.failover_slots', 'on');
+SELECT flusso.check_setting('flusso.failover_slots', 'sometimes');
 -- what a reload cannot check, because the postmaster reads no catalog
 SELECT flusso.check_setting('flusso.role', 'no_such_role');
 SELECT flusso.check_setting('flusso.database', 'postgres, no_such_db, regression_nope');

@@ -4,7 +4,8 @@
 #      files, and each folder of src/ uses only the layers below it
 #   1. pg_regress  (sql/*.sql vs expected/*.out)   the stable SQL surface
 #   2. pgTAP       (test/pgtap/*.sql, pg_prove)    the SQL API and its errors
-#   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end
+#   3. Perl TAP    (test/t/*.pl, prove)            lifecycle and end to end,
+#      pg_upgrade from older versions (17 and 18), standbys and failover
 #   4. fault suite (test/fault/t/*.pl, prove)      faults under load, each
 #      scenario once (FLUSSO_FAULT_MODE=full: test/fault/run.sh), after the
 #      fault proxy's and the auth proxy's own tests (test/faultproxy/selftest.py,
@@ -16,19 +17,31 @@
 # -Werror, starts the servers, and exits non-zero if any test fails.
 #
 # Usage: test/check.sh [--pg 15|17|18] [--engine ENGINE[:VERSION]]
-#                      [--only layers|regress|pgtap|tap|fault|fuzz|asan|e2e] [TAP test files...]
-#   --engine  the search engine to test against (test/opensearch/opensearch.sh
-#           engines): opensearch:2.19.6 (default), opensearch:3.3.0,
-#           elasticsearch:8.17.0; the same as FLUSSO_ENGINE.
-#   --only e2e  the end-to-end TAP tests (end_to_end_tap_files: sync,
-#           failure policies, reindex with alias swap, dead letters, the
-#           engines) and then the short fault suite: what CI runs on the
-#           engines other than the one it runs everything on.
-#   --pg N  PostgreSQL N (default 15).  17 and 18 run in a Debian root of
-#           their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
-#           it): flusso is built, installed and tested there, OpenSearch
-#           stays on the host.  fuzz and asan are PostgreSQL 15's only
-#           (skipped on 17 and 18).
+#                      [--only LAYER[,LAYER...]] [test files...]
+#        test/check.sh --matrix
+#   --pg N     PostgreSQL N (default 15).  17 and 18 run in a Debian root of
+#              their own (test/lib/pgroot.sh; test/install-deps.sh --pg N makes
+#              it): flusso is built, installed and tested there, the search
+#              engine stays on the host.
+#   --engine E the search engine to test against (test/opensearch/opensearch.sh
+#              engines): opensearch:2.19.6 (default), opensearch:3.3.0,
+#              elasticsearch:8.17.0; the same as FLUSSO_ENGINE.
+#   --only L   the layers named (layers, regress, pgtap, tap, fault, fuzz,
+#              asan, e2e), comma-separated; all but e2e without it.  e2e is
+#              the end-to-end TAP files alone (end_to_end_tap_files: sync,
+#              failure policies and dead letters, reindex with the alias
+#              swap, the engines); "--only e2e,fault" adds the short fault
+#              suite: what an engine other than the default is tested with.
+#   files      test/t/*.pl files for the TAP layer, test/fault/t/*.pl files
+#              for the fault suite; a layer given none runs all of its own.
+#   --matrix   what CI runs (run_matrix below): every layer on PostgreSQL 18,
+#              the newest, then regress, pgTAP and TAP on 15 and 17, then the
+#              end-to-end TAP files on Elasticsearch 8.17 and OpenSearch 3.3;
+#              each run in its own work directory (FLUSSO_TEST_DIR-N...),
+#              with its time, and a summary at the end.
+#              FLUSSO_LOCK_INSTALLS=1 takes /tmp/flusso-pgN.lock (flock)
+#              around each version's run, for a machine where others
+#              install flusso into the same PostgreSQL.
 # Env:   FLUSSO_TEST_DIR (default /tmp/flusso-check, /tmp/flusso-check-N for
 #        --pg N but 15), KEEP=1 keeps servers up.
 set -euo pipefail
@@ -37,6 +50,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 only=""
+matrix=0
 PG_MAJOR=15
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -46,15 +60,68 @@ while [ $# -gt 0 ]; do
 		PG_MAJOR=$2; shift 2 ;;
 	--engine) [ $# -ge 2 ] || { echo "check.sh: --engine needs ENGINE[:VERSION]" >&2; exit 2; }
 		export FLUSSO_ENGINE=$2; shift 2 ;;
+	--matrix) matrix=1; shift ;;
 	*) break ;;
 	esac
 done
-tap_files=("$@")
-case $only in
-"" | layers | regress | pgtap | tap | fault | fuzz | asan | e2e) ;;
-*) echo "check.sh: unknown layer \"$only\" (layers, regress, pgtap, tap, fault, fuzz, asan or e2e)" >&2; exit 2 ;;
-esac
+# test files go to the layer of their folder: test/fault/t/ to the fault
+# suite, the others to the Perl TAP suite; a layer given none runs all its own
+tap_files=() fault_files=()
+for f in "$@"; do
+	case $f in */fault/t/* | fault/t/*) fault_files+=("$f") ;; *) tap_files+=("$f") ;; esac
+done
+for layer in ${only//,/ }; do
+	case $layer in
+	layers | regress | pgtap | tap | fault | fuzz | asan | e2e) ;;
+	*) echo "check.sh: unknown layer \"$layer\" (layers, regress, pgtap, tap, fault, fuzz, asan or e2e)" >&2; exit 2 ;;
+	esac
+done
 case $PG_MAJOR in 15 | 17 | 18) ;; *) echo "check.sh: PostgreSQL $PG_MAJOR is not supported (15, 17, 18)" >&2; exit 2 ;; esac
+
+# --matrix, what CI runs: this script once per line of the table, each in
+# its own work directory, and a summary of the verdicts and times.  The
+# newest PostgreSQL runs every layer on the default engine (the layers
+# check does not depend on the version); the others regress, pgTAP and
+# TAP; the other engines the end-to-end TAP files (their short fault
+# suite, --only e2e,fault, is run by hand: TESTING.md gives its times).
+run_matrix() {
+	local base=${FLUSSO_TEST_DIR:-/tmp/flusso-check}
+	local runs=(
+		# PostgreSQL  layers (-: all)       engine (-: the default)
+		"18 - -"
+		"15 regress,pgtap,tap -"
+		"17 regress,pgtap,tap -"
+		"15 e2e elasticsearch:8.17.0"
+		"17 e2e opensearch:3.3.0"
+	)
+	local run v layers engine name t verdict status=0 t0=$SECONDS summary=() cmd
+	for run in "${runs[@]}"; do
+		read -r v layers engine <<<"$run"
+		[ "$layers" != - ] || layers=""
+		[ "$engine" != - ] || engine=""
+		name=$v${engine:+-${engine%%:*}}
+		t=$SECONDS
+		printf '\n##### PostgreSQL %s: %s on %s\n' "$v" "${layers:-every layer}" "${engine:-the default engine}" >&2
+		cmd=(env FLUSSO_TEST_DIR="$base-$name" "$0" --pg "$v")
+		[ -z "$layers" ] || cmd+=(--only "$layers")
+		[ -z "$engine" ] || cmd+=(--engine "$engine")
+		[ "${FLUSSO_LOCK_INSTALLS:-0}" != 1 ] || cmd=(flock -o "/tmp/flusso-pg$v.lock" "${cmd[@]}")
+		if "${cmd[@]}"; then verdict=passed; else verdict=FAILED; status=1; fi
+		summary+=("$(printf 'PostgreSQL %s  %-20s %-22s %s in %d min %02d s' "$v" "${layers:-all}" \
+			"${engine:-opensearch:2.19.6}" "$verdict" $(((SECONDS - t) / 60)) $(((SECONDS - t) % 60)))")
+	done
+	printf '\n=== the matrix, in %d min %02d s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) >&2
+	printf '%s\n' "${summary[@]}" >&2
+	return "$status"
+}
+
+if [ "$matrix" = 1 ]; then
+	[ -z "$only" ] && [ $# = 0 ] ||
+		{ echo "check.sh: --matrix takes no --only and no TAP files" >&2; exit 2; }
+	run_matrix
+	exit
+fi
+
 export PG_MAJOR
 source test/lib/pg.sh
 
@@ -65,6 +132,11 @@ end_to_end_tap_files() {
 	printf '%s\n' test/t/002_sync.pl test/t/003_failures.pl test/t/005_reindex.pl test/t/016_engines.pl
 }
 
+# Is layer $1 to run?  (e2e only when named: the TAP layer holds its files)
+wanted() {
+	if [ -z "$only" ]; then [ "$1" != e2e ]; else [[ ",$only," == *",$1,"* ]]; fi
+}
+
 default_work=/tmp/flusso-check
 [ "$PG_MAJOR" = 15 ] || default_work=/tmp/flusso-check-$PG_MAJOR
 work=${FLUSSO_TEST_DIR:-$default_work}
@@ -72,25 +144,13 @@ failed=()
 
 log() { printf '\n=== %s\n' "$*" >&2; }
 
-# what runs only on PostgreSQL 15: the fuzzers build against 15's headers,
-# asan.sh makes a private copy of 15's installation
-if [ "$PG_MAJOR" != 15 ]; then
-	case $only in
-	fuzz | asan) echo "check.sh: --only $only runs on PostgreSQL 15 only" >&2; exit 2 ;;
-	"") echo "check.sh: PostgreSQL $PG_MAJOR: fuzz and asan are skipped (15 only)" >&2 ;;
-	esac
-fi
-
 cleanup() {
 	[ "${KEEP:-0}" = 1 ] && return
 	pg_cluster_stop "$work/pg" immediate || true
 	as_pg test/opensearch/opensearch.sh stop --dir "$work/opensearch" >/dev/null 2>&1 || true
 }
 
-log "installing dependencies"
-test/install-deps.sh --pg "$PG_MAJOR"
-
-if [ -z "$only" ] || [ "$only" = layers ]; then
+if wanted layers; then
 	log "layers of the sources"
 	python3 test/layers.py || failed+=(layers)
 	if [ "$only" = layers ]; then
@@ -98,6 +158,13 @@ if [ -z "$only" ] || [ "$only" = layers ]; then
 		exit 0
 	fi
 fi
+
+log "installing dependencies"
+deps=(--pg "$PG_MAJOR")
+! wanted fuzz || deps+=(--fuzz)
+test/install-deps.sh "${deps[@]}"
+# pg_upgrade from 17 to 18 needs 17 beside 18 (from 15: the root sees the host's)
+[ "$PG_MAJOR" != 18 ] || ! wanted tap || test/install-deps.sh --pg 17
 
 log "building flusso for PostgreSQL $PG_MAJOR (-Werror)"
 pg_exec make -s clean PG_CONFIG="$PG_CONFIG"
@@ -135,7 +202,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-if [ -z "$only" ] || [ "$only" = regress ]; then
+if wanted regress; then
 	log "pg_regress"
 	mkdir -p build/regress
 	if ! pg_exec make -s installcheck PG_CONFIG="$PG_CONFIG"; then
@@ -144,7 +211,7 @@ if [ -z "$only" ] || [ "$only" = regress ]; then
 	fi
 fi
 
-if [ -z "$only" ] || [ "$only" = pgtap ]; then
+if wanted pgtap; then
 	log "pgTAP"
 	pg_psql "$work/pg" "$port" -c "CREATE DATABASE flusso_tap"
 	pg_psql "$work/pg" "$port" -d flusso_tap -c "CREATE EXTENSION pgtap"
@@ -166,47 +233,62 @@ run_prove() {
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
 		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" FLUSSO_ASAN="${FLUSSO_ASAN:-}" \
 		FLUSSO_FAULT_RESULTS="${FLUSSO_FAULT_RESULTS:-$dir/fault-results.jsonl}" \
+		FLUSSO_PG_MAJOR="$PG_MAJOR" \
+		FLUSSO_PG15_INSTALL="${FLUSSO_PG15_INSTALL:-}" FLUSSO_PG17_INSTALL="${FLUSSO_PG17_INSTALL:-}" \
 		prove --timer "${abs[@]}")
 }
 
-if [ -z "$only" ] || [ "$only" = tap ]; then
+# The older versions the pg_upgrade tests start from, each a private copy
+# with this tree's flusso (test/lib/pgprivate.sh): FLUSSO_PG<N>_INSTALL.
+# FLUSSO_UPGRADE_FROM_SOURCE=DIR builds the old side's flusso from another
+# tree (an older commit, to see what a fix changes).
+upgrade_sources() {
+	local v dest src=${FLUSSO_UPGRADE_FROM_SOURCE:-$root}
+	for v in 15 17; do
+		[ "$v" -lt "$PG_MAJOR" ] || continue
+		dest=$work/pg$v-private
+		log "PostgreSQL $v with the flusso of $src, for pg_upgrade to $PG_MAJOR ($dest)"
+		pg_exec bash -c 'source test/lib/pgprivate.sh && pg_private_tree "$1" "$2" && pg_private_flusso "$1" "$3" "$2"' \
+			- "$v" "$dest" "$src" || return 1
+		export "FLUSSO_PG${v}_INSTALL=$dest/usr/lib/postgresql/$v"
+	done
+}
+
+if wanted tap; then
 	log "Perl TAP"
 	[ ${#tap_files[@]} -gt 0 ] || tap_files=(test/t/*.pl)
+	if [[ " ${tap_files[*]}" == *upgrade* ]] && [ "$PG_MAJOR" != 15 ]; then
+		upgrade_sources || failed+=(upgrade-sources)
+	fi
 	run_prove "$work/tap" "${tap_files[@]}" || failed+=(tap)
 fi
 
-if [ "$only" = e2e ]; then
+if wanted e2e; then
 	log "end-to-end TAP on $(cat "$work/opensearch/engine")"
-	started=$SECONDS
 	mapfile -t files < <(end_to_end_tap_files)
-	run_prove "$work/tap" "${files[@]}" || failed+=(e2e-tap)
-	log "the end-to-end TAP tests took $((SECONDS - started)) s"
-	started=$SECONDS
-	mapfile -t files < <(printf '%s\n' test/fault/t/*.pl)
-	FLUSSO_FAULT_MODE=short run_prove "$work/fault" "${files[@]}" || failed+=(e2e-fault)
-	log "the short fault suite took $((SECONDS - started)) s"
+	run_prove "$work/tap" "${files[@]}" || failed+=(e2e)
 fi
 
-if [ -z "$only" ] || [ "$only" = fault ]; then
+if wanted fault; then
 	log "the fault proxy's own tests"
 	python3 test/faultproxy/selftest.py || failed+=(faultproxy)
 	log "the auth proxy's own tests"
 	python3 test/authproxy/selftest.py || failed+=(authproxy)
 	log "fault suite (${FLUSSO_FAULT_MODE:-short})"
-	files=("${tap_files[@]}")
-	[ -n "$only" ] && [ ${#files[@]} -gt 0 ] || files=(test/fault/t/*.pl)
-	run_prove "$work/fault" "${files[@]}" || failed+=(fault)
+	[ ${#fault_files[@]} -gt 0 ] || fault_files=(test/fault/t/*.pl)
+	run_prove "$work/fault" "${fault_files[@]}" || failed+=(fault)
 	[ -f "$work/fault/fault-results.jsonl" ] && perl test/fault/report.pl "$work/fault/fault-results.jsonl" >&2
 fi
 
-if { [ -z "$only" ] && [ "$PG_MAJOR" = 15 ]; } || [ "$only" = fuzz ]; then
-	log "fuzzing"
-	test/fuzz/run.sh --seconds "${FLUSSO_FUZZ_SECONDS:-30}" --work "$work/fuzz" || failed+=(fuzz)
+if wanted fuzz; then
+	log "fuzzing (PostgreSQL $PG_MAJOR's headers and libpgcommon)"
+	pg_exec env PG_CONFIG="$PG_CONFIG" test/fuzz/run.sh --seconds "${FLUSSO_FUZZ_SECONDS:-30}" \
+		--work "$work/fuzz" || failed+=(fuzz)
 fi
 
-if { [ -z "$only" ] && [ "$PG_MAJOR" = 15 ]; } || [ "$only" = asan ]; then
+if wanted asan; then
 	log "Perl TAP under AddressSanitizer"
-	FLUSSO_ASAN_DIR="$work/asan" test/asan.sh || failed+=(asan)
+	FLUSSO_ASAN_DIR="$work/asan" test/asan.sh --pg "$PG_MAJOR" || failed+=(asan)
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

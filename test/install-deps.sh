@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing flusso needs on Debian 12, if missing.
-# Usage: test/install-deps.sh [--bench] [--pg 15|17|18]
+# Usage: test/install-deps.sh [--bench] [--fuzz] [--pg 15|17|18]
 #   --bench   adds Redis and Python venv
+#   --fuzz    adds clang's libFuzzer runtime (in the root for 17 and 18; on
+#             the host test/fuzz/run.sh installs clang itself)
 #   --pg N    PostgreSQL N (default 15).  15 is Debian 12's own and goes on
 #             the host; 17 (Debian 13's) and 18 (unstable's) go into a
 #             debootstrapped root of ours, FLUSSO_PGROOT (see test/lib/pgroot.sh),
@@ -9,13 +11,14 @@
 # Quiet when everything is there already.
 set -euo pipefail
 
-bench=0 pg=15
+bench=0 fuzz=0 pg=15
 while [ $# -gt 0 ]; do
 	case $1 in
 	--bench) bench=1; shift ;;
+	--fuzz) fuzz=1; shift ;;
 	--pg) [ $# -ge 2 ] || { echo "install-deps.sh: --pg needs a version" >&2; exit 2; }
 		pg=$2; shift 2 ;;
-	*) echo "usage: test/install-deps.sh [--bench] [--pg 15|17|18]" >&2; exit 2 ;;
+	*) echo "usage: test/install-deps.sh [--bench] [--fuzz] [--pg 15|17|18]" >&2; exit 2 ;;
 	esac
 done
 case $pg in 15 | 17 | 18) ;; *) echo "install-deps.sh: PostgreSQL $pg is not supported (15, 17, 18)" >&2; exit 2 ;; esac
@@ -77,4 +80,5 @@ if [ "$pg" != 15 ]; then
 	# the old-soname libraries of the host's PostgreSQL 15, which the root
 	# sees read-only at /usr/lib/postgresql/15 (pg_upgrade from 15)
 	pgroot_pg15_libs
+	[ "$fuzz" = 0 ] || pgroot_fuzz_tools
 fi

@@ -61,11 +61,25 @@ char	   *flusso_max_lag_bytes_setting = NULL;
 int64		flusso_max_lag_bytes = INT64CONST(1024) * 1024 * 1024;
 int			flusso_statement_timeout = 60000;
 int			flusso_lock_timeout = 1000;
+int			flusso_failover_slots = FLUSSO_FAILOVER_AUTO;
 
 static const struct config_enum_entry on_error_options[] = {
 	{"stop", FLUSSO_ON_ERROR_STOP, false},
 	{"skip", FLUSSO_ON_ERROR_SKIP, false},
 	{"dead_letter", FLUSSO_ON_ERROR_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry failover_slots_options[] = {
+	{"auto", FLUSSO_FAILOVER_AUTO, false},
+	{"on", FLUSSO_FAILOVER_ON, false},
+	{"off", FLUSSO_FAILOVER_OFF, false},
+	{"true", FLUSSO_FAILOVER_ON, true},
+	{"false", FLUSSO_FAILOVER_OFF, true},
+	{"yes", FLUSSO_FAILOVER_ON, true},
+	{"no", FLUSSO_FAILOVER_OFF, true},
+	{"1", FLUSSO_FAILOVER_ON, true},
+	{"0", FLUSSO_FAILOVER_OFF, true},
 	{NULL, 0, false}
 };
 
@@ -206,7 +220,7 @@ check_max_lag_bytes(char **newval, void **extra, GucSource source)
 		GUC_check_errhint("Give flusso.max_lag_bytes in bytes (500000000) or with a unit (500MB, 50GB, 1TB); 0 turns the warning off.");
 		return false;
 	}
-	kept = malloc(sizeof(int64));	/* GUC frees extras with free() */
+	kept = compat_guc_malloc(sizeof(int64));	/* GUC frees extras itself */
 	if (kept == NULL)
 		return false;
 	*kept = bytes;
@@ -409,6 +423,41 @@ check_password_file(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * flusso.failover_slots = on asks for what only PostgreSQL 17 and later
+ * have (compat.h): refused on an older server, where auto is the default.
+ */
+static bool
+check_failover_slots(int *newval, void **extra, GucSource source)
+{
+	if (*newval == FLUSSO_FAILOVER_ON && !FLUSSO_HAVE_FAILOVER_SLOTS)
+	{
+		GUC_check_errdetail("Failover slots need PostgreSQL 17 or later; this server is PostgreSQL %s.",
+							PG_MAJORVERSION);
+		GUC_check_errhint("Set flusso.failover_slots to auto (failover slots where the server has them) or off.");
+		return false;
+	}
+	return true;
+}
+
+bool
+flusso_failover_slots_wanted(void)
+{
+	return flusso_failover_slots == FLUSSO_FAILOVER_ON ||
+		(flusso_failover_slots == FLUSSO_FAILOVER_AUTO && FLUSSO_HAVE_FAILOVER_SLOTS);
+}
+
+const char *
+flusso_failover_slots_name(void)
+{
+	const struct config_enum_entry *e;
+
+	for (e = failover_slots_options; e->name; e++)
+		if (e->val == flusso_failover_slots && !e->hidden)
+			return e->name;
+	return "unknown";
+}
+
 static const char *
 show_password(void)
 {
@@ -575,6 +624,11 @@ define_pipeline_settings(void)
 							 "stop halts the index, skip logs and counts it, dead_letter keeps it in flusso.dead_letters. An index definition may override it.",
 							 &flusso_on_error, FLUSSO_ON_ERROR_STOP, on_error_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("flusso.failover_slots",
+							 "Make flusso's replication slot a failover slot (PostgreSQL 17 and later).",
+							 "A failover slot is synchronized to standbys with sync_replication_slots = on, so a promoted standby goes on from it without a rebuild; documents then wait for the standbys in synchronized_standby_slots. auto: on where the server has failover slots, off on PostgreSQL 15.",
+							 &flusso_failover_slots, FLUSSO_FAILOVER_AUTO, failover_slots_options,
+							 PGC_SIGHUP, 0, check_failover_slots, NULL, NULL);
 	DefineCustomBoolVariable("flusso.skip_backfill",
 							 "Skip the initial copy of new indexes and only stream changes.",
 							 NULL, &flusso_skip_backfill, false,

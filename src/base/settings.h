@@ -17,6 +17,13 @@ typedef enum FlussoOnError
 	FLUSSO_ON_ERROR_DEAD_LETTER
 } FlussoOnError;
 
+typedef enum FlussoFailoverSlots
+{
+	FLUSSO_FAILOVER_AUTO,		/* where the server has failover slots (17+) */
+	FLUSSO_FAILOVER_ON,
+	FLUSSO_FAILOVER_OFF
+} FlussoFailoverSlots;
+
 extern char *flusso_database;
 extern char *flusso_opensearch_url;
 extern const char *flusso_opensearch_url_full;	/* with its password */
@@ -47,6 +54,7 @@ extern char *flusso_max_lag_bytes_setting;	/* as given: "1GB" */
 extern int64 flusso_max_lag_bytes;	/* in bytes; 0: no warning */
 extern int	flusso_statement_timeout;
 extern int	flusso_lock_timeout;
+extern int	flusso_failover_slots;
 
 extern void flusso_define_settings(void);
 
@@ -57,6 +65,10 @@ extern char *flusso_opensearch_secret(void);
 extern List *flusso_split_list(const char *value);
 
 extern const char *flusso_on_error_name(int policy);
+
+/* Should flusso's slot be a failover slot?  flusso.failover_slots, resolved. */
+extern bool flusso_failover_slots_wanted(void);
+extern const char *flusso_failover_slots_name(void);
 extern int	flusso_on_error_parse(const char *name);
 
 #endif							/* FLUSSO_SETTINGS_H */

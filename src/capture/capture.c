@@ -10,6 +10,13 @@
  * model).  Nothing is decoded twice: the reader only moves forward, and
  * the slot is confirmed as batches are acknowledged.
  *
+ * On PostgreSQL 17 and later the slot is a failover slot unless
+ * flusso.failover_slots is off: standbys with sync_replication_slots keep
+ * a copy of it, and a promoted standby's worker goes on from there.  Then,
+ * like a logical walsender, nothing goes out before the standbys named in
+ * synchronized_standby_slots have the WAL it came from
+ * (flusso_capture_wait_for_standbys(), called before documents are sent).
+ *
  * What a change leaves behind is an image: the values, as text, of the
  * columns some index needs (keys and join columns) in the row's old or new
  * version.  Images are deduplicated per round, so N changes to one row
@@ -38,22 +45,28 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "replication/decode.h"
 #include "replication/logical.h"
 #include "replication/slot.h"
+#include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/spin.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "base/compat.h"
 #include "base/flusso.h"
 #include "base/settings.h"
 #include "base/strset.h"
 #include "capture/capture.h"
+#include "status/observer.h"
 
 /* How to read a CaptureRel's columns out of one decoded relation. */
 typedef struct LeafEntry
@@ -559,7 +572,8 @@ flusso_capture_create_slot(void)
 	XLogRecPtr	start;
 
 	CheckLogicalDecodingRequirements();
-	compat_ReplicationSlotCreate(flusso_capture_slot_name(), true, RS_EPHEMERAL, false);
+	compat_ReplicationSlotCreate(flusso_capture_slot_name(), true, RS_EPHEMERAL, false,
+								 flusso_failover_slots_wanted());
 	ctx = CreateInitDecodingContext(FLUSSO_LIBRARY, NIL, false, InvalidXLogRecPtr,
 									XL_ROUTINE(.page_read = read_local_xlog_page,
 											   .segment_open = wal_segment_open,
@@ -571,9 +585,103 @@ flusso_capture_create_slot(void)
 	ReplicationSlotPersist();
 	ReplicationSlotRelease();
 	ereport(LOG,
-			(errmsg("flusso created replication slot \"%s\" at %X/%X",
-					flusso_capture_slot_name(), LSN_FORMAT_ARGS(start))));
+			(errmsg("flusso created replication slot \"%s\" at %X/%X%s",
+					flusso_capture_slot_name(), LSN_FORMAT_ARGS(start),
+					flusso_failover_slots_wanted() ? " (a failover slot)" : "")));
 	return start;
+}
+
+/*
+ * Make the slot this process holds a failover slot (17 and later), or an
+ * ordinary one, as flusso.failover_slots says; the setting may have
+ * changed since the slot was created, and a slot synchronized to a
+ * promoted standby keeps the old primary's choice.  As
+ * ReplicationSlotAlter() does it, for a slot already held.
+ */
+void
+flusso_capture_apply_failover(void)
+{
+	bool		want = flusso_failover_slots_wanted();
+
+	if (MyReplicationSlot == NULL || compat_slot_failover(MyReplicationSlot) == want)
+		return;
+	compat_slot_set_failover(MyReplicationSlot, want);
+	ReplicationSlotMarkDirty();
+	ReplicationSlotSave();
+	ereport(LOG,
+			(errmsg("flusso's replication slot \"%s\" is %s failover slot now",
+					NameStr(MyReplicationSlot->data.name), want ? "a" : "no"),
+			 errdetail("flusso.failover_slots is \"%s\".", flusso_failover_slots_name())));
+}
+
+/* What flusso.status says while documents wait for the standbys. */
+static void
+say_waiting_for_standbys(XLogRecPtr lsn)
+{
+	flusso_observer->on_activity(psprintf("waiting for the standbys in synchronized_standby_slots to confirm WAL up to %X/%X",
+										  LSN_FORMAT_ARGS(lsn)));
+}
+
+/*
+ * Before documents go out: with a failover slot, wait until every physical
+ * slot named in synchronized_standby_slots has confirmed the WAL flushed
+ * so far (17 and later; see compat.h), the same wait a logical walsender
+ * makes before it sends a change.  Documents are built from the rows as
+ * committed now, not only from the WAL decoded, so the wait covers the
+ * WAL flushed when they are sent, not only the decoded position: a
+ * document never holds a row a standby that may be promoted has not
+ * received, and after a failover the index holds nothing the new primary
+ * lacks.  (A commit made with synchronous_commit = off is visible before
+ * it is flushed, and can be in a document before any standby has it, as
+ * it can be lost by a crash of a server without standbys.)
+ *
+ * The wait blocks the step, as the walsender's does; a standby that stays
+ * away holds the sync until it is back or taken out of
+ * synchronized_standby_slots (a reload is read while waiting).  The
+ * problems StandbySlotsHaveCaughtup() reports (a slot missing, logical,
+ * invalidated, inactive) are WARNINGs once a minute.
+ */
+void
+flusso_capture_wait_for_standbys(void)
+{
+	static TimestampTz warned_at = 0;
+	XLogRecPtr	lsn;
+	ConditionVariable *cv = compat_standby_confirm_cv();
+	bool		reloaded = false;
+	bool		said = false;
+
+	if (MyReplicationSlot == NULL || !compat_slot_failover(MyReplicationSlot))
+		return;
+	lsn = GetFlushRecPtr(NULL);
+	if (compat_standby_slots_caught_up(lsn, DEBUG1))
+		return;
+	ConditionVariablePrepareToSleep(cv);
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		bool		warn = TimestampDifferenceExceeds(warned_at, now, 60000);
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			/* synchronized_standby_slots may have changed */
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			reloaded = true;
+		}
+		if (compat_standby_slots_caught_up(lsn, warn ? WARNING : DEBUG1))
+			break;
+		if (warn)
+			warned_at = now;
+		if (!said)
+			say_waiting_for_standbys(lsn);
+		said = true;
+		(void) ConditionVariableTimedSleep(cv, 1000, COMPAT_WAIT_EVENT_STANDBY_CONFIRMATION);
+	}
+	ConditionVariableCancelSleep();
+	/* the worker still applies the rest of a reload after this step */
+	if (reloaded)
+		ConfigReloadPending = true;
 }
 
 /*
@@ -618,6 +726,7 @@ flusso_capture_open(void)
 									 no_write, no_write, NULL);
 	MemoryContextSwitchTo(old);
 	count_our_snapshots();
+	flusso_capture_apply_failover();
 	XLogBeginRead(decoding->reader, MyReplicationSlot->data.restart_lsn);
 	round.end_lsn = round.start_lsn = MyReplicationSlot->data.confirmed_flush;
 	InvalidateSystemCaches();

@@ -70,6 +70,8 @@ extern SlotState flusso_capture_slot_state(void);
 extern void flusso_capture_drop_slot(void);
 extern void flusso_capture_drop_stale_slots(bool all, const char *why);
 extern XLogRecPtr flusso_capture_create_slot(void);
+extern void flusso_capture_apply_failover(void);
+extern void flusso_capture_wait_for_standbys(void);
 extern const char *flusso_capture_slot_name(void);
 extern bool flusso_capture_is_open(void);
 extern void flusso_capture_open(void);

@@ -40,7 +40,7 @@
 static const char *
 phase_name(FlussoPhase phase)
 {
-	static const char *const names[] = {"starting", "backfilling", "live", "stopped"};
+	static const char *const names[] = {"starting", "backfilling", "live", "stopped", "standby"};
 
 	return names[phase];
 }
@@ -347,6 +347,12 @@ check_worker(TimestampTz *since)
 	FlussoDbSlot *db = flusso_status_db(MyDatabaseId);
 	bool		running = db != NULL && db->pid != 0;
 
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("flusso does not sync on a standby"),
+				 errdetail("This server is in recovery: the primary's sync worker keeps the indexes in sync, and this server's worker starts once it is promoted."),
+				 errhint("Call it on the primary server.")));
 	if (!database_synced())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -146,6 +146,9 @@ eng_builder_send(Builder *bld)
 	ListCell   *lc;
 	int			n = 0;
 
+	/* documents never hold what the standbys of a failover slot lack */
+	if (bld->requests != NIL)
+		flusso_capture_wait_for_standbys();
 	foreach(lc, bld->requests)
 	{
 		BulkRequest *r = lfirst(lc);

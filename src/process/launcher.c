@@ -12,6 +12,11 @@
  * are BGW_NEVER_RESTART: restarts are the launcher's job alone, so a crash
  * and restart of the whole server never leaves two workers per database.
  *
+ * The launcher and the workers start on a hot standby too (at a consistent
+ * state), where a worker only waits for the promotion (worker.c); nothing
+ * here writes.  Under pg_upgrade (a server started with -b) no launcher is
+ * registered at all.
+ *
  * It owns only its process-local table of worker handles.
  *
  *-------------------------------------------------------------------------
@@ -63,9 +68,18 @@ flusso_register_launcher(void)
 {
 	BackgroundWorker bgw;
 
+	/*
+	 * pg_upgrade starts the old and the new server in binary-upgrade mode:
+	 * a sync worker would hold the old server's slot, which pg_upgrade (17
+	 * and later) checks for changes not consumed ("replication slot
+	 * \"flusso\" is active for PID ..."), and write to the new server while
+	 * pg_upgrade restores it.
+	 */
+	if (IsBinaryUpgrade)
+		return;
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_start_time = BgWorkerStart_ConsistentState;
 	bgw.bgw_restart_time = 5;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, FLUSSO_LIBRARY);
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "flusso_launcher_main");
@@ -145,7 +159,7 @@ start_worker(LaunchedWorker *w)
 
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_start_time = BgWorkerStart_ConsistentState;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, FLUSSO_LIBRARY);
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "flusso_worker_main");

@@ -9,6 +9,11 @@
  * OpenSearch answer) and the catch-per-step error handling.  The pipeline
  * itself is the engine's (engine.c); the loop below only orchestrates.
  *
+ * On a hot standby the worker starts too, and waits: nothing may be
+ * written there (no slot, no index state), so it only answers
+ * flusso.status with phase "standby" and checks OpenSearch, until the
+ * server is promoted; then it syncs, without a restart.
+ *
  * The loop follows worker_spi: wait on the latch (or on the HTTP sockets
  * while requests are in flight), reset it, CHECK_FOR_INTERRUPTS(), reload
  * the configuration on SIGHUP, then do one step of work.  SIGTERM is die();
@@ -20,6 +25,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "executor/spi.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
@@ -46,6 +52,7 @@
 #include "status/status.h"
 
 #define EXTENSION_RECHECK_MS	10000
+#define STANDBY_RECHECK_MS		1000
 #define ERROR_BACKOFF_MIN_MS	100
 #define ERROR_BACKOFF_MAX_MS	30000
 
@@ -56,6 +63,7 @@ typedef struct WorkerState
 	Oid			extension_oid;	/* the one being synced: a new one is a restart */
 	bool		said_waiting;	/* logged "waiting for CREATE EXTENSION" */
 	bool		said_version;	/* logged that the SQL objects are too old */
+	bool		standby;		/* waiting for this standby's promotion */
 	TimestampTz next_extension_check;
 	TimestampTz next_ping;
 	int			error_backoff_ms;
@@ -238,6 +246,7 @@ reload_settings(void)
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	allow_own_plugin();
+	flusso_capture_apply_failover();	/* flusso.failover_slots */
 	flusso_engine_settings_changed(flusso_search_configure());
 	state.next_ping = 0;
 }
@@ -268,12 +277,53 @@ recover_from_error(void)
 	return state.error_backoff_ms / 2;
 }
 
+/*
+ * Is this server a standby?  Then there is nothing to sync from it, and
+ * nothing may be written: the worker waits for the promotion, saying so in
+ * flusso.status (phase "standby"), and once promoted it syncs from the slot
+ * it finds (on 17 and later the one synchronized from the old primary, on
+ * 15 none: it is created, and every index is rebuilt behind its alias).
+ */
+static bool
+in_standby(void)
+{
+	if (!RecoveryInProgress())
+	{
+		if (state.standby)
+		{
+			ereport(LOG,
+					(errmsg("the server was promoted: flusso starts syncing database \"%s\"",
+							state.dbname)));
+			state.standby = false;
+			state.next_extension_check = 0;
+		}
+		return false;
+	}
+	if (!state.standby)
+	{
+		ereport(LOG,
+				(errmsg("flusso sync worker for database \"%s\" waits: this server is a standby",
+						state.dbname),
+				 errdetail("flusso syncs from the primary; it starts here when this server is promoted.")));
+		flusso_observer->on_phase(FLUSSO_PHASE_STANDBY);
+		flusso_observer->on_activity("standby: syncing starts when this server is promoted");
+	}
+	state.standby = true;
+	return true;
+}
+
 /* One step of work; returns how long the loop may sleep (ms). */
 static long
 run_step(void)
 {
 	long		sleep_ms = EXTENSION_RECHECK_MS;
 
+	if (in_standby())
+	{
+		maybe_ping();
+		return Min(STANDBY_RECHECK_MS,
+				   TimestampDifferenceMilliseconds(GetCurrentTimestamp(), state.next_ping));
+	}
 	if (!check_extension())
 		return sleep_ms;
 	maybe_ping();

@@ -23,7 +23,8 @@ typedef enum FlussoPhase
 	FLUSSO_PHASE_STARTING,
 	FLUSSO_PHASE_BACKFILLING,
 	FLUSSO_PHASE_LIVE,
-	FLUSSO_PHASE_STOPPED
+	FLUSSO_PHASE_STOPPED,
+	FLUSSO_PHASE_STANDBY		/* a hot standby: waits for its promotion */
 } FlussoPhase;
 
 typedef enum FlussoIndexPhase

@@ -12,6 +12,10 @@
 # Usage: test/fuzz/run.sh [--seconds N] [--target bulkparse|defparse]
 #                         [--work DIR] [-- libFuzzer options...]
 # Env:   FLUSSO_FUZZ_DIR (default /tmp/flusso-fuzz) is the work directory.
+#        PG_CONFIG (default PostgreSQL 15's) picks the server headers and
+#        libpgcommon/libpgport the targets build with; test/check.sh --pg 17
+#        or 18 runs this script in the root of test/lib/pgroot.sh with that
+#        version's pg_config (clang is installed there the same way).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,7 +36,7 @@ while [ $# -gt 0 ]; do
 			shift 2 ;;
 		--work) work=$2; shift 2 ;;
 		--) shift; extra=("$@"); break ;;
-		*) sed -n '2,15p' "$0" >&2; exit 2 ;;
+		*) sed -n '2,19p' "$0" >&2; exit 2 ;;
 	esac
 done
 [[ $seconds =~ ^[0-9]+$ ]] || { echo "--seconds takes a whole number" >&2; exit 2; }
@@ -41,14 +45,25 @@ log() { printf '\n=== %s\n' "$*" >&2; }
 
 # ---- tools
 
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 if [ ! -x "$PG_CONFIG" ] || ! pkg-config --exists json-c libcurl 2>/dev/null; then
+	[ "$PG_CONFIG" = /usr/lib/postgresql/15/bin/pg_config ] ||
+		{ echo "no $PG_CONFIG, or no json-c/libcurl headers: run test/install-deps.sh --pg N" >&2; exit 1; }
 	"$root/test/install-deps.sh"
 fi
+echo "fuzz targets against $("$PG_CONFIG" --version)" >&2
 
-# clang with its libFuzzer runtime: does a trivial fuzz target link?
+# clang (or the newest clang-N, as in the root of test/lib/pgroot.sh) with
+# its libFuzzer runtime: does a trivial fuzz target link?
+clang() {
+	local c
+	c=/usr/bin/clang
+	[ -x "$c" ] || c=$(ls /usr/bin/clang-[0-9]* 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$c" ] || return 127
+	"$c" "$@"
+}
 fuzzer_links() {
-	command -v clang >/dev/null 2>&1 || return 1
+	clang --version >/dev/null 2>&1 || return 1
 	printf '%s\n' '#include <stdint.h>' '#include <stddef.h>' \
 		'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }' |
 		clang -x c -fsanitize=fuzzer,address,undefined -o "$work/probe" - >/dev/null 2>&1

@@ -21,11 +21,14 @@
 #   the project root                at the same path, so paths agree
 #   /usr/lib/jvm, /etc/java-17-openjdk   read-only: the host's Java 17, for
 #                                   the tests that stop and restart OpenSearch
-#   /usr/lib/postgresql/15, /usr/share/postgresql/15   read-only, when the
-#                                   host has them: PostgreSQL 15 (with the
-#                                   host's flusso.so) next to 17 and 18, for
-#                                   pg_upgrade from 15 (its old-soname
-#                                   libraries come from bookworm: pgroot_pg15_libs)
+#   /usr/lib/postgresql/15, /usr/share/postgresql/15,
+#   /usr/include/postgresql/15      read-only, when the host has them:
+#                                   PostgreSQL 15 (with the host's flusso.so)
+#                                   next to 17 and 18, for pg_upgrade from 15
+#                                   (its old-soname libraries come from
+#                                   bookworm: pgroot_pg15_libs), and its
+#                                   server headers, so that flusso is built
+#                                   for 15 in the root (test/lib/pgprivate.sh)
 # The network and the process ids are the host's: OpenSearch on the host is
 # reached at 127.0.0.1, and processes are stopped across the boundary.
 # The postgres user has the host's uid and gid, so files agree too.
@@ -75,6 +78,7 @@ pgroot_exec() {
 		bind /etc/java-17-openjdk ro
 		bind /usr/lib/postgresql/15 ro
 		bind /usr/share/postgresql/15 ro
+		bind /usr/include/postgresql/15 ro
 		exec chroot "$r" /bin/sh -c "cd \"\$1\" 2>/dev/null ||
 			{ echo \"pgroot: \$1 is not seen in the root (only /tmp and the project are)\" >&2; exit 1; }
 			shift; exec \"\$@\"" - "$dir" "$@"
@@ -199,5 +203,24 @@ pgroot_pg15_libs() {
 	pgroot_apt update
 	# shellcheck disable=SC2086
 	pgroot_apt install -t bookworm $missing
+	pgroot_apt clean
+}
+
+# clang's libFuzzer runtime and llvm-cov for test/fuzz/run.sh in the root.
+# The newest clang the PostgreSQL packages brought (clang-21 from sid with
+# 18, clang-19 from trixie with 17) gets its runtime from the same suite:
+# libclang-rt-N-dev depends on libc6-i386 of the root's libc6 version, which
+# is sid's once 18 is installed.
+pgroot_fuzz_tools() {
+	local clang major suite
+	clang=$(cd / && pgroot_exec sh -c 'ls /usr/bin/clang-[0-9]* 2>/dev/null' | sort -V | tail -n 1)
+	[ -n "$clang" ] || pgroot_die "no clang in $FLUSSO_PGROOT (install-deps.sh --pg 17 or 18 brings one)"
+	major=${clang##*-}
+	suite=trixie
+	[ "$major" -lt 20 ] || suite=sid
+	[ -n "$(pgroot_missing "libclang-rt-$major-dev" "llvm-$major")" ] || return 0
+	echo "pgroot: installing from $suite: libclang-rt-$major-dev llvm-$major (fuzzing)" >&2
+	pgroot_apt update
+	pgroot_apt install -t "$suite" "libclang-rt-$major-dev" "llvm-$major"
 	pgroot_apt clean
 }

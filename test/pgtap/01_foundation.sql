@@ -5,7 +5,7 @@ SET client_min_messages = warning;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION flusso;
-SELECT plan(54);
+SELECT plan(59);
 
 SELECT has_schema('flusso');
 SELECT has_view('flusso', 'status', 'flusso.status exists');
@@ -46,8 +46,8 @@ RESET ROLE;
 -- the worker of this cluster's synced database shows in status
 SELECT ok((SELECT count(*) FROM flusso.status WHERE database = 'flusso_test') = 1,
           'one status row for the synced database');
-SELECT ok((SELECT bool_and(phase IN ('starting', 'backfilling', 'live', 'stopped')) FROM flusso.status),
-          'phases are starting, backfilling, live or stopped');
+SELECT ok((SELECT bool_and(phase IN ('starting', 'backfilling', 'live', 'stopped', 'standby')) FROM flusso.status),
+          'phases are starting, backfilling, live, stopped or standby');
 
 -- settings: good values pass; bad ones give false, with the reason as a
 -- WARNING (regress shows it), as a reload would refuse them
@@ -70,6 +70,13 @@ SELECT is(flusso.check_setting('flusso.lag_poll_interval', '10ms'), false, 'lag 
 SELECT is(flusso.check_setting('flusso.request_timeout', 'soon'), false, 'a timeout that is not a time');
 SELECT is(flusso.check_setting('flusso.enabled', 'maybe'), false, 'enabled must be boolean');
 SELECT ok(flusso.check_setting('FLUSSO.Batch_Size', '10'), 'a setting name in any letter case');
+SELECT is(current_setting('flusso.failover_slots'), 'auto', 'failover_slots: auto by default');
+SELECT ok(flusso.check_setting('flusso.failover_slots', 'off'), 'failover_slots: off');
+SELECT ok(flusso.check_setting('flusso.failover_slots', 'auto'), 'failover_slots: auto');
+SELECT is(flusso.check_setting('flusso.failover_slots', 'on'),
+    current_setting('server_version_num')::int >= 170000,
+    'failover_slots: on is valid from PostgreSQL 17 on, refused before');
+SELECT is(flusso.check_setting('flusso.failover_slots', 'maybe'), false, 'failover_slots: an unknown value');
 SELECT throws_ok($$SELECT flusso.check_setting('flusso.nonsense', '1')$$, '42704',
     '"flusso.nonsense" is not a flusso setting', 'an unknown flusso setting');
 SELECT throws_ok($$SELECT flusso.check_setting('work_mem', '1MB')$$, '42704',

@@ -72,19 +72,22 @@ sub worker_memory
 		sub {
 			my $log = slurp_file($node->logfile, $offset);
 			my $child;
+			my $top_level;
 			$m{contexts} = {};
 			for my $line (split /\n/, $log)
 			{
 				next unless $line =~ /\[$pid\]/;
 				my $sizes = qr/(\d+) total in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
-				if ($line =~ /level: 0; TopMemoryContext: $sizes/)
+				# TopMemoryContext is level 0 up to PostgreSQL 17, level 1 from 18
+				if ($line =~ /level: (\d+); TopMemoryContext: $sizes/)
 				{
-					($m{top_total}, $m{top}) = ($1, $2);
+					($top_level, $m{top_total}, $m{top}) = ($1, $2, $3);
 				}
-				elsif ($line =~ /level: (\d+); (?:\d+ more child contexts containing|([^:]+):) $sizes/)
+				elsif (defined $top_level
+					&& $line =~ /level: (\d+); (?:\d+ more child contexts containing|([^:]+):) $sizes/)
 				{
 					# a child of TopMemoryContext counts with its descendants
-					$child = $2 // 'more child contexts' if $1 == 1;
+					$child = $2 // 'more child contexts' if $1 == $top_level + 1;
 					$m{contexts}{$child} += $4 if defined $child;
 				}
 				elsif ($line =~ /Grand total: (\d+) bytes in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/)
@@ -92,7 +95,7 @@ sub worker_memory
 					($m{grand_total}, $m{grand}) = ($1, $2);
 				}
 			}
-			return defined $m{grand};
+			return defined $m{grand} && defined $m{top} && keys %{ $m{contexts} };
 		},
 		"the memory contexts of PID $pid in the log");
 	open my $fh, '<', "/proc/$pid/status" or die "no /proc/$pid/status: $!";
