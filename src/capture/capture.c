@@ -52,6 +52,7 @@
 #include "base/compat.h"
 #include "base/flusso.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "base/strset.h"
 #include "capture/capture.h"
 

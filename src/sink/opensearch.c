@@ -345,7 +345,7 @@ opensearch_refresh(const char *alias)
 }
 
 static void
-opensearch_send(BulkRequest *req)
+start_bulk(BulkRequest *req)
 {
 	req->done = false;
 	req->whole_retry = false;
@@ -358,6 +358,13 @@ opensearch_send(BulkRequest *req)
 	req->http->user = req;
 	req->sent_at = GetCurrentTimestamp();
 	sent++;
+}
+
+static void
+opensearch_send(BulkRequest *req)
+{
+	req->renewed = false;
+	start_bulk(req);
 }
 
 /* Fill req's outcome from its finished HTTP request. */
@@ -381,6 +388,12 @@ classify(BulkRequest *req)
 	{
 		req->whole_retry = true;
 		req->failure = answer_problem(http, "OpenSearch refused the bulk request");
+	}
+	else if (http->status == 401 || http->status == 403)
+	{
+		/* the credentials, not the documents: nothing goes to a failure policy */
+		req->whole_retry = true;
+		req->failure = answer_problem(http, "the search engine refused the credentials of the bulk request");
 	}
 	else if (http->status != 200)
 	{
@@ -414,6 +427,15 @@ collect(void)
 	{
 		BulkRequest *req = (BulkRequest *) http->user;
 
+		if (!req->renewed && flusso_search_renew_credentials(http))
+		{
+			flusso_http_free(http);
+			req->http = NULL;
+			sent--;
+			req->renewed = true;
+			start_bulk(req);
+			continue;
+		}
 		classify(req);
 		flusso_http_free(http);
 		req->http = NULL;
