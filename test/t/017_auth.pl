@@ -281,7 +281,7 @@ synced('credentials file fixed');
 # --- the old names and the new ones ----------------------------------------------------------
 set('flusso.search_url', 'http://127.0.0.1:9');
 reload();
-ok(FlussoTest::wait_for(sub { (FlussoTest::status($node, $db)->{opensearch_error} // '') =~ /127\.0\.0\.1/ }, 'new name wins'),
+ok(FlussoTest::wait_for(sub { (FlussoTest::status($node, $db)->{opensearch_error} // '') =~ /127\.0\.0\.1 port 9\b/ }, 'new name wins'),
 	'flusso.search_url wins over flusso.opensearch_url');
 ok(FlussoTest::wait_for(sub { scalar FlussoTest::log_lines($node,
 	qr/flusso.search_url and flusso.opensearch_url are set to different values; the engine-neutral name is used/) }, 'warning'),
