@@ -174,10 +174,19 @@ append_canonical(StringInfo out, const char *s, size_t len)
 	}
 }
 
+/* "name=value" pairs by name, then by value (a name that is a prefix of another sorts first). */
 static int
-compare_strings(const ListCell *a, const ListCell *b)
+compare_pairs(const ListCell *a, const ListCell *b)
 {
-	return strcmp(lfirst(a), lfirst(b));
+	const char *x = lfirst(a);
+	const char *y = lfirst(b);
+	size_t		xn = strcspn(x, "=");
+	size_t		yn = strcspn(y, "=");
+	int			c = strncmp(x, y, Min(xn, yn));
+
+	if (c != 0 || xn != yn)
+		return c != 0 ? c : (xn < yn ? -1 : 1);
+	return strcmp(x + xn, y + yn);
 }
 
 /* path with its query string in AWS's canonical form: name=value pairs encoded and sorted. */
@@ -209,7 +218,7 @@ canonical_query(const char *path)
 			pairs = lappend(pairs, pair.data);
 		p = *end ? end + 1 : end;
 	}
-	list_sort(pairs, compare_strings);
+	list_sort(pairs, compare_pairs);
 	initStringInfo(&out);
 	appendBinaryStringInfo(&out, path, query - path);
 	foreach(lc, pairs)
