@@ -154,7 +154,7 @@ reload();
 synced('API key fixed, given base64-encoded');
 
 # --- conflicting methods -----------------------------------------------------------------
-my ($ret, $out, $err) = $node->psql('postgres', "SELECT flusso.check_setting('flusso.search_bearer_token', 'x')");
+my ($ret, $out, $err) = $node->psql($db, "SELECT flusso.check_setting('flusso.search_bearer_token', 'x')");
 is($out, 'f', 'check_setting refuses a second authentication method');
 like($err, qr/flusso.search_api_key_file and flusso.search_bearer_token are both set/, 'naming both settings');
 like($err, qr/HINT:  Keep one of basic authentication/, 'with a hint naming the settings');
@@ -163,7 +163,7 @@ reload();
 refused('two methods set', qr/are both set: flusso authenticates one way only/);
 like(join("\n", FlussoTest::log_lines($node, qr/sends nothing to the search engine/)), qr/both set/,
 	'the log says why nothing is sent');
-reset_setting('flusso.search_api_key_file');
+set('flusso.search_api_key_file', '');	# it is in postgresql.conf: RESET would leave it
 proxy_config({ mode => 'bearer', credentials => [ { token => $secret{token} } ] });
 reload();
 synced('bearer token from flusso.search_bearer_token, once the API key is reset');
