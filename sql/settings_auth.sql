@@ -30,13 +30,13 @@ SELECT flusso.check_setting('flusso.search_bearer_token', E'line\nbreak');
 SELECT flusso.check_setting('flusso.search_api_key_file', '/no/such/file');
 SELECT flusso.check_setting('flusso.search_bearer_token_file', '/etc/passwd');
 SELECT flusso.check_setting('flusso.aws_credentials_file', '/etc/passwd');
-COPY (SELECT 'a-key') TO '/tmp/flusso_regress_api_key';	-- the server's umask: 0600
-SELECT flusso.check_setting('flusso.search_api_key_file', '/tmp/flusso_regress_api_key');
+-- a file of the data directory is the server's own, mode 0600
+SELECT flusso.check_setting('flusso.search_api_key_file', current_setting('data_directory') || '/PG_VERSION');
 
 -- SigV4: a region, a service, and the credentials file together
 SELECT flusso.check_setting('flusso.aws_region', 'EU_West');
 SELECT flusso.check_setting('flusso.aws_region', 'eu-west-1');
-SELECT flusso.check_setting('flusso.aws_credentials_file', '/tmp/flusso_regress_api_key');
+SELECT flusso.check_setting('flusso.aws_credentials_file', current_setting('data_directory') || '/PG_VERSION');
 SELECT flusso.check_setting('flusso.aws_service', 'lambda');
 SELECT flusso.check_setting('flusso.aws_service', 'aoss');
 

@@ -440,7 +440,7 @@ flusso_check_setting(PG_FUNCTION_ARGS)
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s", problem),
-				 errdetail("A reload would accept it, and the sync worker would send nothing to the search engine until one method is left."),
+				 errdetail("A reload would accept it, and the sync worker would send nothing to the search engine until this is fixed."),
 				 errhint("%s", hint)));
 		PG_RETURN_BOOL(false);
 	}
