@@ -272,6 +272,18 @@ read_basic(FlussoCredentials *creds, char **problem)
 
 /* ---- what is in force ---- */
 
+/* What the files held: redact.c forgets it before it is freed (a method no longer used is not read again). */
+static void
+forget_file_secrets(void)
+{
+	flusso_redact_remember(FLUSSO_SECRET_PASSWORD_FILE, NULL);
+	flusso_redact_remember(FLUSSO_SECRET_API_KEY_FILE, NULL);
+	flusso_redact_remember(FLUSSO_SECRET_API_KEY_SENT, NULL);
+	flusso_redact_remember(FLUSSO_SECRET_BEARER_TOKEN_FILE, NULL);
+	flusso_redact_remember(FLUSSO_SECRET_AWS_SECRET_KEY, NULL);
+	flusso_redact_remember(FLUSSO_SECRET_AWS_SESSION_TOKEN, NULL);
+}
+
 /* Read everything into a new context; the old one goes once redact.c knows the new secrets. */
 static void
 read_all(void)
@@ -285,6 +297,7 @@ read_all(void)
 	const char *was = current.problem ? pstrdup(current.problem) : NULL;
 
 	creds.method = settings.auth;
+	forget_file_secrets();
 	problem = flusso_connection_problem(&settings, &hint);
 	if (problem == NULL && settings.auth == FLUSSO_AUTH_SIGV4)
 		read_aws_credentials(&creds, &problem);

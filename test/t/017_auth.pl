@@ -32,6 +32,10 @@ my %secret = (
 	st4 => 'Sess10n-T0ken-0004');
 
 # --- the proxy -------------------------------------------------------------------------
+# Debian's botocore when the system has it (the 17/18 root: no PyPI there), else
+# authproxy.sh's venv
+$ENV{AUTHPROXY_PYTHON} //= '/usr/bin/python3'
+  if system(q{/usr/bin/python3 -c 'import botocore.auth' 2>/dev/null}) == 0;
 my $apdir = "$ENV{TESTDIR}/t17-authproxy";
 my $proxy = `$root/test/authproxy/authproxy.sh start --upstream $FlussoTest::OS_URL --dir $apdir --mode bearer --token unused 2>$ENV{TESTDIR}/t17-authproxy.err`;
 chomp $proxy;
