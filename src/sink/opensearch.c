@@ -6,9 +6,12 @@
  *
  * Bulk requests are started on the process's one curl multi handle and
  * complete while the worker waits on its latch and the sockets together.
- * A finished request is classified here (transport failure, 429/5xx, 413,
- * or an answer read item by item by bulkparse.c); what to do about it is
- * the engine's business.  Index management runs synchronously: it only
+ * A finished request is classified here (transport failure, refused
+ * credentials (401/403: retried like a 5xx, never a document's failure),
+ * 429/5xx, 413, or an answer read item by item by bulkparse.c); what to do
+ * about it is the engine's business.  An answer saying the credentials
+ * expired is sent once more at once when the credential files, read
+ * again, changed.  Index management runs synchronously: it only
  * happens when an index is created, swapped or dropped.  Physical indexes
  * carry a _meta.flusso marker; an index of the same name without it was
  * not made by flusso and is never touched: every destructive call (a drop,
