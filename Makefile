@@ -17,12 +17,12 @@ REGRESS_OPTS = --inputdir=. --outputdir=build/regress
 
 PG_CONFIG ?= $(shell test -x /usr/lib/postgresql/15/bin/pg_config && echo /usr/lib/postgresql/15/bin/pg_config || echo pg_config)
 
-PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags libcurl json-c 2>/dev/null)
+PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags libcurl json-c libcrypto 2>/dev/null)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -MMD -MP
 ifeq ($(WERROR),1)
 PG_CFLAGS += -Werror
 endif
-SHLIB_LINK = $(shell pkg-config --libs libcurl json-c 2>/dev/null || echo -lcurl -ljson-c)
+SHLIB_LINK = $(shell pkg-config --libs libcurl json-c libcrypto 2>/dev/null || echo -lcurl -ljson-c -lcrypto)
 
 EXTRA_CLEAN = build $(OBJS:.o=.d)
 

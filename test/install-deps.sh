@@ -29,9 +29,9 @@ case $pg in 15 | 17 | 18) ;; *) echo "install-deps.sh: PostgreSQL $pg is not sup
 packages=(
 	make gcc pkg-config
 	postgresql-15 postgresql-server-dev-15 postgresql-contrib
-	libcurl4-openssl-dev libjson-c-dev
+	libcurl4-openssl-dev libjson-c-dev libssl-dev
 	postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
-	nginx-light openssl python3 python3-psycopg2
+	nginx-light openssl python3 python3-psycopg2 python3-venv
 	openjdk-17-jdk-headless maven curl jq procps
 )
 if [ "$bench" = 1 ]; then

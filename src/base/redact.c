@@ -10,9 +10,10 @@
  * log line, PostgreSQL's own included (the "parameter changed" line of a
  * reload, a logged ALTER SYSTEM statement).  Three rules, each on its own
  * so that no spelling sidesteps all of them:
- *	1. every known secret (the password setting, the password file's
- *	   content, the password of every configured URL) is masked wherever it
- *	   appears, as written and as SQL writes it ('' for ');
+ *	1. every known secret (the password, API key and bearer token settings
+ *	   under every name, the content of the files that hold them, the AWS
+ *	   secret key and session token, the password of every configured URL)
+ *	   is masked wherever it appears, as written and as SQL writes it ('' for ');
  *	2. the password of any "scheme://user:password@host" is masked, up to
  *	   the last "@" of the URL, whatever characters it holds;
  *	3. a text that names a secret setting (in any letter case, quoted or
@@ -25,8 +26,8 @@
  * "HTTP nnn:", key values).
  *
  * It must not raise errors: it runs inside the log hook.  It reads no
- * setting: settings.c tells it the secrets as they are set
- * (flusso_redact_remember()).
+ * setting: connection.c tells it the secrets as they are set, and
+ * sink/credentials.c what the files hold (flusso_redact_remember()).
  *
  *-------------------------------------------------------------------------
  */
@@ -44,9 +45,14 @@
 static const char *known[FLUSSO_SECRETS];
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* Settings whose values are secret, or hold a URL that may carry one. */
+/*
+ * Settings whose values are secret, or hold a URL that may carry one.  A
+ * text naming one of these in any letter case names it: "search_password"
+ * is in flusso.search_password, flusso.opensearch_password and
+ * flusso.search_password_file alike.
+ */
 static const char *const secret_settings[] = {
-	"opensearch_password", "opensearch_url", "opensearch_api_key", "opensearch_bearer_token",
+	"search_password", "search_url", "search_api_key", "search_bearer_token",
 	"aws_secret", "aws_session_token", NULL
 };
 
@@ -188,11 +194,11 @@ mask_known(char *text, const char *secret)
 	return mask_secret(text, doubled.data);
 }
 
-/* The passwords of the configured URLs (flusso.opensearch_url). */
+/* The passwords of the configured URLs (flusso.search_url or flusso.opensearch_url). */
 static char *
-mask_url_passwords(char *text)
+mask_url_passwords(char *text, const char *urls)
 {
-	const char *p = known[FLUSSO_SECRET_URLS];
+	const char *p = urls;
 	const char *scheme;
 
 	while (p && (scheme = strstr(p, "://")) != NULL)
@@ -247,9 +253,16 @@ is_setting_name(const char *s, size_t len)
 		s += 7;
 		len -= 7;
 	}
+	if (len > 4 && pg_strncasecmp(s, "open", 4) == 0)
+	{
+		s += 4;					/* the old name: opensearch_password */
+		len -= 4;
+	}
 	for (i = 0; secret_settings[i]; i++)
 	{
-		if (len == strlen(secret_settings[i]) && pg_strncasecmp(s, secret_settings[i], len) == 0)
+		if (len >= strlen(secret_settings[i]) &&
+			pg_strncasecmp(s, secret_settings[i], strlen(secret_settings[i])) == 0 &&
+			(len == strlen(secret_settings[i]) || pg_strncasecmp(s + len - 5, "_file", 5) == 0))
 			return true;
 	}
 	return len == 6 && pg_strncasecmp(s, "flusso", 6) == 0;
@@ -355,13 +368,15 @@ char *
 flusso_redact(const char *text)
 {
 	char	   *result;
+	int			which;
 
 	if (text == NULL)
 		return NULL;
 	result = redact_userinfo(text, true);
-	result = mask_known(result, known[FLUSSO_SECRET_PASSWORD]);
-	result = mask_known(result, known[FLUSSO_SECRET_PASSWORD_FILE]);
-	result = mask_url_passwords(result);
+	for (which = 0; which < FLUSSO_SECRET_URLS; which++)
+		result = mask_known(result, known[which]);
+	result = mask_url_passwords(result, known[FLUSSO_SECRET_URLS]);
+	result = mask_url_passwords(result, known[FLUSSO_SECRET_SEARCH_URLS]);
 	if (names_secret_setting(result))
 		result = mask_strings(result);
 	return result;
@@ -414,16 +429,26 @@ flusso_strip_values(const char *message)
 	return out.data;
 }
 
+/* Does text hold a known secret (a URL password aside)? */
+static bool
+holds_known_secret(const char *text)
+{
+	int			which;
+
+	for (which = 0; which < FLUSSO_SECRET_URLS; which++)
+		if (known[which] && known[which][0] && strstr(text, known[which]) != NULL)
+			return true;
+	return false;
+}
+
 static bool
 may_hold_secret(const char *text)
 {
 	return text != NULL &&
 		(strstr(text, "://") != NULL || names_secret_setting(text) ||
-		 (known[FLUSSO_SECRET_PASSWORD] && known[FLUSSO_SECRET_PASSWORD][0] &&
-		  strstr(text, known[FLUSSO_SECRET_PASSWORD]) != NULL) ||
-		 (known[FLUSSO_SECRET_PASSWORD_FILE] && known[FLUSSO_SECRET_PASSWORD_FILE][0] &&
-		  strstr(text, known[FLUSSO_SECRET_PASSWORD_FILE]) != NULL) ||
-		 (known[FLUSSO_SECRET_URLS] && strchr(known[FLUSSO_SECRET_URLS], '@')));
+		 holds_known_secret(text) ||
+		 (known[FLUSSO_SECRET_URLS] && strchr(known[FLUSSO_SECRET_URLS], '@')) ||
+		 (known[FLUSSO_SECRET_SEARCH_URLS] && strchr(known[FLUSSO_SECRET_SEARCH_URLS], '@')));
 }
 
 static void

@@ -6,8 +6,10 @@
  * This file owns the settings and nothing else: the values live in the
  * variables below and each process reads them directly.  Sizing settings
  * are PGC_POSTMASTER; tunables are PGC_SIGHUP and are picked up by the
- * workers at their next loop.  Endpoints and secrets are
- * GUC_SUPERUSER_ONLY, so other roles never see them in pg_settings.
+ * workers at their next loop.  The search engine's connection settings
+ * (URL, TLS, authentication, with their old names) are connection.c's:
+ * their endpoints and secrets are GUC_SUPERUSER_ONLY there.  It must not
+ * read files nor talk to the search engine.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,20 +30,13 @@
 #include "utils/guc_tables.h"
 
 #include "base/compat.h"
+#include "base/connection.h"
 #include "base/redact.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 
 char	   *flusso_database = NULL;
-char	   *flusso_opensearch_url = NULL;
-const char *flusso_opensearch_url_full = "";
-char	   *flusso_opensearch_user = NULL;
-char	   *flusso_opensearch_password = NULL;
-char	   *flusso_opensearch_ca_file = NULL;
-char	   *flusso_opensearch_password_file = NULL;
-char	   *flusso_opensearch_client_cert = NULL;
-char	   *flusso_opensearch_client_key = NULL;
 char	   *flusso_role = NULL;
-bool		flusso_opensearch_tls_verify = true;
 char	   *flusso_slot_name = NULL;
 int			flusso_batch_size = 1000;
 int			flusso_batch_bytes = 8 * 1024 * 1024;
@@ -103,31 +98,6 @@ flusso_on_error_parse(const char *name)
 		if (pg_strcasecmp(e->name, name) == 0)
 			return e->val;
 	return -1;
-}
-
-List *
-flusso_split_list(const char *value)
-{
-	List	   *result = NIL;
-	const char *p = value ? value : "";
-
-	while (*p)
-	{
-		const char *start;
-		const char *end;
-
-		while (*p == ',' || isspace((unsigned char) *p))
-			p++;
-		start = p;
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		while (end > start && isspace((unsigned char) end[-1]))
-			end--;
-		if (end > start)
-			result = lappend(result, pnstrdup(start, end - start));
-	}
-	return result;
 }
 
 /*
@@ -263,99 +233,6 @@ check_database(char **newval, void **extra, GucSource source)
 	return true;
 }
 
-/* One URL: http(s)://host[:port][/path], no query, no fragment. */
-static bool
-url_is_valid(const char *url, const char **why)
-{
-	const char *p;
-	const char *host;
-
-	if (strncmp(url, "http://", 7) == 0)
-		p = url + 7;
-	else if (strncmp(url, "https://", 8) == 0)
-		p = url + 8;
-	else
-	{
-		*why = "it does not start with http:// or https://";
-		return false;
-	}
-	host = strrchr(p, '@');		/* user:password@host is allowed */
-	host = host ? host + 1 : p;
-	if (*host == '\0' || *host == '/' || *host == ':')
-	{
-		*why = "it has no host";
-		return false;
-	}
-	if (strpbrk(url, "?# \t\r\n"))
-	{
-		*why = "it contains a query, a fragment or white space";
-		return false;
-	}
-	return true;
-}
-
-/*
- * The URL may carry "user:password@".  What PostgreSQL stores, and every
- * view shows (pg_settings' setting, reset_val and boot_val alike), is the
- * URL with the password masked; the full one travels as the setting's
- * extra and reaches the worker through the assign hook.
- */
-static bool
-keep_url_secret(char **newval, void **extra)
-{
-	char	   *shown = flusso_redact_url_list(*newval);
-	char	   *full = compat_guc_strdup(*newval);	/* GUC frees values and extras itself */
-	char	   *masked;
-
-	if (full == NULL)
-		return false;
-	*extra = full;
-	if (strcmp(shown, *newval) == 0)
-		return true;
-	masked = compat_guc_strdup(shown);
-	if (masked == NULL)
-		return false;
-	compat_guc_free(*newval);
-	*newval = masked;
-	return true;
-}
-
-static void
-assign_opensearch_url(const char *newval, void *extra)
-{
-	flusso_opensearch_url_full = extra ? (const char *) extra : "";
-	flusso_redact_remember(FLUSSO_SECRET_URLS, flusso_opensearch_url_full);
-}
-
-static void
-assign_opensearch_password(const char *newval, void *extra)
-{
-	flusso_redact_remember(FLUSSO_SECRET_PASSWORD, newval);
-}
-
-static bool
-check_opensearch_url(char **newval, void **extra, GucSource source)
-{
-	List	   *urls = flusso_split_list(*newval);
-	ListCell   *lc;
-
-	foreach(lc, urls)
-	{
-		const char *why = NULL;
-
-		if (!url_is_valid(lfirst(lc), &why))
-		{
-			char	   *shown = flusso_redact_url_list(lfirst(lc));
-
-			GUC_check_errdetail("\"%s\" is not a usable OpenSearch URL: %s.",
-								shown, why);
-			GUC_check_errhint("Set flusso.opensearch_url to one or more comma-separated URLs such as http://localhost:9200, or to an empty string for a dry run.");
-			return false;
-		}
-	}
-	return keep_url_secret(newval, extra);
-}
-
 /* Slot names follow PostgreSQL's rule: [a-z0-9_], at most NAMEDATALEN-1. */
 static bool
 check_slot_name(char **newval, void **extra, GucSource source)
@@ -380,45 +257,6 @@ check_slot_name(char **newval, void **extra, GucSource source)
 			GUC_check_errdetail("Replication slot names may only contain lower case letters, numbers and the underscore character.");
 			return false;
 		}
-	}
-	return true;
-}
-
-/* Is path a file?  *st is what stat() says; false with the detail set if not. */
-static bool
-stat_readable_file(const char *path, struct stat *st)
-{
-	if (stat(path, st) == 0 && S_ISREG(st->st_mode))
-		return true;
-	GUC_check_errdetail("\"%s\" is not a readable file: %m.", path);
-	return false;
-}
-
-/* A file setting must name a readable file (empty: not used). */
-static bool
-check_readable_file(char **newval, void **extra, GucSource source)
-{
-	struct stat st;
-
-	return **newval == '\0' || stat_readable_file(*newval, &st);
-}
-
-/* The password file must be a readable file, readable by its owner only. */
-static bool
-check_password_file(char **newval, void **extra, GucSource source)
-{
-	struct stat st;
-
-	if (**newval == '\0')
-		return true;
-	if (!stat_readable_file(*newval, &st))
-		return false;
-	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-	{
-		GUC_check_errdetail("\"%s\" is readable by its group or by others (mode %04o).",
-							*newval, (unsigned int) (st.st_mode & 07777));
-		GUC_check_errhint("Run chmod 600 on it: a password file must be readable by its owner only.");
-		return false;
 	}
 	return true;
 }
@@ -458,71 +296,6 @@ flusso_failover_slots_name(void)
 	return "unknown";
 }
 
-static const char *
-show_password(void)
-{
-	return flusso_opensearch_password && flusso_opensearch_password[0] ? "********" : "";
-}
-
-/*
- * Settings that hold URLs, user names and paths show to superusers only:
- * GUC_SUPERUSER_ONLY alone still lets members of pg_read_all_settings (and
- * so pg_monitor) read them, so they are also left out of pg_settings
- * (GUC_NO_SHOW_ALL) and SHOW gives others "(hidden)".
- */
-#define HIDDEN_SETTING (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL)
-
-static const char *
-show_hidden(const char *value)
-{
-	if (value == NULL || value[0] == '\0')
-		return "";
-	return superuser() ? value : "(hidden)";
-}
-
-/* GUC calls a show hook without an argument: one hook per hidden setting. */
-#define SHOW_HIDDEN(hook, variable) \
-static const char * \
-hook(void) \
-{ \
-	return show_hidden(variable); \
-}
-
-SHOW_HIDDEN(show_url, flusso_opensearch_url)
-SHOW_HIDDEN(show_user, flusso_opensearch_user)
-SHOW_HIDDEN(show_password_file, flusso_opensearch_password_file)
-SHOW_HIDDEN(show_client_cert, flusso_opensearch_client_cert)
-SHOW_HIDDEN(show_client_key, flusso_opensearch_client_key)
-SHOW_HIDDEN(show_ca_file, flusso_opensearch_ca_file)
-
-char *
-flusso_opensearch_secret(void)
-{
-	static char buf[1024];		/* redaction masks it until it is read again */
-	FILE	   *f;
-	size_t		n;
-
-	if (flusso_opensearch_password_file == NULL || flusso_opensearch_password_file[0] == '\0')
-		return pstrdup(flusso_opensearch_password ? flusso_opensearch_password : "");
-	f = AllocateFile(flusso_opensearch_password_file, "r");
-	if (f == NULL)
-	{
-		ereport(WARNING,
-				(errcode_for_file_access(),
-				 errmsg("could not open flusso.opensearch_password_file \"%s\": %m",
-						flusso_opensearch_password_file),
-				 errhint("Requests to OpenSearch go without a password until it can be read.")));
-		return pstrdup("");
-	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	FreeFile(f);
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		buf[--n] = '\0';
-	flusso_redact_remember(FLUSSO_SECRET_PASSWORD_FILE, buf);
-	return pstrdup(buf);
-}
-
 static void
 define_connection_settings(void)
 {
@@ -531,43 +304,6 @@ define_connection_settings(void)
 							   "One sync worker runs for each database in the list.",
 							   &flusso_database, "postgres", PGC_SIGHUP, 0,
 							   check_database, NULL, NULL);
-	DefineCustomStringVariable("flusso.opensearch_url",
-							   "OpenSearch node URLs, comma-separated; empty for a dry run.",
-							   "With several URLs, requests fail over to the next node.",
-							   &flusso_opensearch_url, "", PGC_SIGHUP, HIDDEN_SETTING,
-							   check_opensearch_url, assign_opensearch_url, show_url);
-	DefineCustomStringVariable("flusso.opensearch_user",
-							   "User name for HTTP basic authentication to OpenSearch.",
-							   NULL, &flusso_opensearch_user, "", PGC_SIGHUP,
-							   HIDDEN_SETTING, NULL, NULL, show_user);
-	DefineCustomStringVariable("flusso.opensearch_password",
-							   "Password for HTTP basic authentication to OpenSearch.",
-							   "flusso.opensearch_password_file is the safer way to give it.",
-							   &flusso_opensearch_password, "", PGC_SIGHUP,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, assign_opensearch_password, show_password);
-	DefineCustomStringVariable("flusso.opensearch_password_file",
-							   "File holding the password for OpenSearch (readable by its owner only).",
-							   "It takes precedence over flusso.opensearch_password.",
-							   &flusso_opensearch_password_file, "", PGC_SIGHUP,
-							   HIDDEN_SETTING, check_password_file, NULL, show_password_file);
-	DefineCustomStringVariable("flusso.opensearch_client_cert",
-							   "Client certificate for mutual TLS with OpenSearch (PEM).",
-							   NULL, &flusso_opensearch_client_cert, "", PGC_SIGHUP,
-							   HIDDEN_SETTING, check_readable_file, NULL, show_client_cert);
-	DefineCustomStringVariable("flusso.opensearch_client_key",
-							   "Private key of the client certificate (PEM).",
-							   NULL, &flusso_opensearch_client_key, "", PGC_SIGHUP,
-							   HIDDEN_SETTING, check_readable_file, NULL, show_client_key);
-	DefineCustomStringVariable("flusso.opensearch_ca_file",
-							   "File of CA certificates that verify OpenSearch's TLS certificate.",
-							   "Empty means the system's default CA store.",
-							   &flusso_opensearch_ca_file, "", PGC_SIGHUP,
-							   HIDDEN_SETTING, check_readable_file, NULL, show_ca_file);
-	DefineCustomBoolVariable("flusso.opensearch_tls_verify",
-							 "Verify OpenSearch's TLS certificate and host name.",
-							 NULL, &flusso_opensearch_tls_verify, true,
-							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("flusso.request_timeout",
 							"Time after which a request to OpenSearch is abandoned and retried.",
 							NULL, &flusso_request_timeout, 30000, 100, 3600 * 1000,
@@ -672,27 +408,11 @@ define_definition_settings(void)
 void
 flusso_define_settings(void)
 {
+	flusso_define_connection_settings();
 	define_connection_settings();
 	define_pipeline_settings();
 	define_definition_settings();
 	MarkGUCPrefixReserved("flusso");
-}
-
-/* A flusso setting by name, in any letter case, or NULL. */
-static struct config_generic *
-find_setting(const char *name)
-{
-	int			n;
-	struct config_generic **settings = compat_get_guc_variables(&n);
-	int			i;
-
-	if (pg_strncasecmp(name, "flusso.", 7) != 0)
-		return NULL;
-	for (i = 0; i < n; i++)
-		if (pg_strcasecmp(settings[i]->name, name) == 0 &&
-			(settings[i]->flags & GUC_CUSTOM_PLACEHOLDER) == 0)
-			return settings[i];
-	return NULL;
 }
 
 /*
@@ -746,8 +466,10 @@ flusso_check_setting(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *value = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	struct config_generic *setting = find_setting(name);
+	struct config_generic *setting = flusso_find_setting(name);
 	bool		restart;
+	char	   *problem;
+	char	   *hint;
 
 	if (setting == NULL)
 		ereport(ERROR,
@@ -766,6 +488,16 @@ flusso_check_setting(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	if (!check_names_exist(setting->name, value))
 		PG_RETURN_BOOL(false);
+	problem = flusso_connection_problem_with(setting->name, value, &hint);
+	if (problem)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s", problem),
+				 errdetail("A reload would accept it, and the sync worker would send nothing to the search engine until this is fixed."),
+				 errhint("%s", hint)));
+		PG_RETURN_BOOL(false);
+	}
 	if (restart)
 		ereport(NOTICE,
 				(errmsg("%s takes effect only at a server restart", setting->name),

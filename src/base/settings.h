@@ -25,16 +25,7 @@ typedef enum FlussoFailoverSlots
 } FlussoFailoverSlots;
 
 extern char *flusso_database;
-extern char *flusso_opensearch_url;
-extern const char *flusso_opensearch_url_full;	/* with its password */
-extern char *flusso_opensearch_user;
-extern char *flusso_opensearch_password;
-extern char *flusso_opensearch_ca_file;
-extern char *flusso_opensearch_password_file;
-extern char *flusso_opensearch_client_cert;
-extern char *flusso_opensearch_client_key;
 extern char *flusso_role;
-extern bool flusso_opensearch_tls_verify;
 extern char *flusso_slot_name;
 extern int	flusso_batch_size;
 extern int	flusso_batch_bytes;
@@ -57,12 +48,6 @@ extern int	flusso_lock_timeout;
 extern int	flusso_failover_slots;
 
 extern void flusso_define_settings(void);
-
-/* The password: flusso.opensearch_password, or read from the password file. */
-extern char *flusso_opensearch_secret(void);
-
-/* "a, b" -> list of palloc'd, trimmed, non-empty strings */
-extern List *flusso_split_list(const char *value);
 
 extern const char *flusso_on_error_name(int policy);
 

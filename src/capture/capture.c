@@ -64,6 +64,7 @@
 #include "base/compat.h"
 #include "base/flusso.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "base/strset.h"
 #include "capture/capture.h"
 #include "status/observer.h"

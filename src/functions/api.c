@@ -39,6 +39,7 @@
 #include "base/guard.h"
 #include "base/rights.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "definition/check.h"
 #include "definition/definition.h"
 #include "definition/mapping.h"

@@ -32,6 +32,7 @@
 #include "base/flusso.h"
 #include "base/rights.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "definition/stored.h"
 #include "status/status.h"
 

@@ -66,10 +66,12 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
+#include "base/connection.h"
 #include "base/guard.h"
 #include "base/redact.h"
 #include "base/rights.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "definition/definition.h"
 #include "definition/parse.h"
 #include "definition/sqlgen.h"
@@ -221,9 +223,10 @@ answer_raise(const SearchAnswer *a, const char *index, const char *what)
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not reach OpenSearch at \"%s\"", a->node),
 				 errdetail("%s for index \"%s\" failed: %s%s.", what, index, a->failure,
-						   list_length(flusso_split_list(flusso_opensearch_url)) > 1 ?
-						   " (every URL in flusso.opensearch_url was tried)" : ""),
-				 errhint("Check that OpenSearch runs and that flusso.opensearch_url names it; flusso.status shows what the sync worker sees.")));
+						   list_length(flusso_split_list(GetConfigOption(flusso_connection_url_setting(), false, false))) > 1 ?
+						   psprintf(" (every URL in %s was tried)", flusso_connection_url_setting()) : ""),
+				 errhint("Check that OpenSearch runs and that %s names it; flusso.status shows what the sync worker sees.",
+						 flusso_connection_url_setting())));
 	if (a->no_index)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

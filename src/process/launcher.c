@@ -43,6 +43,7 @@
 
 #include "base/flusso.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "process/launcher.h"
 #include "status/status.h"
 

@@ -44,6 +44,7 @@
 #include "base/redact.h"
 #include "base/rights.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
 #include "capture/capture.h"
 #include "pipeline/engine.h"
 #include "process/worker.h"

@@ -60,8 +60,9 @@ typedef struct BulkRequest
 	FlussoHttpRequest *http;
 	TimestampTz sent_at;
 	bool		done;
-	bool		whole_retry;	/* transport error, 429/5xx, unreadable answer */
+	bool		whole_retry;	/* transport error, 401/403, 429/5xx, unreadable answer */
 	bool		too_large;		/* 413 */
+	bool		renewed;		/* sent again at once with renewed credentials */
 	char	   *failure;		/* why the whole request failed */
 	double		elapsed_ms;
 

@@ -16,11 +16,24 @@
  *	  record, and errors surface after curl returns;
  *	- CURLOPT_NOSIGNAL is set on every handle.
  *
+ * Authentication is what the options say: basic (libcurl's), an
+ * Authorization header given whole, or AWS SigV4 (libcurl's signer,
+ * CURLOPT_AWS_SIGV4).  The signer signs every header of
+ * CURLOPT_HTTPHEADER, so under SigV4 this file adds only headers that may
+ * be signed: x-amz-security-token, x-amz-content-sha256 (the body's
+ * SHA-256, computed here: libcurl adds it for s3 only), and the "Expect:"
+ * that stops libcurl's 100-continue only with libcurl 8.3 or later
+ * (before, the removal is signed though not sent, and every signature
+ * fails).  The body goes as CURLOPT_POSTFIELDS: a body sent through a
+ * read callback would be signed as empty.
+ *
  * It knows nothing about OpenSearch: search.c builds on it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <openssl/evp.h>
 
 #include "miscadmin.h"
 #include "portability/instr_time.h"
@@ -183,6 +196,8 @@ set_request_options(FlussoHttpRequest *req, const char *method, const char *url,
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, req->headers);
+	if (opts->aws_sigv4)
+		curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, opts->aws_sigv4);
 	if (opts->user && opts->user[0])
 	{
 		curl_easy_setopt(easy, CURLOPT_USERNAME, opts->user);
@@ -196,11 +211,99 @@ set_request_options(FlussoHttpRequest *req, const char *method, const char *url,
 	}
 }
 
+/* Append "name: value" to headers; *ok goes false when out of memory. */
+static struct curl_slist *
+add_header(struct curl_slist *headers, bool *ok, const char *name, const char *value)
+{
+	char	   *line = psprintf("%s: %s", name, value);
+	struct curl_slist *added = curl_slist_append(headers, line);
+
+	pfree(line);
+	if (added == NULL)
+	{
+		*ok = false;
+		return headers;
+	}
+	return added;
+}
+
+/* The hex SHA-256 of body, as x-amz-content-sha256 wants it. */
+static char *
+body_sha256(const char *body, size_t body_len)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	char	   *hex;
+	unsigned int i;
+
+	if (EVP_Digest(body ? body : "", body ? body_len : 0, digest, &len, EVP_sha256(), NULL) != 1)
+		elog(ERROR, "could not compute the SHA-256 of a request body");
+	hex = palloc(len * 2 + 1);
+	for (i = 0; i < len; i++)
+		sprintf(hex + i * 2, "%02x", digest[i]);
+	return hex;
+}
+
+/* Does this libcurl sign a header removal ("Expect:")?  Before 8.3 it does. */
+static bool
+signs_removed_headers(void)
+{
+	return curl_version_info(CURLVERSION_NOW)->version_num < 0x080300;
+}
+
+/* The request's headers (maybe none); *ok false when out of memory. */
+static struct curl_slist *
+request_headers(const char *content_type, const char *body, size_t body_len,
+				const FlussoHttpOptions *opts, bool *ok_out)
+{
+	struct curl_slist *headers = NULL;
+	struct curl_slist *added;
+	bool		ok = true;
+
+	if (content_type)
+		headers = add_header(headers, &ok, "Content-Type", content_type);
+	if (opts->authorization)
+		headers = add_header(headers, &ok, "Authorization", opts->authorization);
+	if (opts->aws_sigv4 && opts->aws_session_token)
+		headers = add_header(headers, &ok, "x-amz-security-token", opts->aws_session_token);
+	if (opts->aws_sigv4 && opts->aws_content_sha256)
+		headers = add_header(headers, &ok, "x-amz-content-sha256", body_sha256(body, body_len));
+	if (!(opts->aws_sigv4 && signs_removed_headers()))
+	{
+		added = curl_slist_append(headers, "Expect:");
+		ok = ok && added != NULL;
+		headers = added ? added : headers;
+	}
+	*ok_out = ok;
+	if (!ok)
+	{
+		curl_slist_free_all(headers);
+		return NULL;
+	}
+	return headers;
+}
+
+FlussoHttpRequest *
+flusso_http_refuse(const char *message)
+{
+	FlussoHttpRequest *req = calloc(1, sizeof(FlussoHttpRequest));
+
+	if (req == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	req->done = true;
+	req->result = CURLE_LOGIN_DENIED;
+	strlcpy(req->errbuf, message, sizeof(req->errbuf));
+	done_queue_push(&done, &req->done_node);
+	SetLatch(MyLatch);			/* whoever waits for it collects it at once */
+	return req;
+}
+
 FlussoHttpRequest *
 flusso_http_start(const char *method, const char *url, const char *content_type,
 				  const char *body, size_t body_len, const FlussoHttpOptions *opts)
 {
 	FlussoHttpRequest *req = calloc(1, sizeof(FlussoHttpRequest));
+	bool		headers_ok;
 
 	if (req == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -209,15 +312,8 @@ flusso_http_start(const char *method, const char *url, const char *content_type,
 	req->body_len = body_len;
 	req->response_limit = 256 * 1024 * 1024;
 	req->easy = curl_easy_init();
-	if (content_type)
-	{
-		char		header[128];
-
-		snprintf(header, sizeof(header), "Content-Type: %s", content_type);
-		req->headers = curl_slist_append(req->headers, header);
-	}
-	req->headers = curl_slist_append(req->headers, "Expect:");
-	if (req->easy == NULL || req->headers == NULL)
+	req->headers = request_headers(content_type, body, body_len, opts, &headers_ok);
+	if (req->easy == NULL || !headers_ok)
 	{
 		flusso_http_free(req);
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));

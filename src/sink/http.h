@@ -41,8 +41,12 @@ typedef struct FlussoHttpRequest
 
 typedef struct FlussoHttpOptions
 {
-	const char *user;
-	const char *password;
+	const char *user;			/* basic; with aws_sigv4, the access key id */
+	const char *password;		/* basic; with aws_sigv4, the secret key */
+	const char *authorization;	/* the Authorization header's value, or NULL */
+	const char *aws_sigv4;		/* CURLOPT_AWS_SIGV4 "aws:amz:<region>:<service>", or NULL */
+	const char *aws_session_token;	/* x-amz-security-token, or NULL */
+	bool		aws_content_sha256; /* send x-amz-content-sha256 (signed) */
 	const char *ca_file;
 	const char *client_cert;
 	const char *client_key;
@@ -61,6 +65,12 @@ extern FlussoHttpRequest *flusso_http_start(const char *method, const char *url,
 											const char *content_type,
 											const char *body, size_t body_len,
 											const FlussoHttpOptions *opts);
+
+/*
+ * A request that is not sent: it is done at once, failed with message as
+ * its transport error (the settings do not allow any request).
+ */
+extern FlussoHttpRequest *flusso_http_refuse(const char *message);
 
 /*
  * Wait up to timeout_ms for the latch, a socket or curl's timer, and drive

@@ -6,9 +6,12 @@
  *
  * Bulk requests are started on the process's one curl multi handle and
  * complete while the worker waits on its latch and the sockets together.
- * A finished request is classified here (transport failure, 429/5xx, 413,
- * or an answer read item by item by bulkparse.c); what to do about it is
- * the engine's business.  Index management runs synchronously: it only
+ * A finished request is classified here (transport failure, refused
+ * credentials (401/403: retried like a 5xx, never a document's failure),
+ * 429/5xx, 413, or an answer read item by item by bulkparse.c); what to do
+ * about it is the engine's business.  An answer saying the credentials
+ * expired is sent once more at once when the credential files, read
+ * again, changed.  Index management runs synchronously: it only
  * happens when an index is created, swapped or dropped.  Physical indexes
  * carry a _meta.flusso marker; an index of the same name without it was
  * not made by flusso and is never touched: every destructive call (a drop,
@@ -395,7 +398,7 @@ refuse_bulk(BulkRequest *req)
 }
 
 static void
-opensearch_send(BulkRequest *req)
+start_bulk(BulkRequest *req)
 {
 	req->done = false;
 	req->whole_retry = false;
@@ -410,6 +413,13 @@ opensearch_send(BulkRequest *req)
 	req->http->user = req;
 	req->sent_at = GetCurrentTimestamp();
 	sent++;
+}
+
+static void
+opensearch_send(BulkRequest *req)
+{
+	req->renewed = false;
+	start_bulk(req);
 }
 
 /* Fill req's outcome from its finished HTTP request. */
@@ -433,6 +443,12 @@ classify(BulkRequest *req)
 	{
 		req->whole_retry = true;
 		req->failure = answer_problem(http, "OpenSearch refused the bulk request");
+	}
+	else if (http->status == 401 || http->status == 403)
+	{
+		/* the credentials, not the documents: nothing goes to a failure policy */
+		req->whole_retry = true;
+		req->failure = answer_problem(http, "the search engine refused the credentials of the bulk request");
 	}
 	else if (http->status != 200)
 	{
@@ -466,6 +482,15 @@ collect(void)
 	{
 		BulkRequest *req = (BulkRequest *) http->user;
 
+		if (!req->renewed && flusso_search_renew_credentials(http))
+		{
+			flusso_http_free(http);
+			req->http = NULL;
+			sent--;
+			req->renewed = true;
+			start_bulk(req);
+			continue;
+		}
 		classify(req);
 		flusso_http_free(http);
 		req->http = NULL;

@@ -4,11 +4,24 @@
  *	  The search engine's client: which node to talk to, with which
  *	  credentials, and whether it answers.
  *
- * This file owns the node list parsed from flusso.opensearch_url, the
- * request options (basic auth, TLS, timeout) and failover: a request goes
- * to the current node, and a transport failure moves the current node to
- * the next URL in the list.  Its names (flusso_search_*) say "search
- * engine", not OpenSearch: the same client is to serve Elasticsearch.
+ * This file owns the node list parsed from flusso.search_url, the
+ * request options (TLS, timeout, and the credentials credentials.c reads)
+ * and failover: a request goes to the current node, and a transport
+ * failure moves the current node to the next URL in the list.  Its names
+ * (flusso_search_*) say "search engine", not OpenSearch: the same client
+ * is to serve Elasticsearch.
+ *
+ * Authentication: when the settings allow no request (two methods set, a
+ * credentials file that cannot be read), a request is refused here, done
+ * at once with that reason as its transport error, so nothing is sent and
+ * nothing confirmed.  When the engine answers 401 or 403 saying the token
+ * expired, the credential files are read again and, if they changed, the
+ * request is sent once more (flusso_search_request(), and the bulk sink
+ * through flusso_search_auth_expired()).  Under SigV4 the query string is
+ * written in AWS's canonical form (sorted, every reserved character
+ * percent-encoded), which libcurl before 8.3 signs as it is, and a path
+ * libcurl before 8.14 would sign wrongly (anything but [A-Za-z0-9-_.~/])
+ * is refused with the reason.
  *
  * It also owns what the engine is: the worker reads GET / when it first
  * needs the engine, at every ping, and again after a node failed or the
@@ -32,7 +45,10 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "base/connection.h"
 #include "base/settings.h"
+#include "base/settingutil.h"
+#include "sink/credentials.h"
 #include "sink/search.h"
 
 static void forget_engine(void);
@@ -46,6 +62,22 @@ static FlussoEngineInfo engine;
 static char *refusal = NULL;	/* in TopMemoryContext; NULL: supported or unknown */
 static char unknown_reason[256];	/* why the last GET / told nothing */
 
+/* Log once that a setting is set under both names, and which one is used. */
+static void
+warn_alias_conflicts(void)
+{
+	static char *said = NULL;
+	char	   *both = flusso_connection_alias_conflicts();
+
+	if (both && (said == NULL || strcmp(said, both) != 0))
+		ereport(WARNING,
+				(errmsg("flusso: %s are set to different values; the engine-neutral name is used", both),
+				 errhint("Remove the old flusso.opensearch_* name from the configuration.")));
+	if (said)
+		pfree(said);
+	said = both ? MemoryContextStrdup(TopMemoryContext, both) : NULL;
+}
+
 /*
  * Read the connection settings.  Returns true when they differ from the
  * ones in use (URL, credentials, TLS files or verification): connections
@@ -56,11 +88,16 @@ flusso_search_configure(void)
 {
 	static char *signature = NULL;
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	List	   *urls = flusso_split_list(flusso_opensearch_url_full);
+	FlussoConnection conn;
+	List	   *urls;
 	ListCell   *lc;
 	char	   *now;
+	char	   *credentials;
 	bool		changed;
 
+	flusso_connection_get(&conn);
+	warn_alias_conflicts();
+	urls = flusso_split_list(conn.url);
 	list_free_deep(nodes);
 	nodes = NIL;
 	foreach(lc, urls)
@@ -75,26 +112,147 @@ flusso_search_configure(void)
 	list_free(urls);			/* its strings are the nodes' */
 	current_node = 0;
 	forget_engine();
-	options.user = flusso_opensearch_user;
-	if (options.password)
-		pfree((char *) options.password);
-	options.password = flusso_opensearch_secret();
-	options.ca_file = flusso_opensearch_ca_file;
-	options.client_cert = flusso_opensearch_client_cert;
-	options.client_key = flusso_opensearch_client_key;
-	options.tls_verify = flusso_opensearch_tls_verify;
+	flusso_credentials_load(&conn);
+	options.ca_file = conn.ca_file;
+	options.client_cert = conn.client_cert;
+	options.client_key = conn.client_key;
+	options.tls_verify = conn.tls_verify;
 	options.timeout_ms = flusso_request_timeout;
-	now = psprintf("%s|%s|%s|%s|%s|%s|%d", flusso_opensearch_url_full,
-				   options.user ? options.user : "", options.password,
-				   options.ca_file ? options.ca_file : "",
-				   options.client_cert ? options.client_cert : "",
-				   options.client_key ? options.client_key : "", (int) options.tls_verify);
+	credentials = flusso_credentials_fingerprint();
+	now = psprintf("%s|%s|%s|%s|%s|%d", conn.url, credentials,
+				   options.ca_file, options.client_cert, options.client_key,
+				   (int) options.tls_verify);
+	pfree(credentials);
 	changed = signature != NULL && strcmp(signature, now) != 0;
 	if (signature)
 		pfree(signature);
 	signature = now;
 	MemoryContextSwitchTo(old);
 	return changed;
+}
+
+/* The credentials in force into the options of the next request. */
+static const FlussoCredentials *
+take_credentials(void)
+{
+	const FlussoCredentials *creds = flusso_credentials_current();
+
+	options.user = creds->user;
+	options.password = creds->password;
+	options.authorization = creds->authorization;
+	options.aws_sigv4 = creds->aws_sigv4;
+	options.aws_session_token = creds->aws_session_token;
+	options.aws_content_sha256 = creds->aws_content_sha256;
+	return creds;
+}
+
+/* ---- SigV4: what libcurl signs as it is ---- */
+
+static bool
+is_unreserved(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* s[0..len) percent-decoded, then percent-encoded as AWS's canonical form wants. */
+static void
+append_canonical(StringInfo out, const char *s, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c == '%' && i + 2 < len && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0)
+		{
+			c = (unsigned char) (hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+			i += 2;
+		}
+		if (is_unreserved(c))
+			appendStringInfoChar(out, (char) c);
+		else
+			appendStringInfo(out, "%%%02X", c);
+	}
+}
+
+/* "name=value" pairs by name, then by value (a name that is a prefix of another sorts first). */
+static int
+compare_pairs(const ListCell *a, const ListCell *b)
+{
+	const char *x = lfirst(a);
+	const char *y = lfirst(b);
+	size_t		xn = strcspn(x, "=");
+	size_t		yn = strcspn(y, "=");
+	int			c = strncmp(x, y, Min(xn, yn));
+
+	if (c != 0 || xn != yn)
+		return c != 0 ? c : (xn < yn ? -1 : 1);
+	return strcmp(x + xn, y + yn);
+}
+
+/* path with its query string in AWS's canonical form: name=value pairs encoded and sorted. */
+static char *
+canonical_query(const char *path)
+{
+	const char *query = strchr(path, '?');
+	List	   *pairs = NIL;
+	StringInfoData out;
+	const char *p;
+	ListCell   *lc;
+
+	if (query == NULL)
+		return pstrdup(path);
+	for (p = query + 1; *p;)
+	{
+		const char *end = strchr(p, '&');
+		const char *eq;
+		StringInfoData pair;
+
+		end = end ? end : p + strlen(p);
+		eq = memchr(p, '=', end - p);
+		initStringInfo(&pair);
+		append_canonical(&pair, p, (eq ? eq : end) - p);
+		appendStringInfoChar(&pair, '=');
+		if (eq)
+			append_canonical(&pair, eq + 1, end - eq - 1);
+		if (end > p)
+			pairs = lappend(pairs, pair.data);
+		p = *end ? end + 1 : end;
+	}
+	list_sort(pairs, compare_pairs);
+	initStringInfo(&out);
+	appendBinaryStringInfo(&out, path, query - path);
+	foreach(lc, pairs)
+		appendStringInfo(&out, "%c%s", lc == list_head(pairs) ? '?' : '&', (char *) lfirst(lc));
+	return out.data;
+}
+
+/* Would this libcurl sign path (before any '?') the way AWS does?  Before 8.14 only plain characters are safe. */
+static bool
+path_signable(const char *path)
+{
+	const char *p;
+
+	if (curl_version_info(CURLVERSION_NOW)->version_num >= 0x080e00)
+		return true;
+	for (p = path; *p && *p != '?'; p++)
+		if (!is_unreserved((unsigned char) *p) && *p != '/')
+			return false;
+	return true;
 }
 
 bool
@@ -107,15 +265,36 @@ FlussoHttpRequest *
 flusso_search_start(const char *method, const char *path, const char *content_type,
 					const char *body, size_t body_len)
 {
+	const FlussoCredentials *creds = take_credentials();
 	FlussoHttpRequest *req;
 	char	   *url;
 
 	Assert(nodes != NIL);
+	if (creds->problem)
+		return flusso_http_refuse(creds->problem);
+	if (creds->aws_sigv4 && !path_signable(path))
+		return flusso_http_refuse(psprintf("libcurl %s cannot sign the path of %s %.100s for SigV4 (libcurl 8.14 or later can)",
+										   curl_version_info(CURLVERSION_NOW)->version, method, path));
+	if (creds->aws_sigv4)
+		path = canonical_query(path);
 	url = psprintf("%s%s", (char *) list_nth(nodes, current_node), path);
 	req = flusso_http_start(method, url, content_type, body, body_len, &options);
 	req->node = current_node;
 	pfree(url);
 	return req;
+}
+
+bool
+flusso_search_auth_expired(const FlussoHttpRequest *req)
+{
+	return req->result == CURLE_OK && (req->status == 401 || req->status == 403) &&
+		req->response != NULL && strstr(req->response, "expired") != NULL;
+}
+
+bool
+flusso_search_renew_credentials(const FlussoHttpRequest *req)
+{
+	return flusso_search_auth_expired(req) && flusso_credentials_reread();
 }
 
 bool
@@ -137,6 +316,7 @@ flusso_search_request(const char *method, const char *path, const char *content_
 					  const char *body)
 {
 	FlussoHttpRequest *req = NULL;
+	bool		reread = false;
 	int			attempt;
 
 	for (attempt = 0; attempt < list_length(nodes); attempt++)
@@ -145,8 +325,16 @@ flusso_search_request(const char *method, const char *path, const char *content_
 			flusso_http_free(req);
 		req = flusso_search_start(method, path, content_type, body, body ? strlen(body) : 0);
 		flusso_http_run(req);
-		if (!flusso_search_transport_failed(req))
-			break;
+		if (!reread && flusso_search_auth_expired(req))
+		{
+			reread = true;
+			if (!flusso_credentials_reread())
+				break;			/* the engine's answer stands */
+			attempt--;			/* the same node once more, with the new credentials */
+			continue;
+		}
+		if (!flusso_search_transport_failed(req) || req->easy == NULL)
+			break;				/* answered, or refused here: another node would not do */
 		flusso_search_node_failed(req->node);
 	}
 	return req;

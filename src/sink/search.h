@@ -12,7 +12,7 @@
 #include "sink/http.h"
 #include "status/observer.h"
 
-/* Re-read the flusso.opensearch_* settings (at start and after SIGHUP). */
+/* Read the connection settings and credentials (at start and after SIGHUP); true when they changed. */
 extern bool flusso_search_configure(void);
 
 /* Is a URL set?  Without one the sink is a dry run. */
@@ -22,6 +22,15 @@ extern bool flusso_search_configured(void);
 extern FlussoHttpRequest *flusso_search_start(const char *method, const char *path,
 											  const char *content_type,
 											  const char *body, size_t body_len);
+
+/* Did the engine answer 401 or 403 saying the token or key expired? */
+extern bool flusso_search_auth_expired(const FlussoHttpRequest *req);
+
+/*
+ * After such an answer: read the credential files again; true when they
+ * changed, so the request is worth sending once more.
+ */
+extern bool flusso_search_renew_credentials(const FlussoHttpRequest *req);
 
 /* Did the request fail at the transport level (so another node may do)? */
 extern bool flusso_search_transport_failed(const FlussoHttpRequest *req);

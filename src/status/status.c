@@ -42,6 +42,7 @@
 #include "utils/wait_event.h"
 
 #include "base/compat.h"
+#include "base/connection.h"
 #include "base/redact.h"
 #include "base/settings.h"
 #include "status/status.h"
@@ -630,7 +631,7 @@ obs_reachability(FlussoReachability state, const char *engine, const char *versi
 	strlcpy(my_db_slot->search_version, version ? version : "", FLUSSO_VERSION_LEN);
 	strlcpy(my_db_slot->search_error, shown ? shown : "", FLUSSO_ERROR_LEN);
 	my_db_slot->search_checked_at = GetCurrentTimestamp();
-	my_db_slot->tls_verify = flusso_opensearch_tls_verify;
+	my_db_slot->tls_verify = flusso_connection_tls_verify();
 	LWLockRelease(flusso_shared->lock);
 }
 

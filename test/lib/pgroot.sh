@@ -103,9 +103,9 @@ pgroot_missing() { # pgroot_missing PKG...: those not installed in the root
 }
 
 pgroot_base_packages=(
-	make gcc libc6-dev pkg-config libcurl4-openssl-dev libjson-c-dev
+	make gcc libc6-dev pkg-config libcurl4-openssl-dev libjson-c-dev libssl-dev
 	perl libipc-run-perl libtap-parser-sourcehandler-pgtap-perl
-	python3 python3-psycopg2 curl jq procps locales nginx openssl
+	python3 python3-psycopg2 python3-botocore curl jq procps locales nginx openssl
 )
 
 # Create the root (debootstrap trixie, minbase) once, and install the build
