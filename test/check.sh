@@ -127,9 +127,11 @@ source test/lib/pg.sh
 
 # The TAP files that run end to end against the search engine, each
 # engine-agnostic: sync, failure policies and dead letters, reindex with
-# the alias swap, the engines themselves (detection, refusal, vectors).
+# the alias swap, the engines themselves (detection, refusal, vectors),
+# authentication through the verifying proxy in front of the engine.
 end_to_end_tap_files() {
-	printf '%s\n' test/t/002_sync.pl test/t/003_failures.pl test/t/005_reindex.pl test/t/016_engines.pl
+	printf '%s\n' test/t/002_sync.pl test/t/003_failures.pl test/t/005_reindex.pl test/t/016_engines.pl \
+		test/t/017_auth.pl
 }
 
 # Is layer $1 to run?  (e2e only when named: the TAP layer holds its files)
