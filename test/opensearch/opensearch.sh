@@ -68,7 +68,11 @@ set_engine() {
         engine="${engine%%+*}"
     fi
     [[ -z "$plugins" || "$plugins" == knn ]] || die "unknown plugin '$plugins' (knn is the only one)"
-    [[ -n "$version" || "$plugins" != knn ]] || version="${KNN_VERSIONS%% *}"
+    if [[ "$plugins" == knn ]]; then
+        [[ "$engine" == opensearch || "$engine" == os ]] ||
+            die "--plugins knn is for OpenSearch (Elasticsearch has dense_vector and knn search built in)"
+        [[ -n "$version" ]] || version="${KNN_VERSIONS%% *}"
+    fi
     case "$engine" in
         opensearch | os) engine=opensearch ;;
         elasticsearch | es) engine=elasticsearch ;;
@@ -90,7 +94,6 @@ set_engine() {
         die "Elasticsearch $version is not supported (8.x is)"
     fi
     if [[ "$plugins" == knn ]]; then
-        [[ "$engine" == opensearch ]] || die "--plugins knn is for OpenSearch (Elasticsearch has dense_vector and knn search built in)"
         [[ " $KNN_VERSIONS " == *" $version "* ]] ||
             die "no k-NN plugin for OpenSearch $version: it loads only into the version it was built for, and Maven" \
                 "Central has org.opensearch.plugin:opensearch-knn for $KNN_VERSIONS only (3.5.0.0 needs transport-grpc-spi," \
@@ -445,12 +448,15 @@ DIR="$DEFAULT_DIR"
 
 node_pid() { if [[ -f "$DIR/node$1.pid" ]]; then cat "$DIR/node$1.pid"; fi; }
 
-# true if node $1's recorded pid is a live test-node JVM of this DIR (guards against pid reuse)
+# true if node $1's recorded pid is a live test-node JVM of this DIR (guards against pid reuse). The arguments are
+# read whole before grep looks at them: in a pipe, grep -q stops at the match and tr, still writing a long command
+# line, dies of SIGPIPE, which pipefail turns into "not alive" (as a first k-NN build's training node was taken for)
 node_alive() {
-    local pid
+    local pid args
     pid="$(node_pid "$1")"
     [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "-Epath.home=$DIR/node$1"
+    args="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    grep -qxF -- "-Epath.home=$DIR/node$1" <<<"$args"
 }
 
 # true while process $1 exists and is not a zombie

@@ -89,18 +89,19 @@ SKIP:
 		'a list of vectors: refused');
 	$node->safe_psql($db, q{SELECT flusso.drop_index('t16-sparse')});
 
-	# documents carry vectors as arrays of numbers
-	$node->safe_psql($db, q{SELECT flusso.create_index('t16-docs', '{"table": "t16_docs"}')});
+	# documents carry vectors as arrays of numbers; on OpenSearch with the plugin (check.sh --engine
+	# opensearch:2.19.1+knn), mapped with the lucene method: the test node has no native engine
+	my (undef, $plugins) = FlussoTest::os_request('GET', '/_cat/plugins?format=json');
+	$knn_plugin = ref $plugins eq 'ARRAY' && grep { ($_->{component} // '') =~ /knn/ } @$plugins;
+	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-docs', '${\ vector_definition($knn_plugin ? $lucene_hnsw : undef)}')});
 	my $preview = $json->decode($node->safe_psql($db, q{SELECT flusso.preview('t16-docs', '2')}));
 	is_deeply([ $preview->{embedding}, $preview->{half} ], [ [ 0, 1, 0 ], [ 0, 1, 0 ] ],
 		'preview: vector and halfvec are arrays of numbers');
 
-	my (undef, $plugins) = FlussoTest::os_request('GET', '/_cat/plugins?format=json');
-	$knn_plugin = ref $plugins eq 'ARRAY' && grep { ($_->{component} // '') =~ /knn/ } @$plugins;
 	if ($engine eq 'elasticsearch' || $knn_plugin)
 	{
 		vectors_synced_and_searched($engine eq 'elasticsearch' ?
-			  [ 'dense_vector', 3, 'l2_norm' ] : [ 'knn_vector', 3 ]);
+			  ([ 'dense_vector', 3, 'l2_norm' ]) : ([ 'knn_vector', 3, 'lucene' ], $lucene_hnsw));
 	}
 	else
 	{
@@ -186,7 +187,7 @@ $fake->kill_kill;
 SKIP:
 {
 	skip 'pgvector is not installed', 1 unless $has_vector;
-	skip "$engine has k-NN search itself (tested above)", 1 if $engine eq 'elasticsearch' || $knn_plugin;
+	skip "$engine $version has k-NN search itself (tested above)", 1 if $engine eq 'elasticsearch' || $knn_plugin;
 	skip "OpenSearch with the k-NN plugin cannot be had: $ENV{FLUSSO_KNN_UNAVAILABLE}", 1
 	  if $ENV{FLUSSO_KNN_UNAVAILABLE};
 	my $knn_dir = "$PostgreSQL::Test::Utils::tmp_check/knn-opensearch";
@@ -225,11 +226,8 @@ done_testing();
 sub vectors_synced_and_searched
 {
 	my ($mapping, $method) = @_;
-	my $definition = { table => 't16_docs' };
-	$definition->{opensearch}{mappings}{properties}{$_} = { type => 'knn_vector', dimension => 3, method => $method }
-	  for $method ? qw(embedding half) : ();
-	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-docs', '${\ $json->encode($definition)}')})
-	  unless $node->safe_psql($db, q{SELECT count(*) FROM flusso.index_status WHERE name = 't16-docs'});
+	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-docs', '${\ vector_definition($method)}')})
+	  unless $node->safe_psql($db, q{SELECT count(*) FROM flusso.indexes WHERE name = 't16-docs'});
 	ok(FlussoTest::wait_synced($node, $db), 'vectors synced');
 	my (undef, $map) = FlussoTest::os_request('GET', '/t16-docs/_mapping');
 	my ($physical) = keys %$map;
@@ -268,6 +266,16 @@ sub vectors_synced_and_searched
 		DELETE FROM t16_docs WHERE id = 6;
 		UPDATE t16_docs SET embedding = '[0,0,1]' WHERE id = 3;
 	});
+}
+
+# The definition of t16-docs, as JSON; with $method, both vector fields are mapped as knn_vector with that method.
+sub vector_definition
+{
+	my ($method) = @_;
+	my $definition = { table => 't16_docs' };
+	$definition->{opensearch}{mappings}{properties}{$_} = { type => 'knn_vector', dimension => 3, method => $method }
+	  for $method ? qw(embedding half) : ();
+	return $json->encode($definition);
 }
 
 # Elasticsearch: a knn_vector with a method (as a definition written for OpenSearch has) becomes a dense_vector of
