@@ -192,6 +192,16 @@ test/opensearch/opensearch.sh build
 url=$(as_pg test/opensearch/opensearch.sh start --dir "$work/opensearch")
 echo "$(cat "$work/opensearch/engine") at $url" >&2
 
+# 016_engines.pl tests k-NN search on OpenSearch with the k-NN plugin, in a node of its own: built here, as root
+# (the plugin from Maven Central); when it cannot be had, the test says why and skips that part
+knn_unavailable=""
+if [[ "$(cat "$work/opensearch/engine")" == opensearch:* ]] && { wanted tap || wanted e2e; }; then
+	if ! test/opensearch/opensearch.sh build --plugins knn 2>"$work.knn-build.log"; then
+		knn_unavailable="building OpenSearch with the k-NN plugin failed: $(grep -m 1 'error:' "$work.knn-build.log" || tail -n 1 "$work.knn-build.log")"
+		echo "$knn_unavailable" >&2
+	fi
+fi
+
 log "starting PostgreSQL"
 port=$(free_port)
 pg_cluster_start "$work/pg" "$port" \
@@ -233,6 +243,7 @@ run_prove() {
 		TESTDIR="$dir" FLUSSO_ROOT="$root" FLUSSO_OPENSEARCH_URL="$url" \
 		PG_REGRESS="$PG_PGXS/src/test/regress/pg_regress" \
 		FLUSSO_OPENSEARCH_DIR="$work/opensearch" \
+		FLUSSO_KNN_UNAVAILABLE="$knn_unavailable" \
 		FLUSSO_FAULT_MODE="${FLUSSO_FAULT_MODE:-short}" FLUSSO_ASAN="${FLUSSO_ASAN:-}" \
 		FLUSSO_FAULT_RESULTS="${FLUSSO_FAULT_RESULTS:-$dir/fault-results.jsonl}" \
 		FLUSSO_PG_MAJOR="$PG_MAJOR" \

@@ -45,8 +45,12 @@ extern const char *flusso_engine_supported(void);
 
 /*
  * The engine-neutral index body that definition/mapping.c derives, in the
- * dialect of the engine (vector fields, the settings they need).
+ * dialect of the engine (vector fields, the settings they need).  NULL,
+ * with *problem naming the field's definition path, when a vector field
+ * the definition maps has no counterpart on the engine (a knn_vector
+ * method on Elasticsearch that dense_vector cannot say).
  */
-extern char *flusso_engine_index_body(const FlussoEngineInfo *info, const char *body);
+extern char *flusso_engine_index_body(const FlussoEngineInfo *info, const char *body,
+									  char **problem);
 
 #endif							/* FLUSSO_ENGINES_H */

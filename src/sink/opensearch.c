@@ -190,9 +190,16 @@ opensearch_prepare_index(const char *physical, const char *body, const char *ind
 	http = flusso_search_request("GET", psprintf("/%s/_mapping", flusso_search_path_segment(physical)), NULL, NULL);
 	if (index_not_found(http))
 	{
+		char	   *engine_body = flusso_engine_index_body(flusso_search_engine(), body, &error);
+
 		flusso_http_free(http);
+		if (engine_body == NULL)
+		{
+			*permanent = true;
+			return psprintf("could not create index \"%s\": %s", physical, error);
+		}
 		http = flusso_search_request("PUT", psprintf("/%s", flusso_search_path_segment(physical)), "application/json",
-									 flusso_engine_index_body(flusso_search_engine(), body));
+									 engine_body);
 		if (http->result == CURLE_OK && http->status == 200)
 			*created = true;
 		else

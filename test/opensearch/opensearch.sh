@@ -13,8 +13,10 @@
 #   opensearch.sh build
 #   opensearch.sh engines                      (the engines and versions known to work)
 #
-# Every command also takes --engine opensearch|elasticsearch and --version X (or FLUSSO_ENGINE=ENGINE[:VERSION],
-# e.g. FLUSSO_ENGINE=elasticsearch:8.17.0); restart uses the engine that start recorded in DIR.
+# Every command also takes --engine opensearch|elasticsearch, --version X and --plugins knn (or
+# FLUSSO_ENGINE=ENGINE[:VERSION][+knn], e.g. FLUSSO_ENGINE=elasticsearch:8.17.0 or opensearch:2.19.1+knn); restart
+# uses the engine that start recorded in DIR. --plugins knn adds OpenSearch's k-NN plugin (Maven Central has it for
+# 2.19.1 only; its native engines are missing: map knn_vector fields with "engine": "lucene").
 # Only the URL goes to stdout (start, restart, url) or the health JSON (status); progress goes to stderr.
 set -euo pipefail
 
@@ -39,7 +41,12 @@ DEFAULT_ELASTICSEARCH_VERSION=8.17.0
 COMPILE_OPENSEARCH_VERSION=2.19.6
 COMPILE_ELASTICSEARCH_VERSION=8.17.0
 # Versions run end to end by smoke.sh (others of the same major may work: they are built the same way)
-KNOWN_ENGINES="opensearch:2.19.6 opensearch:3.3.0 elasticsearch:8.17.0"
+KNOWN_ENGINES="opensearch:2.19.6 opensearch:3.3.0 elasticsearch:8.17.0 opensearch:2.19.1+knn"
+# OpenSearch's k-NN plugin (org.opensearch.plugin:opensearch-knn:VERSION.0, a zip) loads only into the OpenSearch
+# version it was built for; Maven Central has 2.19.1.0 and 3.5.0.0, and 3.5.0.0 needs transport-grpc-spi, which
+# is not there (README.md)
+KNN_VERSIONS="2.19.1"
+KNN_PLUGIN_CLASS="org.opensearch.knn.plugin.KNNPlugin"
 
 ENGINE=""         # opensearch | elasticsearch
 VERSION=""        # e.g. 2.19.6
@@ -47,10 +54,25 @@ ENGINE_GIVEN=0    # 1 when --engine/--version chose it
 TARGET=""         # $HERE/target/$ENGINE-$VERSION: jars, launcher, CDS archive of this engine
 CDS_ARCHIVE=""
 ENGINE_LABEL=""   # OpenSearch 2.19.6
+PLUGINS=""        # "" or knn (OpenSearch's k-NN plugin)
+ENGINE_SPEC=""    # opensearch:2.19.6, opensearch:2.19.1+knn: what DIR/engine records
 
-# set_engine ENGINE VERSION: validates and sets the globals above
+# set_engine ENGINE VERSION [PLUGINS]: validates and sets the globals above; VERSION may end in +knn
 set_engine() {
-    local engine="$1" version="$2"
+    local engine="$1" version="$2" plugins="${3:-}"
+    if [[ "$version" == *+* ]]; then
+        plugins="${version#*+}"
+        version="${version%%+*}"
+    elif [[ "$engine" == *+* ]]; then
+        plugins="${engine#*+}"
+        engine="${engine%%+*}"
+    fi
+    [[ -z "$plugins" || "$plugins" == knn ]] || die "unknown plugin '$plugins' (knn is the only one)"
+    if [[ "$plugins" == knn ]]; then
+        [[ "$engine" == opensearch || "$engine" == os ]] ||
+            die "--plugins knn is for OpenSearch (Elasticsearch has dense_vector and knn search built in)"
+        [[ -n "$version" ]] || version="${KNN_VERSIONS%% *}"
+    fi
     case "$engine" in
         opensearch | os) engine=opensearch ;;
         elasticsearch | es) engine=elasticsearch ;;
@@ -71,11 +93,20 @@ set_engine() {
     if [[ "$engine" == elasticsearch ]] && ((major != 8)); then
         die "Elasticsearch $version is not supported (8.x is)"
     fi
+    if [[ "$plugins" == knn ]]; then
+        [[ " $KNN_VERSIONS " == *" $version "* ]] ||
+            die "no k-NN plugin for OpenSearch $version: it loads only into the version it was built for, and Maven" \
+                "Central has org.opensearch.plugin:opensearch-knn for $KNN_VERSIONS only (3.5.0.0 needs transport-grpc-spi," \
+                "which is not there); use --version ${KNN_VERSIONS%% *}"
+    fi
     ENGINE="$engine"
     VERSION="$version"
-    TARGET="$HERE/target/$ENGINE-$VERSION"
+    PLUGINS="$plugins"
+    ENGINE_SPEC="$ENGINE:$VERSION${PLUGINS:++$PLUGINS}"
+    TARGET="$HERE/target/$ENGINE-$VERSION${PLUGINS:+-$PLUGINS}"
     CDS_ARCHIVE="$TARGET/flusso-node.jsa"
     if [[ "$ENGINE" == opensearch ]]; then ENGINE_LABEL="OpenSearch $VERSION"; else ENGINE_LABEL="Elasticsearch $VERSION"; fi
+    [[ -z "$PLUGINS" ]] || ENGINE_LABEL+=" with the k-NN plugin"
 }
 
 # the Java feature release the engine needs at least
@@ -94,8 +125,8 @@ engine_from_dir() {
     local recorded
     recorded="$(cat "$DIR/engine")"
     if ((ENGINE_GIVEN)); then
-        [[ "$recorded" == "$ENGINE:$VERSION" ]] ||
-            die "$DIR was started with $recorded, not $ENGINE:$VERSION (leave out --engine/--version)"
+        [[ "$recorded" == "$ENGINE_SPEC" ]] ||
+            die "$DIR was started with $recorded, not $ENGINE_SPEC (leave out --engine/--version/--plugins)"
         return 0
     fi
     set_engine "${recorded%%:*}" "${recorded#*:}"
@@ -248,7 +279,7 @@ pom_file() { if [[ "$ENGINE" == opensearch ]]; then echo "$HERE/pom.xml"; else e
 # A hash of everything the build reads; the build is skipped while it matches.
 build_hash() {
     (cd "$HERE" && {
-        printf '%s\n' "$ENGINE:$VERSION"
+        printf '%s\n' "$ENGINE_SPEC"
         cat "$(pom_file)"
         find src -type f | LC_ALL=C sort | xargs cat
         printf '%s\n' "$JAVA" "$JAVA_VERSION_TEXT"
@@ -306,6 +337,7 @@ build() {
         # 2. the jars of the version asked for, beside it
         run_mvn "-D$property=$VERSION" dependency:copy-dependencies@copy-runtime-deps
         [[ -f "$TARGET/flusso-testnode.jar" && -d "$TARGET/lib" ]] || die "build produced no jar/lib in $TARGET"
+        [[ "$PLUGINS" == knn ]] && add_knn_plugin
         set_classpath
         printf '%s\n' "$want" >"$TARGET/.flusso-build"
         log "build of $ENGINE_LABEL done in $((SECONDS - t0))s ($(du -sm "$TARGET/lib" | cut -f1) MB of jars)"
@@ -316,6 +348,43 @@ build() {
         printf '%s\n' "$want" >"$TARGET/.flusso-cds"
     fi
     exec 8>&-
+}
+
+# 3. for --plugins knn: the k-NN plugin's zip from Maven Central, its jars beside the engine's (the jars the engine
+# already has, by artifact name, are kept: the plugin's own copies would be a second version on the class path)
+add_knn_plugin() {
+    local artifact="org.opensearch.plugin:opensearch-knn:$VERSION.0:zip" zip jar name
+    if ! (cd "$HERE" && JAVA_HOME="$MVN_JAVA_HOME" mvn -q -B -ntp -f "$(pom_file)" "-Dflusso.target=$TARGET" \
+        dependency:copy "-Dartifact=$artifact" "-DoutputDirectory=$TARGET/plugins" </dev/null >>"$TARGET/build.log" 2>&1); then
+        tail -n 20 "$TARGET/build.log" >&2 || true
+        die "could not download the k-NN plugin $artifact from Maven Central (full output in $TARGET/build.log)"
+    fi
+    zip="$TARGET/plugins/opensearch-knn-$VERSION.0.zip"
+    [[ -f "$zip" ]] || die "mvn dependency:copy left no $zip"
+    rm -rf "$TARGET/plugins/knn"
+    mkdir -p "$TARGET/plugins/knn"
+    (cd "$TARGET/plugins/knn" && "$MVN_JAVA_HOME/bin/jar" xf "$zip") ||
+        die "could not unpack $zip"
+    for jar in "$TARGET/plugins/knn"/*.jar; do
+        name="$(basename "$jar" | sed -E 's/-[0-9][^-]*(-jre)?\.jar$//')"
+        if compgen -G "$TARGET/lib/$name-[0-9]*.jar" >/dev/null; then
+            log "k-NN plugin: keeping the engine's $(basename "$(compgen -G "$TARGET/lib/$name-[0-9]*.jar" | head -n 1)")," \
+                "not the plugin's $(basename "$jar")"
+            continue
+        fi
+        cp "$jar" "$TARGET/lib/"
+    done
+    log "k-NN plugin $VERSION.0 added ($KNN_PLUGIN_CLASS)"
+}
+
+# the k-NN plugin's paths, for the CDS training: a knn_vector index (lucene engine), a document, a knn query
+train_knn() {
+    local url="$1"
+    curl -sf -m 30 -XPUT "$url/cds-knn" -H 'Content-Type: application/json' \
+        -d '{"settings":{"index.knn":true,"number_of_replicas":0},"mappings":{"properties":{"v":{"type":"knn_vector","dimension":2,"method":{"name":"hnsw","engine":"lucene","space_type":"l2"}}}}}' &&
+        curl -sf -m 30 -XPUT "$url/cds-knn/_doc/1?refresh=true" -H 'Content-Type: application/json' -d '{"v":[1,2]}' &&
+        curl -sf -m 30 "$url/cds-knn/_search" -H 'Content-Type: application/json' -d '{"query":{"knn":{"v":{"vector":[1,2],"k":1}}}}' &&
+        curl -sf -m 30 -XDELETE "$url/cds-knn"
 }
 
 # Class data sharing: a training node started once after the build records the classes it loads in an
@@ -354,7 +423,8 @@ train_cds() {
                 curl -sf -m 30 "$url/cds/_count" &&
                 curl -sf -m 30 -XPOST "$url/_aliases" -H 'Content-Type: application/json' -d '{"actions":[{"add":{"index":"cds","alias":"cds-alias"}}]}' &&
                 curl -sf -m 30 "$url/_cat/indices" &&
-                curl -sf -m 30 -XDELETE "$url/cds"
+                curl -sf -m 30 -XDELETE "$url/cds" &&
+                { [[ "$PLUGINS" != knn ]] || train_knn "$url"; }
         } >/dev/null 2>&1 && ok=1
     fi
     stop_node 1 # the archive is written when the JVM exits
@@ -378,12 +448,15 @@ DIR="$DEFAULT_DIR"
 
 node_pid() { if [[ -f "$DIR/node$1.pid" ]]; then cat "$DIR/node$1.pid"; fi; }
 
-# true if node $1's recorded pid is a live test-node JVM of this DIR (guards against pid reuse)
+# true if node $1's recorded pid is a live test-node JVM of this DIR (guards against pid reuse). The arguments are
+# read whole before grep looks at them: in a pipe, grep -q stops at the match and tr, still writing a long command
+# line, dies of SIGPIPE, which pipefail turns into "not alive" (as a first k-NN build's training node was taken for)
 node_alive() {
-    local pid
+    local pid args
     pid="$(node_pid "$1")"
     [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "-Epath.home=$DIR/node$1"
+    args="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    grep -qxF -- "-Epath.home=$DIR/node$1" <<<"$args"
 }
 
 # true while process $1 exists and is not a zombie
@@ -464,6 +537,7 @@ launch_node() {
     local i="$1" home="$DIR/node$1" pid
     local -a cmd
     mapfile -t cmd <"$DIR/node$i.cmd"
+    [[ "$PLUGINS" == knn ]] && cmd+=(--plugin "$KNN_PLUGIN_CLASS")
     mkdir -p "$home/tmp" "$home/logs"
     jvm_opts "$home"
     printf '\n===== %s starting node-%s (%s)\n' "$(date '+%F %T')" "$i" "$(node_url "$i")" >>"$DIR/node$i.log"
@@ -587,8 +661,8 @@ cmd_start() {
         rm -rf "${DIR:?}"/node* "$DIR"/url "$DIR"/urls "$DIR"/nodes "$DIR"/engine
     elif [[ "$n_old" != 0 && "$n_old" != "$nodes" && -d "$DIR/node1/data" ]]; then
         die "$DIR holds the data of a $n_old-node cluster; use --clean or another --dir to start $nodes node(s)"
-    elif [[ -f "$DIR/engine" && "$(cat "$DIR/engine")" != "$ENGINE:$VERSION" && -d "$DIR/node1/data" ]]; then
-        die "$DIR holds the data of $(cat "$DIR/engine"); use --clean or another --dir to start $ENGINE:$VERSION"
+    elif [[ -f "$DIR/engine" && "$(cat "$DIR/engine")" != "$ENGINE_SPEC" && -d "$DIR/node1/data" ]]; then
+        die "$DIR holds the data of $(cat "$DIR/engine"); use --clean or another --dir to start $ENGINE_SPEC"
     fi
 
     build
@@ -619,7 +693,7 @@ cmd_start() {
             urls+="${urls:+,}http://127.0.0.1:${http[i - 1]}"
         done
         echo "$nodes" >"$DIR/nodes"
-        echo "$ENGINE:$VERSION" >"$DIR/engine"
+        echo "$ENGINE_SPEC" >"$DIR/engine"
         echo "http://127.0.0.1:${http[0]}" >"$DIR/url"
         echo "$urls" >"$DIR/urls"
         for ((i = 1; i <= nodes; i++)); do
@@ -841,7 +915,7 @@ cmd_engines() {
 
 main() {
     (($#)) || usage
-    local sub="$1" engine="" version=""
+    local sub="$1" engine="" version="" plugins=""
     shift
     # --engine and --version are taken from anywhere on the command line; FLUSSO_ENGINE=ENGINE[:VERSION] otherwise
     local -a rest=()
@@ -851,13 +925,15 @@ main() {
             --engine=*) engine="${1#*=}"; shift ;;
             --version) version="${2:?--version needs a value}"; shift 2 ;;
             --version=*) version="${1#*=}"; shift ;;
+            --plugins) plugins="${2:?--plugins needs a value}"; shift 2 ;;
+            --plugins=*) plugins="${1#*=}"; shift ;;
             *) rest+=("$1"); shift ;;
         esac
     done
     set -- ${rest[@]+"${rest[@]}"}
-    if [[ -n "$engine" || -n "$version" ]]; then
+    if [[ -n "$engine" || -n "$version" || -n "$plugins" ]]; then
         ENGINE_GIVEN=1
-        set_engine "${engine:-opensearch}" "$version"
+        set_engine "${engine:-opensearch}" "$version" "$plugins"
     elif [[ -n "${FLUSSO_ENGINE:-}" ]]; then
         # a default only: restart keeps the engine recorded in DIR
         if [[ "$FLUSSO_ENGINE" == *:* ]]; then

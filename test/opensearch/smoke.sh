@@ -80,6 +80,21 @@ peak_rss() { # peak resident set size of node $2 in dir $1, in MiB
 
 # ------------------------------------------------------------------ one engine
 
+# the k-NN plugin (opensearch:2.19.1+knn): a knn_vector index with the lucene engine, documents, a knn query
+smoke_knn() {
+    local url="$1"
+    expect "$(req PUT "$url/vec" '{"settings":{"index.knn":true,"number_of_replicas":0},"mappings":{"properties":{"v":{"type":"knn_vector","dimension":2,"method":{"name":"hnsw","engine":"lucene","space_type":"l2"}}}}}')" \
+        '"acknowledged":true' "k-NN: a knn_vector index (lucene engine)"
+    expect "$(req POST "$url/vec/_bulk?refresh=true" '{"index":{"_id":"1"}}
+{"v":[0,1]}
+{"index":{"_id":"2"}}
+{"v":[1,0]}
+' application/x-ndjson)" '"errors":false' "k-NN: vectors indexed"
+    expect "$(req POST "$url/vec/_search" '{"size":1,"query":{"knn":{"v":{"vector":[0.9,0.1],"k":1}}}}')" \
+        '"_id":"2"' "k-NN: the knn query finds the nearest"
+    expect "$(req DELETE "$url/vec")" '"acknowledged":true' "k-NN: index deleted"
+}
+
 smoke_engine() {
     ENGINE="$1"
     local family="${1%%:*}" version="${1#*:}" work="$WORK/${1/:/-}" url out code bulk t
@@ -105,7 +120,7 @@ smoke_engine() {
     ok "started in ${start1_ms} ms at $url"
 
     out="$(req GET "$url/")"
-    expect "$out" "\"number\" : \"$version\"" "GET / answers version.number $version"
+    expect "$out" "\"number\" : \"${version%%+*}\"" "GET / answers version.number ${version%%+*}"
     if [[ "$family" == opensearch ]]; then
         expect "$out" '"distribution" : "opensearch"' "GET / answers distribution opensearch"
     else
@@ -197,6 +212,7 @@ smoke_engine() {
     ok "read_only_allow_delete block rejects writes (429)"
     req PUT "$url/items_g1/_settings" '{"index.blocks.read_only_allow_delete":null}' >/dev/null
     expect "$(req DELETE "$url/items_g1")" '"acknowledged":true' "DELETE of an index"
+    [[ "$version" != *+knn ]] || smoke_knn "$url"
     code="$(curl -s -o /dev/null -w '%{http_code}' "$url/items_g1/_mapping")"
     [[ "$code" == 404 ]] || fail "_mapping of a deleted index answered $code, not 404"
     ok "deleted index is gone (404)"

@@ -363,6 +363,7 @@ sub engine
 		close $fh;
 	}
 	my ($name, $version) = split /:/, $spec;
+	$version =~ s/\+.*// if defined $version;	# opensearch:2.19.1+knn: the engine with a plugin
 	$version ||= $name eq 'elasticsearch' ? '8.17.0' : '2.19.6';
 	return ($name, $version);
 }

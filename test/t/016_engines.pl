@@ -3,12 +3,20 @@
 #   - detection: status and metrics name the engine and version GET / gave;
 #   - vectors: pgvector's vector(n) and halfvec(n) synced as vector fields
 #     of the engine (dense_vector on Elasticsearch, with a k-NN search, also
-#     after a reindex; knn_vector on OpenSearch, which needs the k-NN
-#     plugin); sparsevec, unsized and lists of vectors refused;
+#     after a change and a reindex; knn_vector on OpenSearch, which needs the
+#     k-NN plugin); sparsevec, unsized and lists of vectors refused; a
+#     knn_vector method chosen in the definition: translated to dense_vector
+#     on Elasticsearch, or refused naming its definition path;
 #   - refusal: an engine flusso does not support (a stand-in answering GET /
 #     as Elasticsearch 7, OpenSearch 1, or as nothing it knows) gets nothing
 #     but GET /, and the error says what was found and what is supported;
-#     back on the real engine, everything arrives.
+#     back on the real engine, everything arrives;
+#   - k-NN on OpenSearch: when check.sh's engine is an OpenSearch without the
+#     k-NN plugin, a node of OpenSearch 2.19.1 with the plugin (Maven Central's
+#     opensearch-knn 2.19.1.0) is started beside it, flusso is pointed at it,
+#     and the vectors are synced and searched there with the definition's
+#     method (the lucene engine: the plugin's native faiss and nmslib
+#     libraries are not on Maven Central).
 use strict;
 use warnings;
 use lib "$ENV{FLUSSO_ROOT}/test/perl";
@@ -20,6 +28,10 @@ use JSON::PP;
 use IPC::Run;
 
 my ($engine, $version) = FlussoTest::engine();
+my $knn_plugin;    # the engine has the k-NN plugin
+# the k-NN method a definition chooses: HNSW built by Lucene, which runs in the JVM (the k-NN plugin's native
+# faiss and nmslib engines, OpenSearch's defaults, need libraries that are not on Maven Central)
+my $lucene_hnsw = { name => 'hnsw', engine => 'lucene', space_type => 'l2', parameters => { m => 16, ef_construction => 100 } };
 my $db = 'engines';
 FlussoTest::os_clean('t16*');
 my $node = FlussoTest::new_node('engines', database => $db);
@@ -77,55 +89,24 @@ SKIP:
 		'a list of vectors: refused');
 	$node->safe_psql($db, q{SELECT flusso.drop_index('t16-sparse')});
 
-	# documents carry vectors as arrays of numbers
-	$node->safe_psql($db, q{SELECT flusso.create_index('t16-docs', '{"table": "t16_docs"}')});
+	# documents carry vectors as arrays of numbers; on OpenSearch with the plugin (check.sh --engine
+	# opensearch:2.19.1+knn), mapped with the lucene method: the test node has no native engine
+	my (undef, $plugins) = FlussoTest::os_request('GET', '/_cat/plugins?format=json');
+	$knn_plugin = ref $plugins eq 'ARRAY' && grep { ($_->{component} // '') =~ /knn/ } @$plugins;
+	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-docs', '${\ vector_definition($knn_plugin ? $lucene_hnsw : undef)}')});
 	my $preview = $json->decode($node->safe_psql($db, q{SELECT flusso.preview('t16-docs', '2')}));
 	is_deeply([ $preview->{embedding}, $preview->{half} ], [ [ 0, 1, 0 ], [ 0, 1, 0 ] ],
 		'preview: vector and halfvec are arrays of numbers');
 
-	my (undef, $plugins) = FlussoTest::os_request('GET', '/_cat/plugins?format=json');
-	my $knn_plugin = ref $plugins eq 'ARRAY' && grep { ($_->{component} // '') =~ /knn/ } @$plugins;
 	if ($engine eq 'elasticsearch' || $knn_plugin)
 	{
-		ok(FlussoTest::wait_synced($node, $db), 'vectors synced');
-		my (undef, $map) = FlussoTest::os_request('GET', '/t16-docs/_mapping');
-		my ($physical) = keys %$map;
-		my $props = $map->{$physical}{mappings}{properties};
-		if ($engine eq 'elasticsearch')
-		{
-			is_deeply([ map { [ @{ $props->{$_} }{qw(type dims similarity)} ] } qw(embedding half) ],
-				[ [ 'dense_vector', 3, 'l2_norm' ], [ 'dense_vector', 3, 'l2_norm' ] ],
-				'mapping: dense_vector, dims 3, l2_norm');
-		}
-		else
-		{
-			is_deeply([ map { [ @{ $props->{$_} }{qw(type dimension)} ] } qw(embedding half) ],
-				[ [ 'knn_vector', 3 ], [ 'knn_vector', 3 ] ], 'mapping: knn_vector, dimension 3');
-		}
-		is_deeply(FlussoTest::os_doc('t16-docs', 3)->{embedding}, [ 0, 0, 1 ], 'the document has the vector');
-		ok(!defined FlussoTest::os_doc('t16-docs', 5)->{embedding}, 'a NULL vector is left out (null)');
-		is(knn_nearest([ 0.1, 0.9, 0.1 ]), 2, 'k-NN search: the nearest document');
-
-		$node->safe_psql($db, q{UPDATE t16_docs SET embedding = '[0.1,0.9,0.1]' WHERE id = 3});
-		ok(FlussoTest::wait_synced($node, $db), 'a changed vector synced');
-		$node->safe_psql($db, q{SELECT flusso.reindex('t16-docs', wait => true)});
-		my (undef, $alias) = FlussoTest::os_request('GET', '/_alias/t16-docs');
-		ok(exists $alias->{'t16-docs_2'}, 'reindex: the alias points at generation 2');
-		FlussoTest::os_request('POST', '/t16-docs/_refresh');
-		is(knn_nearest([ 0.1, 0.9, 0.1 ]), 3, 'k-NN search after the change and the reindex');
-		FlussoTest::is_consistent($node, $db, 't16-docs', 'vectors');
-
-		# a vector of zeros: Elasticsearch's default similarity (cosine) would refuse it
-		$node->safe_psql($db, q{INSERT INTO t16_docs VALUES (6, 'zero', '[0,0,0]', '[0,0,0]')});
-		ok(FlussoTest::wait_synced($node, $db), 'a vector of zeros synced');
-		is_deeply(FlussoTest::os_doc('t16-docs', 6)->{embedding}, [ 0, 0, 0 ], 'and indexed');
-		is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters WHERE index_name = 't16-docs'}), 0,
-			'no dead letter');
+		vectors_synced_and_searched($engine eq 'elasticsearch' ?
+			  ([ 'dense_vector', 3, 'l2_norm' ]) : ([ 'knn_vector', 3, 'lucene' ], $lucene_hnsw));
 	}
 	else
 	{
-		# OpenSearch from Maven jars has no k-NN plugin (it is a native plugin,
-		# not on Maven Central): the engine refuses the index, flusso says so
+		# OpenSearch from Maven jars has no k-NN plugin unless started with
+		# --plugins knn: the engine refuses the index, flusso says so
 		ok(FlussoTest::wait_for(sub {
 					($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't16-docs'}) // '')
 					  =~ /index\.knn|knn_vector/
@@ -136,8 +117,9 @@ SKIP:
 			'the engine\'s own answer');
 		isnt($node->safe_psql($db, q{SELECT state FROM flusso.index_status WHERE name = 't16-docs'}), 'seeded',
 			'and the index is not seeded');
+		$node->safe_psql($db, q{SELECT flusso.drop_index('t16-docs')});
 	}
-	$node->safe_psql($db, q{SELECT flusso.drop_index('t16-docs')});
+	knn_method_on_elasticsearch() if $engine eq 'elasticsearch';
 }
 
 # --- refusal: an engine flusso does not support ----------------------------------
@@ -200,17 +182,139 @@ is(FlussoTest::os_doc('t16-plain', 51)->{name}, 'while refused', 'the row insert
 FlussoTest::is_consistent($node, $db, 't16-plain', 'after the refusal');
 
 $fake->kill_kill;
+
+# --- k-NN on OpenSearch with the k-NN plugin, in a node of its own -----------------
+SKIP:
+{
+	skip 'pgvector is not installed', 1 unless $has_vector;
+	skip "$engine $version has k-NN search itself (tested above)", 1 if $engine eq 'elasticsearch' || $knn_plugin;
+	skip "OpenSearch with the k-NN plugin cannot be had: $ENV{FLUSSO_KNN_UNAVAILABLE}", 1
+	  if $ENV{FLUSSO_KNN_UNAVAILABLE};
+	my $knn_dir = "$PostgreSQL::Test::Utils::tmp_check/knn-opensearch";
+	my ($knn_url, $start_err) = ('', '');
+	my $started = IPC::Run::run([ "$ENV{FLUSSO_ROOT}/test/opensearch/opensearch.sh", 'start', '--plugins', 'knn',
+			'--dir', $knn_dir ], '<', \undef, '>', \$knn_url, '2>', \$start_err);
+	chomp $knn_url;
+	skip "OpenSearch with the k-NN plugin cannot be had: the plugin could not be downloaded ($start_err)", 1
+	  if !$started && $start_err =~ /could not download the k-NN plugin|maven build of .* failed/;
+	ok($started && $knn_url =~ m{^http://}, "OpenSearch 2.19.1 with the k-NN plugin started: $knn_url")
+	  or diag($start_err);
+	skip 'no k-NN node', 1 unless $started;
+
+	local $FlussoTest::OS_URL = $knn_url;
+	$node->safe_psql($db, qq{ALTER SYSTEM SET flusso.opensearch_url = '$knn_url'});
+	$node->reload;
+	ok(FlussoTest::wait_for(sub { (FlussoTest::status($node, $db)->{search_version} // '') eq '2.19.1' }, 'the k-NN node'),
+		'flusso detects OpenSearch 2.19.1 behind the new URL');
+	vectors_synced_and_searched([ 'knn_vector', 3, 'lucene' ], $lucene_hnsw);
+
+	$node->safe_psql($db, q{ALTER SYSTEM RESET flusso.opensearch_url});
+	$node->reload;
+	ok(FlussoTest::wait_for(sub { (FlussoTest::status($node, $db)->{search_version} // '') eq $version }, 'back'),
+		"back on $engine $version");
+	system("$ENV{FLUSSO_ROOT}/test/opensearch/opensearch.sh", 'stop', '--dir', $knn_dir) == 0
+	  or diag('could not stop the k-NN node');
+}
+
 $node->stop;
 done_testing();
 
-# The id of the document nearest to a vector, by the engine's own k-NN search.
+# The vector index t16-docs synced and searched on the engine at $FlussoTest::OS_URL: the mapping (type, dimension
+# or dims, and similarity on Elasticsearch or the method's engine on OpenSearch), the documents, the two nearest by
+# the engine's k-NN search before and after a change, and after a reindex; a vector of zeros. With $method, the
+# definition maps both vector fields as knn_vector with that method. Drops the index and restores the rows.
+sub vectors_synced_and_searched
+{
+	my ($mapping, $method) = @_;
+	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-docs', '${\ vector_definition($method)}')})
+	  unless $node->safe_psql($db, q{SELECT count(*) FROM flusso.indexes WHERE name = 't16-docs'});
+	ok(FlussoTest::wait_synced($node, $db), 'vectors synced');
+	my (undef, $map) = FlussoTest::os_request('GET', '/t16-docs/_mapping');
+	my ($physical) = keys %$map;
+	my $props = $map->{$physical}{mappings}{properties};
+	my @keys = $mapping->[0] eq 'dense_vector' ? qw(type dims similarity) : qw(type dimension);
+	my @got = map { [ @{ $props->{$_} }{@keys}, $method ? $props->{$_}{method}{engine} : () ] } qw(embedding half);
+	is_deeply(\@got, [ $mapping, $mapping ], "mapping: @$mapping");
+	if ($mapping->[0] eq 'knn_vector')
+	{
+		my (undef, $settings) = FlussoTest::os_request('GET', "/$physical/_settings");
+		is($settings->{$physical}{settings}{index}{knn}, 'true', 'index.knn is set');
+	}
+	is_deeply(FlussoTest::os_doc('t16-docs', 3)->{embedding}, [ 0, 0, 1 ], 'the document has the vector');
+	ok(!defined FlussoTest::os_doc('t16-docs', 5)->{embedding}, 'a NULL vector is left out (null)');
+	is_deeply(knn_nearest('t16-docs', [ 0.2, 0.9, 0.1 ], 2), [ 2, 1 ], 'k-NN search: the two nearest documents');
+
+	$node->safe_psql($db, q{UPDATE t16_docs SET embedding = '[0.1,0.9,0.1]' WHERE id = 3});
+	ok(FlussoTest::wait_synced($node, $db), 'a changed vector synced');
+	FlussoTest::os_request('POST', '/t16-docs/_refresh');
+	is_deeply(knn_nearest('t16-docs', [ 0.2, 0.9, 0.1 ], 2), [ 3, 2 ], 'k-NN search after the change');
+	$node->safe_psql($db, q{SELECT flusso.reindex('t16-docs', wait => true)});
+	my (undef, $alias) = FlussoTest::os_request('GET', '/_alias/t16-docs');
+	ok(exists $alias->{'t16-docs_2'}, 'reindex: the alias points at generation 2');
+	FlussoTest::os_request('POST', '/t16-docs/_refresh');
+	is_deeply(knn_nearest('t16-docs', [ 0.2, 0.9, 0.1 ], 2), [ 3, 2 ], 'k-NN search after the reindex');
+	FlussoTest::is_consistent($node, $db, 't16-docs', 'vectors');
+
+	# a vector of zeros: Elasticsearch's default similarity (cosine) would refuse it
+	$node->safe_psql($db, q{INSERT INTO t16_docs VALUES (6, 'zero', '[0,0,0]', '[0,0,0]')});
+	ok(FlussoTest::wait_synced($node, $db), 'a vector of zeros synced');
+	is_deeply(FlussoTest::os_doc('t16-docs', 6)->{embedding}, [ 0, 0, 0 ], 'and indexed');
+	is($node->safe_psql($db, q{SELECT count(*) FROM flusso.dead_letters WHERE index_name = 't16-docs'}), 0,
+		'no dead letter');
+	$node->safe_psql($db, q{
+		SELECT flusso.drop_index('t16-docs');
+		DELETE FROM t16_docs WHERE id = 6;
+		UPDATE t16_docs SET embedding = '[0,0,1]' WHERE id = 3;
+	});
+}
+
+# The definition of t16-docs, as JSON; with $method, both vector fields are mapped as knn_vector with that method.
+sub vector_definition
+{
+	my ($method) = @_;
+	my $definition = { table => 't16_docs' };
+	$definition->{opensearch}{mappings}{properties}{$_} = { type => 'knn_vector', dimension => 3, method => $method }
+	  for $method ? qw(embedding half) : ();
+	return $json->encode($definition);
+}
+
+# Elasticsearch: a knn_vector with a method (as a definition written for OpenSearch has) becomes a dense_vector of
+# the same space and HNSW parameters; one it cannot say is refused, naming the field's definition path.
+sub knn_method_on_elasticsearch
+{
+	my $definition = { table => 't16_docs', columns => [ 'id', 'embedding' ],
+		opensearch => { mappings => { properties => { embedding => { type => 'knn_vector', dimension => 3, method => $lucene_hnsw } } } } };
+	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-method', '${\ $json->encode($definition)}')});
+	ok(FlussoTest::wait_synced($node, $db), 'knn_vector with a method: synced on Elasticsearch');
+	my (undef, $map) = FlussoTest::os_request('GET', '/t16-method/_mapping');
+	my ($physical) = keys %$map;
+	my $field = $map->{$physical}{mappings}{properties}{embedding};
+	is_deeply([ @$field{qw(type dims similarity)}, @{ $field->{index_options} // {} }{qw(type m ef_construction)} ],
+		[ 'dense_vector', 3, 'l2_norm', 'hnsw', 16, 100 ],
+		'as a dense_vector: space l2 → l2_norm, m and ef_construction → index_options');
+	is_deeply(knn_nearest('t16-method', [ 0.2, 0.9, 0.1 ], 2), [ 2, 1 ], 'and searched with knn');
+	$node->safe_psql($db, q{SELECT flusso.drop_index('t16-method')});
+
+	$definition->{opensearch}{mappings}{properties}{embedding}{method}{space_type} = 'l1';
+	$node->safe_psql($db, qq{SELECT flusso.create_index('t16-l1', '${\ $json->encode($definition)}')});
+	my $error = qr/could not create index "t16-l1_1": the knn_vector field at opensearch\.mappings\.properties\.embedding has no Elasticsearch counterpart: the space_type "l1"/;
+	ok(FlussoTest::wait_for(sub {
+				($node->safe_psql($db, q{SELECT last_error FROM flusso.index_status WHERE name = 't16-l1'}) // '') =~ $error
+			}, 'the refusal'),
+		'a space Elasticsearch does not have: refused, naming the definition path');
+	my ($code) = FlussoTest::os_request('GET', '/t16-l1_1');
+	is($code, 404, 'and no index was created');
+	$node->safe_psql($db, q{SELECT flusso.drop_index('t16-l1')});
+}
+
+# The ids of the $k documents of $index nearest to a vector, nearest first, by the engine's own k-NN search.
 sub knn_nearest
 {
-	my ($vector) = @_;
+	my ($index, $vector, $k) = @_;
 	my $query = $engine eq 'elasticsearch' ?
-	  { knn => { field => 'embedding', query_vector => $vector, k => 1, num_candidates => 10 } } :
-	  { size => 1, query => { knn => { embedding => { vector => $vector, k => 1 } } } };
-	my ($code, $res) = FlussoTest::os_request('POST', '/t16-docs/_search', $query);
+	  { knn => { field => 'embedding', query_vector => $vector, k => $k, num_candidates => 10 }, size => $k } :
+	  { size => $k, query => { knn => { embedding => { vector => $vector, k => $k } } } };
+	my ($code, $res) = FlussoTest::os_request('POST', "/$index/_search", $query);
 	diag($json->encode($res)) unless $code == 200;
-	return $code == 200 && @{ $res->{hits}{hits} } ? $res->{hits}{hits}[0]{_id} : undef;
+	return $code == 200 ? [ map { $_->{_id} } @{ $res->{hits}{hits} } ] : undef;
 }
