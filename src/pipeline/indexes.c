@@ -425,13 +425,26 @@ clear_error(IndexRuntime *ix)
 }
 
 /*
- * The phase index_status shows: a paused index stays "paused" while a
- * build started before the pause (or by a reindex) goes on and finishes.
+ * Show the phase the index is in, derived from its state alone: stopped,
+ * paused (while a build started before the pause goes on and finishes),
+ * backfilling its first generation, rebuilding behind the alias, seeded.
  */
-static void
-report_phase(IndexRuntime *ix, FlussoIndexPhase phase)
+void
+flusso_index_report_phase(IndexRuntime *ix)
 {
-	flusso_observer->on_index_phase(ix->name, ix->paused ? FLUSSO_INDEX_PAUSED : phase);
+	FlussoIndexPhase phase;
+
+	if (ix->stopped)
+		phase = FLUSSO_INDEX_STOPPED;
+	else if (ix->paused)
+		phase = FLUSSO_INDEX_PAUSED;
+	else if (ix->build_gen != 0 && ix->build_gen == ix->live_gen)
+		phase = FLUSSO_INDEX_BACKFILLING;
+	else if (ix->build_gen != 0)
+		phase = FLUSSO_INDEX_REBUILDING;
+	else
+		phase = FLUSSO_INDEX_SEEDED;
+	flusso_observer->on_index_phase(ix->name, phase);
 }
 
 void
@@ -462,7 +475,7 @@ flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why)
 	backoff_clear(&ix->finish_backoff);
 	note_running(ix, cxt);
 	ix->dirty = true;
-	report_phase(ix, first ? FLUSSO_INDEX_BACKFILLING : FLUSSO_INDEX_REBUILDING);
+	flusso_index_report_phase(ix);
 	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
 	flusso_observer->on_backfill_progress(ix->name, 0, ix->build_total);
 	ereport(LOG,
@@ -748,7 +761,7 @@ flusso_index_finish_build(IndexRuntime *ix, const FlussoSink *sink)
 	ix->build_def_json = NULL;
 	ix->build_fresh = false;
 	ix->dirty = true;
-	report_phase(ix, FLUSSO_INDEX_SEEDED);
+	flusso_index_report_phase(ix);
 	flusso_observer->on_generations(ix->name, ix->live_gen, 0);
 	flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_done);
 	return true;

@@ -47,6 +47,7 @@ extern void flusso_index_free_chunks(IndexRuntime *ix, bool all);
 
 /* Start a new build generation at version lsn (inside a transaction). */
 extern void flusso_index_start_build(IndexRuntime *ix, XLogRecPtr lsn, const char *why);
+extern void flusso_index_report_phase(IndexRuntime *ix);
 
 /* Is the build allowed to read rows yet (the transactions it waits for ended)? */
 extern bool flusso_index_build_ready(IndexRuntime *ix);

@@ -183,11 +183,7 @@ settle_index(Engine *eng, IndexRuntime *ix, XLogRecPtr lsn, bool reloaded, bool 
 		ix->wait_xids = MemoryContextAlloc(eng->cxt, sizeof(TransactionId) * Max(1, snap->xcnt));
 		memcpy(ix->wait_xids, snap->xip, sizeof(TransactionId) * snap->xcnt);
 	}
-	flusso_observer->on_index_phase(ix->name,
-									ix->stopped ? FLUSSO_INDEX_STOPPED :
-									ix->paused ? FLUSSO_INDEX_PAUSED :
-									ix->live_gen == ix->build_gen && ix->build_gen ? FLUSSO_INDEX_BACKFILLING :
-									ix->build_gen ? FLUSSO_INDEX_REBUILDING : FLUSSO_INDEX_SEEDED);
+	flusso_index_report_phase(ix);
 	flusso_observer->on_generations(ix->name, ix->live_gen, ix->build_gen);
 	if (ix->build_gen)
 		flusso_observer->on_backfill_progress(ix->name, ix->build_done, ix->build_total);
@@ -375,7 +371,7 @@ handle_request(Engine *eng, const Request *r, XLogRecPtr lsn)
 	else if (strcmp(r->action, "pause") == 0 && !ix->paused)
 	{
 		ix->paused = ix->dirty = true;
-		flusso_observer->on_index_phase(ix->name, FLUSSO_INDEX_PAUSED);
+		flusso_index_report_phase(ix);
 	}
 	else if (strcmp(r->action, "resume") == 0 && (ix->paused || ix->stopped))
 	{
