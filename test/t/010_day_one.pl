@@ -187,6 +187,13 @@ my $osdir = $ENV{FLUSSO_OPENSEARCH_DIR};
 system("$ENV{FLUSSO_ROOT}/test/opensearch/opensearch.sh kill 1 --signal STOP --dir $osdir >/dev/null 2>&1");
 q1(q{UPDATE items SET v = 'during the outage' WHERE id = 1});
 sleep 40;	# the retry backoff grows to tens of seconds meanwhile
+# resume it just after a retry failed: the next one is then more than 10 s
+# away, so what goes within seconds went because the probe found it back
+# (resumed just before a retry was due, the retry itself would send them)
+my $failed_retries = sub { scalar(() = slurp_file($node->logfile) =~ /flusso: bulk request failed: .*retrying with backoff/g) };
+my $failed_before = $failed_retries->();
+ok(FlussoTest::wait_for(sub { $failed_retries->() > $failed_before }, 'a retry failed', 60),
+	'a retry fails while OpenSearch is stopped');
 system("$ENV{FLUSSO_ROOT}/test/opensearch/opensearch.sh kill 1 --signal CONT --dir $osdir >/dev/null 2>&1");
 $t0 = time;
 ok(FlussoTest::wait_for(sub { (FlussoTest::os_doc('t10-again', 1) // {})->{id} && q1('SELECT flusso.wait_synced(\'1 s\')') eq 't' },
